@@ -1,0 +1,179 @@
+//! `crmcube mine`: customer mining over the warehouse.
+
+use super::{runtime, Context};
+use crate::output::{emit, Format};
+use anyhow::Result;
+use arrow::array::{ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Schema};
+use chrono::NaiveDate;
+use crmcube_cube::Warehouse;
+use crmcube_mining::{score_rfm, summarize, RfmScore, SegmentMap, Transaction};
+use crmcube_model::Error;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the scores table.
+pub const SCORES_TABLE: &str = "customer_scores";
+
+/// Mining commands.
+#[derive(clap::Subcommand)]
+pub enum MineCommand {
+    /// RFM scores (1-5) and segments per customer, written to the customer_scores table.
+    Rfm(RfmArgs),
+}
+
+/// Flags of `mine rfm`.
+#[derive(clap::Args)]
+pub struct RfmArgs {
+    /// Warehouse directory.
+    #[arg(long)]
+    pub warehouse: PathBuf,
+    /// Score as of this day (default: the last order day in the warehouse).
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// Segment map YAML (default: the built-in schemas/rfm_segments.yaml).
+    #[arg(long)]
+    pub segments: Option<PathBuf>,
+    /// Only print; do not write customer_scores.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one row per customer instead of the per-segment summary.
+    #[arg(long)]
+    pub customers: bool,
+    /// Result format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the result to a file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs a mining command.
+pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
+    let MineCommand::Rfm(a) = cmd;
+    let map = match &a.segments {
+        Some(p) => SegmentMap::parse(&std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?, &p.display().to_string())?,
+        None => SegmentMap::builtin()?,
+    };
+    let rt = runtime()?;
+    let (scores, as_of) = rt.block_on(async {
+        let wh = Warehouse::open(&a.warehouse).await?;
+        rfm_scores(&wh, a.as_of, &map).await
+    })?;
+    if !a.dry_run {
+        let path = write_scores(&a.warehouse, &scores, as_of)?;
+        ctx.note(format!("wrote {} customer scores as of {as_of} to {}", scores.len(), path.display()));
+    }
+    let batch = if a.customers { scores_batch(&scores, as_of)? } else { segment_summary(&scores)? };
+    emit(a.output.as_deref(), &batch.schema(), &[batch], a.format)?;
+    Ok(())
+}
+
+/// RFM scores of every customer with a purchase up to `as_of` (default: last order day).
+pub async fn rfm_scores(wh: &Warehouse, as_of: Option<NaiveDate>, map: &SegmentMap) -> Result<(Vec<RfmScore>, NaiveDate)> {
+    let q = "SELECT c.customer_id, CAST(f.order_ts AS DATE) AS day, CAST(SUM(f.revenue) AS DOUBLE) AS amount \
+             FROM fact_sales f JOIN dim_customer c ON f.customer_key = c.customer_key \
+             WHERE f.customer_key <> 0 GROUP BY 1, 2";
+    let r = wh.sql(q).await?;
+    let mut rows = Vec::with_capacity(r.num_rows());
+    for b in &r.batches {
+        // Cast to the plain types: the engine may hand back view or dictionary arrays.
+        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let days = arrow::compute::cast(b.column(1), &DataType::Date32)?;
+        let amounts = arrow::compute::cast(b.column(2), &DataType::Float64)?;
+        let (ids, days, amounts) = (
+            ids.as_string::<i32>(),
+            days.as_primitive::<Date32Type>(),
+            amounts.as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            rows.push(Transaction { customer: ids.value(i).to_string(), day: days.value(i), amount: amounts.value(i) });
+        }
+    }
+    let as_of_day = match as_of {
+        Some(d) => crmcube_ingest::value::days_of_date(d),
+        None => rows.iter().map(|t| t.day).max().ok_or_else(|| {
+            Error::Data("fact_sales holds no purchases of known customers; nothing to score".into())
+        })?,
+    };
+    let summaries = summarize(&rows, as_of_day);
+    if summaries.is_empty() {
+        return Err(Error::Data(format!("no purchases on or before {}; nothing to score", crmcube_ingest::value::date_of_days(as_of_day))).into());
+    }
+    Ok((score_rfm(&summaries, as_of_day, map), crmcube_ingest::value::date_of_days(as_of_day)))
+}
+
+/// Scores as a batch of the customer_scores table.
+pub fn scores_batch(scores: &[RfmScore], as_of: NaiveDate) -> Result<RecordBatch> {
+    let day = crmcube_ingest::value::days_of_date(as_of);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("as_of", DataType::Date32, false),
+        Field::new("recency_days", DataType::Int64, false),
+        Field::new("transactions", DataType::Int64, false),
+        Field::new("monetary", DataType::Float64, false),
+        Field::new("r_score", DataType::Int64, false),
+        Field::new("f_score", DataType::Int64, false),
+        Field::new("m_score", DataType::Int64, false),
+        Field::new("rfm_cell", DataType::Utf8, false),
+        Field::new("rfm_segment", DataType::Utf8, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.customer.as_str()))),
+        Arc::new(Date32Array::from(vec![day; scores.len()])),
+        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.recency_days)))),
+        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.transactions)))),
+        Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| (s.monetary * 100.0).round() / 100.0))),
+        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.r)))),
+        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.f)))),
+        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.m)))),
+        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| format!("{}{}{}", s.r, s.f, s.m)))),
+        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.segment.as_str()))),
+    ];
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// Customers, share and average R/F/M per segment, largest first.
+fn segment_summary(scores: &[RfmScore]) -> Result<RecordBatch> {
+    let mut seg: std::collections::BTreeMap<&str, (u64, f64, f64, f64)> = Default::default();
+    for s in scores {
+        let e = seg.entry(&s.segment).or_default();
+        e.0 += 1;
+        e.1 += f64::from(s.recency_days);
+        e.2 += f64::from(s.transactions);
+        e.3 += s.monetary;
+    }
+    let mut rows: Vec<_> = seg.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    let n = scores.len() as f64;
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rfm_segment", DataType::Utf8, false),
+        Field::new("customers", DataType::Int64, false),
+        Field::new("share_pct", DataType::Float64, false),
+        Field::new("avg_recency_days", DataType::Float64, false),
+        Field::new("avg_transactions", DataType::Float64, false),
+        Field::new("avg_monetary", DataType::Float64, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1 .0 as i64))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(100.0 * r.1 .0 as f64 / n)))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .1 / r.1 .0 as f64)))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .2 / r.1 .0 as f64)))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .3 / r.1 .0 as f64)))),
+    ];
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// Writes (or replaces) the scores of one as-of day: `customer_scores/as_of_<day>.parquet`.
+pub fn write_scores(warehouse: &Path, scores: &[RfmScore], as_of: NaiveDate) -> Result<PathBuf> {
+    let _lock = crmcube_ingest::publish::WriterLock::acquire(warehouse)?;
+    let batch = scores_batch(scores, as_of)?;
+    let dir = warehouse.join(SCORES_TABLE);
+    let dest = dir.join(format!("as_of_{as_of}.parquet"));
+    let tmp = dir.join(format!(".as_of_{as_of}.parquet.tmp"));
+    crmcube_ingest::write::write_parquet(&tmp, &[batch])?;
+    std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+    Ok(dest)
+}

@@ -1,0 +1,70 @@
+//! `crmcube`: the command-line entry point. Parses flags, calls the library crates,
+//! prints results to stdout and everything else to stderr.
+//!
+//! Exit codes: 0 success, 1 data problem, 2 usage or I/O error.
+
+mod commands;
+mod output;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// An analytical CRM data warehouse and OLAP engine.
+#[derive(Parser)]
+#[command(name = "crmcube", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print no progress or summary lines on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a warehouse from the built-in sample data, run example queries, score customers.
+    Demo(commands::demo::DemoArgs),
+    /// Generate sample CRM exports.
+    #[command(subcommand)]
+    Sample(commands::sample::SampleCommand),
+    /// Load an export directory (CSV / JSON Lines / Parquet) into a warehouse.
+    Ingest(commands::ingest::IngestArgs),
+    /// List the tables of a warehouse (or a folder of Parquet files) with row counts.
+    Tables(commands::sql::TablesArgs),
+    /// Run SQL over a warehouse (or a folder of Parquet files).
+    Sql(commands::sql::SqlArgs),
+    /// Customer mining: RFM scores and segments.
+    #[command(subcommand)]
+    Mine(commands::mine::MineCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = commands::Context { quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Demo(a) => commands::demo::run(&ctx, a),
+        Command::Sample(c) => commands::sample::run(&ctx, c),
+        Command::Ingest(a) => commands::ingest::run(&ctx, a),
+        Command::Tables(a) => commands::sql::run_tables(&ctx, a),
+        Command::Sql(a) => commands::sql::run_sql(&ctx, a),
+        Command::Mine(c) => commands::mine::run(&ctx, c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 1 for data problems, 2 for everything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<crmcube_model::Error>() {
+            return err.exit_code() as u8;
+        }
+    }
+    2
+}

@@ -1,0 +1,81 @@
+//! Writing query results as a table, CSV, JSON or NDJSON.
+
+use anyhow::{Context as _, Result};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use std::io::Write;
+use std::path::Path;
+
+/// Result formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text table for people.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// Writes batches in `format` to `out`.
+pub fn write_batches(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+    match format {
+        Format::Table => {
+            let text = if batches.iter().all(|b| b.num_rows() == 0) {
+                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(schema.clone())])?
+            } else {
+                arrow::util::pretty::pretty_format_batches(batches)?
+            };
+            writeln!(out, "{text}")?;
+        }
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            if batches.is_empty() {
+                w.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            drop(w);
+            writeln!(out)?;
+        }
+        Format::Ndjson => {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes batches to a file, or to stdout when `path` is `None`.
+pub fn emit(path: Option<&Path>, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+    match path {
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .map_err(|e| crmcube_model::Error::io(p, e))
+                .with_context(|| "cannot write the output file")?;
+            let mut w = std::io::BufWriter::new(f);
+            write_batches(&mut w, schema, batches, format)?;
+            w.flush().map_err(|e| crmcube_model::Error::io(p, e))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            write_batches(&mut w, schema, batches, format)?;
+            w.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `crmcube` binary on real files (one test binary, so the
+//! stack is linked once).
+
+mod bad_input;
+mod common;
+mod end_to_end;
+mod sql;

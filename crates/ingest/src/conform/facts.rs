@@ -1,0 +1,519 @@
+//! Fact tables: each source row resolved to dimension keys at its event time.
+
+use super::customers::CustomerVersions;
+use super::{opt_str, to_money, Cols, TableAssembler};
+use crate::entity::StagedEntity;
+use crate::value::date_key_of_micros;
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use crmcube_model::keys::{key_of, UNKNOWN_KEY};
+use crmcube_model::types::{DECIMAL_PRECISION, MONEY_SCALE};
+use crmcube_model::{Error, Result, TableDef};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Dimension lookups shared by all facts.
+pub struct Resolver<'a> {
+    /// Customer versions by customer_id.
+    pub customers: &'a CustomerVersions,
+    /// product_id → (product_key, unit_cost in cents).
+    pub products: HashMap<String, (i64, i128)>,
+    /// region_ids present.
+    pub regions: HashSet<String>,
+    /// campaign_id → (campaign_key, channel_key of the campaign's channel).
+    pub campaigns: HashMap<String, (i64, i64)>,
+    /// Channel codes of dim_channel.
+    pub channels: HashSet<String>,
+}
+
+impl Resolver<'_> {
+    /// Key of an optional reference that must be in `set`: (key, orphaned).
+    fn member(set: &HashSet<String>, v: Option<&str>) -> (i64, bool) {
+        match v {
+            None => (UNKNOWN_KEY, false),
+            Some(v) if set.contains(v) => (key_of(v), false),
+            Some(_) => (UNKNOWN_KEY, true),
+        }
+    }
+    fn channel(&self, v: Option<&str>) -> (i64, bool) {
+        Self::member(&self.channels, v)
+    }
+    fn region(&self, v: Option<&str>) -> (i64, bool) {
+        Self::member(&self.regions, v)
+    }
+    fn campaign(&self, v: Option<&str>) -> ((i64, i64), bool) {
+        match v {
+            None => ((UNKNOWN_KEY, UNKNOWN_KEY), false),
+            Some(v) => match self.campaigns.get(v) {
+                Some(c) => (*c, false),
+                None => ((UNKNOWN_KEY, UNKNOWN_KEY), true),
+            },
+        }
+    }
+    fn product(&self, v: Option<&str>) -> ((i64, i128), bool) {
+        match v {
+            None => ((UNKNOWN_KEY, 0), false),
+            Some(v) => match self.products.get(v) {
+                Some(p) => (*p, false),
+                None => ((UNKNOWN_KEY, 0), true),
+            },
+        }
+    }
+}
+
+/// A row refused while building a fact: (row, column, value, reason).
+pub type FactReject = (usize, &'static str, String, String);
+
+/// What building one fact produced.
+pub struct FactOutput {
+    /// The fact rows.
+    pub batch: RecordBatch,
+    /// Rows that referenced a missing dimension member, per source entity.
+    pub orphaned: Vec<(&'static str, u64)>,
+    /// Refused rows, per source entity.
+    pub rejects: Vec<(&'static str, Vec<FactReject>)>,
+}
+
+fn money(v: Vec<i128>) -> Result<ArrayRef> {
+    Ok(Arc::new(
+        Decimal128Array::from(v)
+            .with_precision_and_scale(DECIMAL_PRECISION, MONEY_SCALE)
+            .map_err(|e| Error::format("money column", e))?,
+    ))
+}
+
+fn ints(v: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+
+fn date_keys(ts: &[i64]) -> ArrayRef {
+    ints(ts.iter().map(|t| i64::from(date_key_of_micros(*t))).collect())
+}
+
+/// fact_sales from order_lines joined to their orders.
+pub fn build_fact_sales(
+    def: &TableDef,
+    lines: &StagedEntity,
+    orders: &StagedEntity,
+    r: &Resolver,
+) -> Result<FactOutput> {
+    let o = Cols::new("orders", orders);
+    let (o_id, o_cust, o_ts, o_chan, o_reg, o_camp) = (
+        o.str("order_id")?,
+        o.str("customer_id")?,
+        o.ts("order_ts")?,
+        o.str("channel")?,
+        o.str("region_id")?,
+        o.str("campaign_id")?,
+    );
+    // Per order: (ts, customer, region, channel, campaign keys).
+    let mut order_idx: HashMap<&str, usize> = HashMap::with_capacity(o_id.len());
+    let mut order_keys = Vec::with_capacity(o_id.len());
+    let mut orders_orphaned = 0u64;
+    for i in 0..o_id.len() {
+        order_idx.insert(o_id.value(i), i);
+        let ts = o_ts.value(i);
+        let (ck, c_orph) = r.customers.resolve(opt_str(o_cust, i), ts);
+        let (rk, r_orph) = r.region(opt_str(o_reg, i));
+        let (chk, ch_orph) = r.channel(opt_str(o_chan, i));
+        let ((mk, _), m_orph) = r.campaign(opt_str(o_camp, i));
+        if c_orph || r_orph || ch_orph || m_orph {
+            orders_orphaned += 1;
+        }
+        order_keys.push((ts, ck, rk, chk, mk));
+    }
+
+    let l = Cols::new("order_lines", lines);
+    let (l_order, l_no, l_prod, l_qty, l_price, l_disc, l_ret) = (
+        l.str("order_id")?,
+        l.int("line_no")?,
+        l.str("product_id")?,
+        l.int("quantity")?,
+        l.dec("unit_price")?,
+        l.dec("discount")?,
+        l.bool("returned")?,
+    );
+    let (price_scale, disc_scale) = (l.scale("unit_price")?, l.scale("discount")?);
+    let n = l_order.len();
+    let mut rejects = Vec::new();
+    let mut lines_orphaned = 0u64;
+    let mut keep_rows = Vec::with_capacity(n);
+    let (mut ts, mut cust, mut prod, mut reg, mut chan, mut camp) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut gross, mut disc, mut revenue, mut cost, mut profit, mut price) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let order_id = l_order.value(i);
+        let Some(&oi) = order_idx.get(order_id) else {
+            rejects.push((
+                i,
+                "order_id",
+                order_id.to_string(),
+                "order_id not found in orders (order lines need their order)".to_string(),
+            ));
+            continue;
+        };
+        let qty = l_qty.value(i);
+        let unit = to_money(l_price.value(i), price_scale);
+        let d = to_money(l_disc.value(i), disc_scale);
+        let g = unit * i128::from(qty);
+        if d > g {
+            rejects.push((
+                i,
+                "discount",
+                format!("{:.2}", d as f64 / 100.0),
+                format!(
+                    "discount exceeds the line amount {:.2} (quantity × unit_price)",
+                    g as f64 / 100.0
+                ),
+            ));
+            continue;
+        }
+        let ((pk, unit_cost), p_orph) = r.product(opt_str(l_prod, i));
+        if p_orph {
+            lines_orphaned += 1;
+        }
+        let (t, ck, rk, chk, mk) = order_keys[oi];
+        let rev = g - d;
+        let c = unit_cost * i128::from(qty);
+        keep_rows.push(i as u32);
+        ts.push(t);
+        cust.push(ck);
+        prod.push(pk);
+        reg.push(rk);
+        chan.push(chk);
+        camp.push(mk);
+        price.push(unit);
+        gross.push(g);
+        disc.push(d);
+        revenue.push(rev);
+        cost.push(c);
+        profit.push(rev - c);
+    }
+    let rows = keep_rows.len();
+    let idx = arrow::array::UInt32Array::from(keep_rows);
+    let take = |a: &dyn Array| {
+        arrow::compute::take(a, &idx, None).map_err(|e| Error::format("fact_sales", e))
+    };
+    let mut t = TableAssembler::new("fact_sales", def);
+    t.set("order_id", take(l_order)?)
+        .set("line_no", take(l_no)?)
+        .set("date_key", date_keys(&ts))
+        .set("order_ts", Arc::new(TimestampMicrosecondArray::from(ts)))
+        .set("customer_key", ints(cust))
+        .set("product_key", ints(prod))
+        .set("region_key", ints(reg))
+        .set("channel_key", ints(chan))
+        .set("campaign_key", ints(camp))
+        .set("quantity", take(l_qty)?)
+        .set("unit_price", money(price)?)
+        .set("gross_amount", money(gross)?)
+        .set("discount", money(disc)?)
+        .set("revenue", money(revenue)?)
+        .set("cost", money(cost)?)
+        .set("gross_profit", money(profit)?)
+        .set("returned", take(l_ret)?);
+    Ok(FactOutput {
+        batch: t.finish(rows)?,
+        orphaned: vec![("orders", orders_orphaned), ("order_lines", lines_orphaned)],
+        rejects: vec![("order_lines", rejects)],
+    })
+}
+
+/// Column vectors of fact_interaction.
+#[derive(Default)]
+struct Interactions {
+    id: Vec<String>,
+    kind: Vec<String>,
+    ts: Vec<i64>,
+    customer: Vec<i64>,
+    channel: Vec<i64>,
+    campaign: Vec<i64>,
+    product: Vec<i64>,
+    device: Vec<Option<String>>,
+    source: Vec<Option<String>>,
+    pages: Vec<Option<i64>>,
+    duration: Vec<Option<i64>>,
+    quantity: Vec<Option<i64>>,
+}
+
+/// fact_interaction from web sessions, cart events and email events.
+pub fn build_fact_interaction(
+    def: &TableDef,
+    sessions: &StagedEntity,
+    carts: &StagedEntity,
+    emails: &StagedEntity,
+    r: &Resolver,
+) -> Result<FactOutput> {
+    let mut out = Interactions::default();
+    let web_key = r.channel(Some("web")).0;
+    let email_key = r.channel(Some("email")).0;
+
+    let s = Cols::new("web_sessions", sessions);
+    let (s_id, s_cust, s_ts, s_dev, s_src, s_pages, s_dur) = (
+        s.str("session_id")?,
+        s.str("customer_id")?,
+        s.ts("started_at")?,
+        s.str("device")?,
+        s.str("traffic_source")?,
+        s.int("pages_viewed")?,
+        s.int("duration_s")?,
+    );
+    let mut session_idx: HashMap<&str, usize> = HashMap::with_capacity(s_id.len());
+    let mut s_orph = 0;
+    for i in 0..s_id.len() {
+        session_idx.insert(s_id.value(i), i);
+        let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
+        s_orph += u64::from(orph);
+        out.id.push(format!("web:{}", s_id.value(i)));
+        out.kind.push("web_visit".into());
+        out.ts.push(s_ts.value(i));
+        out.customer.push(ck);
+        out.channel.push(web_key);
+        out.campaign.push(UNKNOWN_KEY);
+        out.product.push(UNKNOWN_KEY);
+        out.device.push(opt_str(s_dev, i).map(str::to_string));
+        out.source.push(opt_str(s_src, i).map(str::to_string));
+        out.pages.push(Some(s_pages.value(i)));
+        out.duration.push(Some(s_dur.value(i)));
+        out.quantity.push(None);
+    }
+
+    let c = Cols::new("cart_events", carts);
+    let (c_id, c_sess, c_cust, c_ts, c_type, c_prod, c_qty) = (
+        c.str("event_id")?,
+        c.str("session_id")?,
+        c.str("customer_id")?,
+        c.ts("event_ts")?,
+        c.str("event_type")?,
+        c.str("product_id")?,
+        c.int("quantity")?,
+    );
+    let mut c_orph = 0;
+    for i in 0..c_id.len() {
+        let sess = session_idx.get(c_sess.value(i)).copied();
+        // An anonymous cart event belongs to its session's customer, when there is one.
+        let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
+        let (ck, orph1) = r.customers.resolve(cust_id, c_ts.value(i));
+        let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
+        if orph1 || orph2 || sess.is_none() {
+            c_orph += 1;
+        }
+        let kind = match c_type.value(i) {
+            "checkout" => "checkout".to_string(),
+            other => format!("cart_{other}"),
+        };
+        out.id.push(format!("cart:{}", c_id.value(i)));
+        out.kind.push(kind);
+        out.ts.push(c_ts.value(i));
+        out.customer.push(ck);
+        out.channel.push(web_key);
+        out.campaign.push(UNKNOWN_KEY);
+        out.product.push(pk);
+        out.device.push(sess.and_then(|si| opt_str(s_dev, si)).map(str::to_string));
+        out.source.push(sess.and_then(|si| opt_str(s_src, si)).map(str::to_string));
+        out.pages.push(None);
+        out.duration.push(None);
+        out.quantity.push(Some(c_qty.value(i)));
+    }
+
+    let e = Cols::new("email_events", emails);
+    let (e_id, e_cust, e_camp, e_ts, e_type) = (
+        e.str("event_id")?,
+        e.str("customer_id")?,
+        e.str("campaign_id")?,
+        e.ts("event_ts")?,
+        e.str("event_type")?,
+    );
+    let mut e_orph = 0;
+    for i in 0..e_id.len() {
+        let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
+        let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
+        e_orph += u64::from(orph1 || orph2);
+        out.id.push(format!("email:{}", e_id.value(i)));
+        out.kind.push(format!("email_{}", e_type.value(i)));
+        out.ts.push(e_ts.value(i));
+        out.customer.push(ck);
+        out.channel.push(email_key);
+        out.campaign.push(mk);
+        out.product.push(UNKNOWN_KEY);
+        out.device.push(None);
+        out.source.push(None);
+        out.pages.push(None);
+        out.duration.push(None);
+        out.quantity.push(None);
+    }
+
+    let rows = out.id.len();
+    let mut t = TableAssembler::new("fact_interaction", def);
+    t.set("interaction_id", Arc::new(StringArray::from(out.id)))
+        .set("interaction_type", Arc::new(StringArray::from(out.kind)))
+        .set("date_key", date_keys(&out.ts))
+        .set("event_ts", Arc::new(TimestampMicrosecondArray::from(out.ts)))
+        .set("customer_key", ints(out.customer))
+        .set("channel_key", ints(out.channel))
+        .set("campaign_key", ints(out.campaign))
+        .set("product_key", ints(out.product))
+        .set("device", Arc::new(StringArray::from(out.device)))
+        .set("traffic_source", Arc::new(StringArray::from(out.source)))
+        .set("pages_viewed", Arc::new(Int64Array::from(out.pages)))
+        .set("duration_s", Arc::new(Int64Array::from(out.duration)))
+        .set("quantity", Arc::new(Int64Array::from(out.quantity)));
+    Ok(FactOutput {
+        batch: t.finish(rows)?,
+        orphaned: vec![
+            ("web_sessions", s_orph),
+            ("cart_events", c_orph),
+            ("email_events", e_orph),
+        ],
+        rejects: vec![],
+    })
+}
+
+/// fact_ticket from service tickets.
+pub fn build_fact_ticket(
+    def: &TableDef,
+    tickets: &StagedEntity,
+    order_ids: &HashSet<String>,
+    r: &Resolver,
+) -> Result<FactOutput> {
+    let c = Cols::new("tickets", tickets);
+    let (id, cust, order, opened, closed, chan) = (
+        c.str("ticket_id")?,
+        c.str("customer_id")?,
+        c.str("order_id")?,
+        c.ts("opened_at")?,
+        c.ts("closed_at")?,
+        c.str("channel")?,
+    );
+    let n = id.len();
+    let mut rejects = Vec::new();
+    let mut orphaned = 0;
+    let mut keep = Vec::with_capacity(n);
+    let (mut ck, mut chk, mut ord, mut hours) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let o = opened.value(i);
+        let cl = closed.is_valid(i).then(|| closed.value(i));
+        if let Some(cl) = cl {
+            if cl < o {
+                rejects.push((
+                    i,
+                    "closed_at",
+                    crate::entity::value_text(closed, i),
+                    "closed_at is before opened_at".to_string(),
+                ));
+                continue;
+            }
+        }
+        let (k, orph1) = r.customers.resolve(opt_str(cust, i), o);
+        let (ch, orph2) = r.channel(opt_str(chan, i));
+        let order_ref = opt_str(order, i);
+        let orph3 = order_ref.is_some_and(|x| !order_ids.contains(x));
+        orphaned += u64::from(orph1 || orph2 || orph3);
+        keep.push(i as u32);
+        ck.push(k);
+        chk.push(ch);
+        ord.push(if orph3 { None } else { order_ref.map(str::to_string) });
+        hours.push(cl.map(|cl| (cl - o) as f64 / 3.6e9));
+    }
+    let rows = keep.len();
+    let idx = arrow::array::UInt32Array::from(keep);
+    let take = |name: &str| -> Result<ArrayRef> {
+        let a = tickets
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::format("fact_ticket", format!("missing column {name}")))?;
+        arrow::compute::take(a.as_ref(), &idx, None).map_err(|e| Error::format("fact_ticket", e))
+    };
+    let opened_kept = take("opened_at")?;
+    let opened_vals: Vec<i64> = opened_kept
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .map(|a| a.values().to_vec())
+        .unwrap_or_default();
+    let mut t = TableAssembler::new("fact_ticket", def);
+    t.set("ticket_id", take("ticket_id")?)
+        .set("date_key", date_keys(&opened_vals))
+        .set("opened_at", opened_kept)
+        .set("closed_at", take("closed_at")?)
+        .set("customer_key", ints(ck))
+        .set("channel_key", ints(chk))
+        .set("order_id", Arc::new(StringArray::from(ord)))
+        .set("category", take("category")?)
+        .set("priority", take("priority")?)
+        .set("is_complaint", take("is_complaint")?)
+        .set("satisfaction_score", take("satisfaction_score")?)
+        .set("resolution_hours", Arc::new(Float64Array::from(hours)));
+    Ok(FactOutput {
+        batch: t.finish(rows)?,
+        orphaned: vec![("tickets", orphaned)],
+        rejects: vec![("tickets", rejects)],
+    })
+}
+
+/// fact_campaign_response from campaign contacts.
+pub fn build_fact_campaign_response(
+    def: &TableDef,
+    contacts: &StagedEntity,
+    r: &Resolver,
+) -> Result<FactOutput> {
+    let c = Cols::new("campaign_contacts", contacts);
+    let (camp, cust, sent, opened, clicked, converted) = (
+        c.str("campaign_id")?,
+        c.str("customer_id")?,
+        c.ts("sent_ts")?,
+        c.bool("opened")?,
+        c.bool("clicked")?,
+        c.bool("converted")?,
+    );
+    let n = camp.len();
+    let mut orphaned = 0;
+    let (mut mk, mut ck, mut chk) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let ((m, ch), orph1) = r.campaign(opt_str(camp, i));
+        let (k, orph2) = r.customers.resolve(opt_str(cust, i), sent.value(i));
+        orphaned += u64::from(orph1 || orph2);
+        mk.push(m);
+        ck.push(k);
+        chk.push(ch);
+    }
+    let flag = |a: &BooleanArray| -> ArrayRef {
+        ints((0..a.len()).map(|i| i64::from(a.is_valid(i) && a.value(i))).collect())
+    };
+    let ts: Vec<i64> = sent.values().to_vec();
+    let mut t = TableAssembler::new("fact_campaign_response", def);
+    t.set("contact_id", Arc::new(c.str("contact_id")?.clone()))
+        .set("date_key", date_keys(&ts))
+        .set("sent_ts", Arc::new(sent.clone()))
+        .set("campaign_key", ints(mk))
+        .set("customer_key", ints(ck))
+        .set("channel_key", ints(chk))
+        .set("sent", ints(vec![1; n]))
+        .set("opened", flag(opened))
+        .set("clicked", flag(clicked))
+        .set("converted", flag(converted));
+    Ok(FactOutput {
+        batch: t.finish(n)?,
+        orphaned: vec![("campaign_contacts", orphaned)],
+        rejects: vec![],
+    })
+}

@@ -1,0 +1,117 @@
+//! Conforming staged export rows to the star schema: surrogate keys, SCD2 customer
+//! versions, Unknown members, dim_date, and facts resolved against their dimensions.
+//!
+//! Table layouts come from the warehouse schema; this module computes column values by
+//! name and [`TableAssembler`] lays them out in the schema's order and types.
+
+mod columns;
+mod customers;
+mod dims;
+mod facts;
+
+pub use columns::TableAssembler;
+
+pub use customers::CustomerVersions;
+pub use customers::build_dim_customer;
+pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_lookup};
+pub use facts::{
+    build_fact_campaign_response, build_fact_interaction, build_fact_sales, build_fact_ticket,
+    FactOutput, Resolver,
+};
+
+use crate::entity::StagedEntity;
+use arrow::array::{
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType};
+use crmcube_model::{Error, Result};
+
+/// Typed access to a staged entity's columns by contract name.
+pub struct Cols<'a> {
+    entity: &'a str,
+    staged: &'a StagedEntity,
+}
+
+impl<'a> Cols<'a> {
+    /// Column access to `staged`, naming `entity` in errors.
+    pub fn new(entity: &'a str, staged: &'a StagedEntity) -> Self {
+        Cols { entity, staged }
+    }
+
+    fn col(&self, name: &str) -> Result<&'a dyn Array> {
+        self.staged
+            .batch
+            .column_by_name(name)
+            .map(|a| a.as_ref())
+            .ok_or_else(|| Error::Schema {
+                file: "export contract".into(),
+                key: format!("entities.{}.columns.{name}", self.entity),
+                message: "column is needed to build the warehouse but not in the contract".into(),
+            })
+    }
+
+    fn typed<T>(&self, name: &str, expected: &str, f: impl Fn(&'a dyn Array) -> Option<&'a T>) -> Result<&'a T> {
+        let a = self.col(name)?;
+        f(a).ok_or_else(|| Error::Schema {
+            file: "export contract".into(),
+            key: format!("entities.{}.columns.{name}", self.entity),
+            message: format!("must have type {expected}"),
+        })
+    }
+
+    /// The `str` column called `name`.
+    pub fn str(&self, name: &str) -> Result<&'a StringArray> {
+        self.typed(name, "string", |a| a.as_string_opt::<i32>())
+    }
+    /// The `int` column called `name`.
+    pub fn int(&self, name: &str) -> Result<&'a Int64Array> {
+        self.typed(name, "int", |a| a.as_primitive_opt::<Int64Type>())
+    }
+    /// The `dec` column called `name`.
+    pub fn dec(&self, name: &str) -> Result<&'a Decimal128Array> {
+        self.typed(name, "decimal", |a| a.as_primitive_opt::<Decimal128Type>())
+    }
+    /// The `bool` column called `name`.
+    pub fn bool(&self, name: &str) -> Result<&'a BooleanArray> {
+        self.typed(name, "bool", |a| a.as_boolean_opt())
+    }
+    /// The `date` column called `name`.
+    pub fn date(&self, name: &str) -> Result<&'a Date32Array> {
+        self.typed(name, "date", |a| a.as_primitive_opt::<Date32Type>())
+    }
+    /// The `ts` column called `name`.
+    pub fn ts(&self, name: &str) -> Result<&'a TimestampMicrosecondArray> {
+        self.typed(name, "timestamp", |a| {
+            a.as_primitive_opt::<TimestampMicrosecondType>()
+        })
+    }
+    /// Scale of a decimal column.
+    pub fn scale(&self, name: &str) -> Result<i8> {
+        Ok(self.dec(name)?.scale())
+    }
+}
+
+/// Optional string value.
+pub(crate) fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Rescales a decimal value to the warehouse's money scale (2).
+pub fn to_money(v: i128, scale: i8) -> i128 {
+    match scale {
+        2 => v,
+        s if s < 2 => v * 10i128.pow((2 - s) as u32),
+        // Contract scales above 2 are rounded half away from zero to cents.
+        s => {
+            let d = 10i128.pow((s - 2) as u32);
+            let q = v / d;
+            let r = v % d;
+            if r.abs() * 2 >= d {
+                q + v.signum()
+            } else {
+                q
+            }
+        }
+    }
+}

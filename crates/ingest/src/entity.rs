@@ -1,0 +1,171 @@
+//! Staging one entity: reading all its files and enforcing its primary key.
+
+use crate::quarantine::QuarantineRow;
+use crate::read::{read_file, CsvOptions, FileFormat};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use crmcube_model::{EntitySpec, Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The accepted rows of one entity, from all its files.
+pub struct StagedEntity {
+    /// Accepted rows, typed as the contract says.
+    pub batch: RecordBatch,
+    /// (file index, line) of each row.
+    pub origins: Vec<(u32, u64)>,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+    /// Formats of the files read.
+    pub formats: Vec<FileFormat>,
+    /// Rows read from all files.
+    pub read: u64,
+    /// Refused rows so far.
+    pub rejects: Vec<QuarantineRow>,
+    /// Columns present in a file but not in the contract.
+    pub ignored_columns: Vec<String>,
+}
+
+impl StagedEntity {
+    /// An entity with no file in the export.
+    pub fn empty(spec: &EntitySpec) -> Self {
+        StagedEntity {
+            batch: RecordBatch::new_empty(spec.arrow_schema()),
+            origins: vec![],
+            files: vec![],
+            formats: vec![],
+            read: 0,
+            rejects: vec![],
+            ignored_columns: vec![],
+        }
+    }
+
+    /// Quarantines row `row` of the staged batch (the caller drops it from its output).
+    pub fn reject(
+        &mut self,
+        entity: &str,
+        row: usize,
+        column: Option<&str>,
+        value: Option<String>,
+        reason: String,
+    ) {
+        let (f, line) = self.origins[row];
+        self.rejects.push(QuarantineRow {
+            entity: entity.to_string(),
+            source_file: self.files[f as usize].display().to_string(),
+            line,
+            column: column.map(str::to_string),
+            value,
+            reason,
+            record: None,
+        });
+    }
+
+    /// Keeps only the rows where `keep` is true.
+    pub fn retain(&mut self, keep: &[bool]) -> Result<()> {
+        if keep.iter().all(|k| *k) {
+            return Ok(());
+        }
+        let mask = BooleanArray::from(keep.to_vec());
+        self.batch = arrow::compute::filter_record_batch(&self.batch, &mask)
+            .map_err(|e| Error::format("staging", e))?;
+        self.origins = self
+            .origins
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(o, _)| *o)
+            .collect();
+        Ok(())
+    }
+}
+
+/// Reads every file of an entity and enforces its primary key (first row wins).
+pub fn stage_entity(
+    entity: &str,
+    spec: &EntitySpec,
+    files: &[(PathBuf, FileFormat)],
+    csv: &CsvOptions,
+) -> Result<StagedEntity> {
+    let mut staged = StagedEntity::empty(spec);
+    let mut batches = Vec::new();
+    for (i, (path, fmt)) in files.iter().enumerate() {
+        let fs = read_file(path, *fmt, entity, spec, csv)?;
+        staged.read += fs.read;
+        staged.origins.extend(fs.lines.iter().map(|l| (i as u32, *l)));
+        staged.rejects.extend(fs.rejects);
+        for c in fs.ignored_columns {
+            if !staged.ignored_columns.contains(&c) {
+                staged.ignored_columns.push(c);
+            }
+        }
+        staged.files.push(path.clone());
+        staged.formats.push(*fmt);
+        batches.push(fs.batch);
+    }
+    staged.batch = arrow::compute::concat_batches(&spec.arrow_schema(), &batches)
+        .map_err(|e| Error::format(entity, e))?;
+    enforce_primary_key(entity, spec, &mut staged)?;
+    Ok(staged)
+}
+
+fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntity) -> Result<()> {
+    let n = staged.batch.num_rows();
+    let cols: Vec<usize> = spec
+        .primary_key
+        .iter()
+        .filter_map(|k| spec.column_index(k))
+        .collect();
+    let key_text = |row: usize| -> String {
+        cols.iter()
+            .map(|&c| value_text(staged.batch.column(c).as_ref(), row))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(n);
+    let mut keep = vec![true; n];
+    let mut dups = Vec::new();
+    for (row, k) in keep.iter_mut().enumerate() {
+        let key = key_text(row);
+        if let Some(&first) = first_seen.get(&key) {
+            *k = false;
+            dups.push((row, first, key));
+        } else {
+            first_seen.insert(key, row);
+        }
+    }
+    let key_name = spec.primary_key.join(", ");
+    for (row, first, key) in dups {
+        let (f, line) = staged.origins[first];
+        let where_first = if staged.files.len() > 1 {
+            format!("{} line {line}", staged.files[f as usize].display())
+        } else {
+            format!("line {line}")
+        };
+        staged.reject(
+            entity,
+            row,
+            Some(&key_name),
+            Some(key),
+            format!("duplicate key ({key_name}); first seen at {where_first}"),
+        );
+    }
+    staged.retain(&keep)
+}
+
+/// A staged value as text, for keys and messages.
+pub fn value_text(array: &dyn Array, row: usize) -> String {
+    if array.is_null(row) {
+        return String::new();
+    }
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            let v = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            chrono::DateTime::from_timestamp_micros(v)
+                .map(|d| d.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string())
+                .unwrap_or_else(|| v.to_string())
+        }
+        _ => arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,80 @@
+//! Finding each entity's files in an export directory.
+//!
+//! An entity is found as `<entity>.<ext>` or as a folder `<entity>/` of such files
+//! (exports split in parts), with ext one of csv, tsv, txt, jsonl, ndjson, json, parquet,
+//! pq. Names starting with `_` or `.` are ignored (ground truth, markers, hidden files).
+
+use crate::read::FileFormat;
+use crmcube_model::{Error, ExportContract, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The files of every entity present, and the files that belong to no entity.
+#[derive(Debug, Default)]
+pub struct ExportFiles {
+    /// Entity → its files (sorted by name) and their format.
+    pub entities: BTreeMap<String, Vec<(PathBuf, FileFormat)>>,
+    /// Files that matched no entity.
+    pub unmatched: Vec<PathBuf>,
+}
+
+/// Lists the export directory.
+pub fn discover(dir: &Path, contract: &ExportContract) -> Result<ExportFiles> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: is not a directory; --source expects the export directory",
+            dir.display()
+        )));
+    }
+    let mut out = ExportFiles::default();
+    for entry in list(dir)? {
+        let name = match entry.file_name().and_then(|n| n.to_str()) {
+            Some(n) => n.to_string(),
+            None => continue,
+        };
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        if entry.is_dir() {
+            if contract.entity(&name).is_some() {
+                for f in list(&entry)? {
+                    if let Some(fmt) = FileFormat::from_path(&f) {
+                        out.entities
+                            .entry(name.clone())
+                            .or_default()
+                            .push((f, fmt));
+                    }
+                }
+            }
+            continue;
+        }
+        let Some(fmt) = FileFormat::from_path(&entry) else {
+            out.unmatched.push(entry);
+            continue;
+        };
+        let stem = name.split('.').next().unwrap_or_default();
+        if contract.entity(stem).is_some() {
+            out.entities
+                .entry(stem.to_string())
+                .or_default()
+                .push((entry, fmt));
+        } else {
+            out.unmatched.push(entry);
+        }
+    }
+    for files in out.entities.values_mut() {
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(out)
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        v.push(e.path());
+    }
+    v.sort();
+    Ok(v)
+}

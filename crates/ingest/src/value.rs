@@ -1,0 +1,289 @@
+//! Text → typed value conversion with the contract's rules.
+//!
+//! Conventions (also in docs/data-model.md): an empty field is null; dates are
+//! `YYYY-MM-DD`; timestamps are `YYYY-MM-DD[T| ]HH:MM[:SS[.ffffff]]` with an optional
+//! `Z` or `±HH[:MM]` offset and are stored in UTC (a timestamp without offset is taken
+//! to be UTC already); a date alone is accepted as a timestamp at midnight; decimals are
+//! plain `-123.45` without exponent or thousands separators and with at most the
+//! column's scale of digits after the point (more digits are rejected, never rounded);
+//! booleans are true/false, t/f, yes/no, y/n, 1/0 in any case.
+
+use chrono::{Datelike, NaiveDate};
+
+/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
+const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+/// Parses `YYYY-MM-DD` into days since 1970-01-01. A trailing midnight time is allowed.
+pub fn parse_date(s: &str) -> Result<i32, String> {
+    let b = s.as_bytes();
+    if b.len() > 10 {
+        let rest = &s[10..];
+        let midnight = matches!(
+            rest,
+            "T00:00:00" | " 00:00:00" | "T00:00:00Z" | " 00:00:00Z" | "T00:00" | " 00:00"
+        ) || rest.starts_with("T00:00:00.000")
+            || rest.starts_with(" 00:00:00.000");
+        if !midnight {
+            return Err("expected a date YYYY-MM-DD".into());
+        }
+    }
+    let date = ymd(b).ok_or_else(|| "expected a date YYYY-MM-DD".to_string())?;
+    Ok(date.num_days_from_ce() - UNIX_EPOCH_CE_DAYS)
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+fn ymd(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y = digits(&b[0..4])? as i32;
+    let m = digits(&b[5..7])?;
+    let d = digits(&b[8..10])?;
+    NaiveDate::from_ymd_opt(y, m, d)
+}
+
+/// Parses a timestamp into microseconds since the Unix epoch, UTC.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    const EXPECTED: &str = "expected a timestamp YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM]";
+    let b = s.as_bytes();
+    let date = ymd(b).ok_or_else(|| EXPECTED.to_string())?;
+    let days = i64::from(date.num_days_from_ce() - UNIX_EPOCH_CE_DAYS);
+    if b.len() == 10 {
+        return Ok(days * MICROS_PER_DAY);
+    }
+    if b.len() < 16 || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' {
+        return Err(EXPECTED.into());
+    }
+    let hh = digits(&b[11..13]).ok_or(EXPECTED)?;
+    let mm = digits(&b[14..16]).ok_or(EXPECTED)?;
+    let mut i = 16;
+    let mut ss = 0;
+    let mut micros: i64 = 0;
+    if i < b.len() && b[i] == b':' {
+        if b.len() < i + 3 {
+            return Err(EXPECTED.into());
+        }
+        ss = digits(&b[i + 1..i + 3]).ok_or(EXPECTED)?;
+        i += 3;
+        if i < b.len() && (b[i] == b'.' || b[i] == b',') {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let frac = &b[start..i];
+            if frac.is_empty() || frac.len() > 9 {
+                return Err(EXPECTED.into());
+            }
+            // Keep microseconds; nanosecond digits beyond them are truncated.
+            let mut v: i64 = 0;
+            for k in 0..6 {
+                v = v * 10 + frac.get(k).map_or(0, |c| i64::from(c - b'0'));
+            }
+            micros = v;
+        }
+    }
+    if hh > 23 || mm > 59 || ss > 60 {
+        return Err(format!("time of day out of range; {EXPECTED}"));
+    }
+    let mut offset_s: i64 = 0;
+    let rest = &b[i..];
+    match rest {
+        [] | [b'Z'] | [b'z'] => {}
+        [sign @ (b'+' | b'-'), tail @ ..] => {
+            let (oh, om) = match tail {
+                [h1, h2] => (digits(&[*h1, *h2]), Some(0)),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (digits(&[*h1, *h2]), digits(&[*m1, *m2]))
+                }
+                _ => (None, None),
+            };
+            let (Some(oh), Some(om)) = (oh, om) else {
+                return Err(EXPECTED.into());
+            };
+            if oh > 18 || om > 59 {
+                return Err(format!("offset out of range; {EXPECTED}"));
+            }
+            offset_s = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' {
+                offset_s = -offset_s;
+            }
+        }
+        _ => return Err(EXPECTED.into()),
+    }
+    let secs = i64::from(hh * 3600 + mm * 60 + ss.min(59)) - offset_s;
+    Ok(days * MICROS_PER_DAY + secs * MICROS_PER_SECOND + micros)
+}
+
+/// Parses a plain decimal into an integer scaled by 10^scale.
+pub fn parse_decimal(s: &str, scale: i8) -> Result<i128, String> {
+    let t = s.trim();
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = match body.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (body, ""),
+    };
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().all(|c| c.is_ascii_digit())
+        || !frac_part.bytes().all(|c| c.is_ascii_digit())
+    {
+        return Err("expected a decimal number like 1234.56".into());
+    }
+    let frac_trimmed = frac_part.trim_end_matches('0');
+    if frac_trimmed.len() > scale as usize {
+        return Err(format!(
+            "more than {scale} digits after the decimal point (values are never rounded)"
+        ));
+    }
+    if int_part.len() > 16 {
+        return Err("decimal number too large".into());
+    }
+    let mut v: i128 = 0;
+    for c in int_part.bytes() {
+        v = v * 10 + i128::from(c - b'0');
+    }
+    let fb = frac_trimmed.as_bytes();
+    for k in 0..scale as usize {
+        v = v * 10 + fb.get(k).map_or(0, |c| i128::from(c - b'0'));
+    }
+    Ok(if neg { -v } else { v })
+}
+
+/// Parses a boolean.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Ok(true),
+        "false" | "f" | "no" | "n" | "0" => Ok(false),
+        _ => Err("expected a boolean (true/false, yes/no, 1/0)".into()),
+    }
+}
+
+/// Parses a 64-bit integer (an integral float such as `3.0` is accepted).
+pub fn parse_int(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(v) = t.parse::<i64>() {
+        return Ok(v);
+    }
+    if let Some(whole) = t.strip_suffix(".0").or_else(|| t.strip_suffix(".00")) {
+        if let Ok(v) = whole.parse::<i64>() {
+            return Ok(v);
+        }
+    }
+    Err("expected a whole number".into())
+}
+
+/// Parses a finite float.
+pub fn parse_float(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("expected a finite number".into()),
+    }
+}
+
+/// The `YYYYMMDD` date key of a timestamp in microseconds.
+pub fn date_key_of_micros(ts: i64) -> i32 {
+    date_key_of_days(ts.div_euclid(MICROS_PER_DAY) as i32)
+}
+
+/// The `YYYYMMDD` date key of a day number (days since 1970-01-01).
+pub fn date_key_of_days(days: i32) -> i32 {
+    let d = date_of_days(days);
+    d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32
+}
+
+/// The calendar date of a day number (days since 1970-01-01).
+pub fn date_of_days(days: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS).unwrap_or(NaiveDate::MIN)
+}
+
+/// Day number (days since 1970-01-01) of a date.
+pub fn days_of_date(d: NaiveDate) -> i32 {
+    d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS
+}
+
+/// Day number of a timestamp in microseconds.
+pub fn days_of_micros(ts: i64) -> i32 {
+    ts.div_euclid(MICROS_PER_DAY) as i32
+}
+
+/// Microseconds since the epoch of midnight UTC on a day number.
+pub fn micros_of_days(days: i32) -> i64 {
+    i64::from(days) * MICROS_PER_DAY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("2024-02-29"), Ok(19782));
+        assert!(parse_date("2023-02-29").is_err());
+        assert!(parse_date("2023-13-01").is_err());
+        assert!(parse_date("01/02/2023").is_err());
+        assert_eq!(parse_date("2024-02-29T00:00:00"), Ok(19782));
+        assert!(parse_date("2024-02-29T10:00:00").is_err());
+        assert_eq!(date_key_of_days(19782), 20240229);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01"), Ok(1_000_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01.5"), Ok(1_500_000));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Ok(0));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00-0130"), Ok(5_400_000_000));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_timestamp("1970-01-02"), Ok(86_400_000_000));
+        assert_eq!(parse_timestamp("1970-01-01T00:01"), Ok(60_000_000));
+        assert!(parse_timestamp("1970-01-01T24:00:00").is_err());
+        assert!(parse_timestamp("1970-01-01T00:00:00 UTC").is_err());
+        assert!(parse_timestamp("yesterday").is_err());
+        assert_eq!(date_key_of_micros(-1), 19691231);
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_decimal("12.34", 2), Ok(1234));
+        assert_eq!(parse_decimal("-0.5", 2), Ok(-50));
+        assert_eq!(parse_decimal("7", 2), Ok(700));
+        assert_eq!(parse_decimal("7.100", 2), Ok(710));
+        assert_eq!(parse_decimal(".5", 2), Ok(50));
+        assert!(parse_decimal("1.234", 2).is_err());
+        assert!(parse_decimal("1e3", 2).is_err());
+        assert!(parse_decimal("1,000.00", 2).is_err());
+        assert!(parse_decimal("", 2).is_err());
+        assert!(parse_decimal("-", 2).is_err());
+    }
+
+    #[test]
+    fn bools_and_ints() {
+        assert_eq!(parse_bool("TRUE"), Ok(true));
+        assert_eq!(parse_bool("n"), Ok(false));
+        assert!(parse_bool("maybe").is_err());
+        assert_eq!(parse_int("42"), Ok(42));
+        assert_eq!(parse_int("3.0"), Ok(3));
+        assert!(parse_int("3.5").is_err());
+        assert!(parse_int("99999999999999999999").is_err());
+        assert!(parse_float("NaN").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! crmcube customer mining: per-customer transaction summaries and RFM scores and
+//! segments.
+
+pub mod rfm;
+pub mod transactions;
+
+pub use rfm::{score_rfm, RfmScore, SegmentMap};
+pub use transactions::{summarize, CustomerSummary, Transaction};
+
+/// The segment map shipped with crmcube (`schemas/rfm_segments.yaml`).
+pub const BUILTIN_SEGMENTS_YAML: &str = include_str!("../../../schemas/rfm_segments.yaml");
