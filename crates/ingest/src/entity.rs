@@ -5,7 +5,7 @@ use crate::read::{read_file, CsvOptions, FileFormat};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use crmcube_model::{EntitySpec, Error, Result};
-use std::collections::HashMap;
+use crmcube_model::keys::FastMap as HashMap;
 use std::path::PathBuf;
 
 /// The accepted rows of one entity, from all its files.
@@ -116,24 +116,47 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
         .iter()
         .filter_map(|k| spec.column_index(k))
         .collect();
-    let key_text = |row: usize| -> String {
-        cols.iter()
-            .map(|&c| value_text(staged.batch.column(c).as_ref(), row))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(n);
+    let arrays: Vec<&dyn Array> = cols.iter().map(|&c| staged.batch.column(c).as_ref()).collect();
     let mut keep = vec![true; n];
-    let mut dups = Vec::new();
-    for (row, k) in keep.iter_mut().enumerate() {
-        let key = key_text(row);
-        if let Some(&first) = first_seen.get(&key) {
-            *k = false;
-            dups.push((row, first, key));
-        } else {
-            first_seen.insert(key, row);
+    // (duplicate row, first row)
+    let mut dups: Vec<(usize, usize)> = Vec::new();
+    match arrays.as_slice() {
+        [one] if one.data_type() == &DataType::Utf8 => {
+            let a = one.as_string::<i32>();
+            let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(n, Default::default());
+            for (row, k) in keep.iter_mut().enumerate() {
+                if let Some(&first) = first_seen.get(a.value(row)) {
+                    *k = false;
+                    dups.push((row, first));
+                } else {
+                    first_seen.insert(a.value(row), row);
+                }
+            }
+        }
+        _ => {
+            let mut first_seen: HashMap<Vec<u8>, usize> = HashMap::with_capacity_and_hasher(n, Default::default());
+            let mut key = Vec::new();
+            for (row, k) in keep.iter_mut().enumerate() {
+                key.clear();
+                for a in &arrays {
+                    key_bytes(*a, row, &mut key);
+                }
+                if let Some(&first) = first_seen.get(&key) {
+                    *k = false;
+                    dups.push((row, first));
+                } else {
+                    first_seen.insert(key.clone(), row);
+                }
+            }
         }
     }
+    let dups: Vec<(usize, usize, String)> = dups
+        .into_iter()
+        .map(|(row, first)| {
+            let key = arrays.iter().map(|a| value_text(*a, row)).collect::<Vec<_>>().join(", ");
+            (row, first, key)
+        })
+        .collect();
     let key_name = spec.primary_key.join(", ");
     for (row, first, key) in dups {
         let (f, line) = staged.origins[first];
@@ -151,6 +174,31 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
         );
     }
     staged.retain(&keep)
+}
+
+/// Appends an unambiguous byte encoding of one key part.
+fn key_bytes(array: &dyn Array, row: usize, out: &mut Vec<u8>) {
+    if array.is_null(row) {
+        out.push(0);
+        return;
+    }
+    out.push(1);
+    match array.data_type() {
+        DataType::Utf8 => {
+            let v = array.as_string::<i32>().value(row).as_bytes();
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        DataType::Int64 => out.extend_from_slice(&array.as_primitive::<arrow::datatypes::Int64Type>().value(row).to_le_bytes()),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            out.extend_from_slice(&array.as_primitive::<TimestampMicrosecondType>().value(row).to_le_bytes())
+        }
+        _ => {
+            let v = value_text(array, row);
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
 }
 
 /// A staged value as text, for keys and messages.

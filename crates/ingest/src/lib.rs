@@ -23,7 +23,7 @@ use crmcube_model::{Error, ExportContract, Result, WarehouseSchema};
 use entity::{stage_entity, StagedEntity};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -74,7 +74,7 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
     publish::clean_stale_staging(&opts.warehouse)?;
 
     // 1. Stage every entity.
-    let mut staged: HashMap<String, StagedEntity> = HashMap::new();
+    let mut staged: HashMap<String, StagedEntity> = HashMap::default();
     let mut reports: Vec<EntityReport> = Vec::new();
     let mut inputs = Vec::new();
     for (name, spec) in &opts.contract.entities {
@@ -121,7 +121,7 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
     let t0 = Instant::now();
     let schema = opts.schema;
     let mut tables: Vec<(String, arrow::record_batch::RecordBatch)> = Vec::new();
-    let mut orphaned: HashMap<&str, u64> = HashMap::new();
+    let mut orphaned: HashMap<&str, u64> = HashMap::default();
     let regions = conform::region_lookup(&staged["regions"])?;
     for (table, entity) in [("dim_region", "regions"), ("dim_product", "products"), ("dim_campaign", "campaigns")] {
         let spec = opts.contract.entity(entity).ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
@@ -280,14 +280,14 @@ fn build_resolver<'a>(
     use arrow::array::Array;
     let p = conform::Cols::new("products", &staged["products"]);
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);
-    let mut products = HashMap::with_capacity(ids.len());
+    let mut products = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
         let c = if cost.is_valid(i) { conform::to_money(cost.value(i), cost.scale()) } else { 0 };
         products.insert(ids.value(i).to_string(), (key_of(ids.value(i)), c));
     }
     let c = conform::Cols::new("campaigns", &staged["campaigns"]);
     let (ids, ch) = (c.str("campaign_id")?, c.str("channel")?);
-    let mut campaigns = HashMap::with_capacity(ids.len());
+    let mut campaigns = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
         campaigns.insert(ids.value(i).to_string(), (key_of(ids.value(i)), key_of(ch.value(i))));
     }

@@ -32,6 +32,9 @@ pub enum Cell<'a> {
 #[derive(Debug, Clone)]
 enum Parsed {
     Null,
+    /// The cell's own text, taken as it is (no copy until it lands in the builder).
+    CellText,
+    /// Text converted from a non-text cell.
     Str(String),
     I64(i64),
     F64(f64),
@@ -114,8 +117,21 @@ impl<'s> RowStager<'s> {
         line: u64,
         cells: impl Iterator<Item = Cell<'c>>,
     ) -> Result<(), Rejection> {
+        const INLINE: usize = 48;
+        let n = self.spec.columns.len();
+        let mut inline = [Cell::Null; INLINE];
+        let heap: Vec<Cell<'c>>;
+        let row: &[Cell<'c>] = if n <= INLINE {
+            for (slot, c) in inline.iter_mut().zip(cells) {
+                *slot = c;
+            }
+            &inline[..n]
+        } else {
+            heap = cells.chain(std::iter::repeat(Cell::Null)).take(n).collect();
+            &heap
+        };
         self.scratch.clear();
-        for (spec, cell) in self.spec.columns.iter().zip(cells) {
+        for (spec, &cell) in self.spec.columns.iter().zip(row) {
             match check_cell(spec, cell) {
                 Ok(p) => self.scratch.push(p),
                 Err(reason) => {
@@ -127,8 +143,8 @@ impl<'s> RowStager<'s> {
                 }
             }
         }
-        for (b, p) in self.builders.iter_mut().zip(self.scratch.drain(..)) {
-            append(b, p);
+        for ((b, p), cell) in self.builders.iter_mut().zip(self.scratch.drain(..)).zip(row) {
+            append(b, p, *cell);
         }
         self.lines.push(line);
         Ok(())
@@ -171,8 +187,12 @@ impl<'s> RowStager<'s> {
     }
 }
 
-fn append(b: &mut Builder, p: Parsed) {
+fn append(b: &mut Builder, p: Parsed, cell: Cell) {
     match (b, p) {
+        (Builder::Str(b), Parsed::CellText) => match cell {
+            Cell::Text(s) => b.append_value(s),
+            other => b.append_value(cell_text(other)),
+        },
         (Builder::Str(b), Parsed::Str(s)) => b.append_value(s),
         (Builder::Str(b), _) => b.append_null(),
         (Builder::I64(b), Parsed::I64(v)) => b.append_value(v),
@@ -236,7 +256,11 @@ fn check_cell(spec: &ColumnSpec, cell: Cell) -> Result<Parsed, String> {
                     return Err(format!("longer than {max} characters"));
                 }
             }
-            Parsed::Str(text.to_string())
+            if matches!(cell, Cell::Text(_)) {
+                Parsed::CellText
+            } else {
+                Parsed::Str(text.to_string())
+            }
         }
         ColumnType::Int | ColumnType::Key => {
             let v = value::parse_int(text)?;

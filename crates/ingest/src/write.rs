@@ -2,9 +2,9 @@
 //! month (`year=YYYY/month=MM`) and sorted inside each file so row-group statistics
 //! prune well. All files are zstd-compressed.
 
-use arrow::array::{AsArray, Int32Array, RecordBatch};
+use arrow::array::{AsArray, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
-use arrow::datatypes::TimestampMicrosecondType;
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use crmcube_model::{Error, Result};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -122,6 +122,76 @@ fn sorted_partition(batch: &RecordBatch, part_col: &str) -> Result<Int32Array> {
 }
 
 fn sort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int32Array>) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    if n < 2 || (month.is_none() && sort_by.is_empty()) {
+        return Ok(batch.clone());
+    }
+    // Integer sort keys (the usual case: month, date_key, surrogate keys) are sorted with a
+    // parallel sort on plain vectors; anything else goes through Arrow's lexsort.
+    let mut keys: Vec<Vec<i64>> = Vec::new();
+    if let Some(m) = month {
+        keys.push(m.values().iter().map(|v| i64::from(*v)).collect());
+    }
+    for s in sort_by {
+        let Some(a) = batch.column_by_name(s) else { continue };
+        match a.data_type() {
+            DataType::Int64 => keys.push(a.as_primitive::<Int64Type>().values().to_vec()),
+            DataType::Int32 => keys.push(a.as_primitive::<Int32Type>().values().iter().map(|v| i64::from(*v)).collect()),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                keys.push(a.as_primitive::<TimestampMicrosecondType>().values().to_vec())
+            }
+            _ => return lexsort(table, sort_by, batch, month),
+        }
+    }
+    if let Some(idx) = packed_order(&keys) {
+        return take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| Error::format(table, e));
+    }
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    idx.par_sort_unstable_by(|&a, &b| {
+        for k in &keys {
+            match k[a as usize].cmp(&k[b as usize]) {
+                std::cmp::Ordering::Equal => continue,
+                o => return o,
+            }
+        }
+        a.cmp(&b)
+    });
+    take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| Error::format(table, e))
+}
+
+/// Sort order of rows by several integer keys packed into one `u128` per row, when the
+/// keys' value ranges fit in 128 bits together (month, date key and a surrogate key do).
+fn packed_order(keys: &[Vec<i64>]) -> Option<Vec<u32>> {
+    let mut shifts = Vec::with_capacity(keys.len());
+    let mut bits_total = 0u32;
+    for k in keys {
+        let lo = *k.iter().min()?;
+        let hi = *k.iter().max()?;
+        let span = (i128::from(hi) - i128::from(lo)) as u128;
+        let bits = 128 - span.leading_zeros();
+        bits_total += bits;
+        shifts.push((lo, bits));
+    }
+    if bits_total > 128 {
+        return None;
+    }
+    let n = keys[0].len();
+    let mut packed: Vec<(u128, u32)> = (0..n)
+        .into_par_iter()
+        .map(|row| {
+            let mut v: u128 = 0;
+            for (k, &(lo, bits)) in keys.iter().zip(&shifts) {
+                let part = (i128::from(k[row]) - i128::from(lo)) as u128;
+                v = if bits == 128 { part } else { (v << bits) | part };
+            }
+            (v, row as u32)
+        })
+        .collect();
+    packed.par_sort_unstable();
+    Some(packed.into_iter().map(|(_, r)| r).collect())
+}
+
+fn lexsort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int32Array>) -> Result<RecordBatch> {
     let mut cols: Vec<SortColumn> = Vec::new();
     if let Some(m) = month {
         cols.push(SortColumn { values: Arc::new(m.clone()), options: None });
@@ -130,9 +200,6 @@ fn sort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int
         if let Some(a) = batch.column_by_name(s) {
             cols.push(SortColumn { values: a.clone(), options: None });
         }
-    }
-    if cols.is_empty() || batch.num_rows() < 2 {
-        return Ok(batch.clone());
     }
     let idx = lexsort_to_indices(&cols, None).map_err(|e| Error::format(table, e))?;
     take_record_batch(batch, &idx).map_err(|e| Error::format(table, e))

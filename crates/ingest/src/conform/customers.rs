@@ -21,7 +21,7 @@ use arrow::array::{
 use chrono::{Datelike, NaiveDate};
 use crmcube_model::keys::{key_of, surrogate_key, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
-use std::collections::HashMap;
+use crmcube_model::keys::FastMap as HashMap;
 use std::sync::Arc;
 
 /// Start of the first version of every customer (1900-01-01T00:00:00).

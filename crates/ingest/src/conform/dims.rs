@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate};
 use crmcube_model::keys::key_of;
 use crmcube_model::types::ColumnType;
 use crmcube_model::{EntitySpec, Error, Result, TableDef};
-use std::collections::HashMap;
+use crmcube_model::keys::FastMap as HashMap;
 use std::sync::Arc;
 
 /// Builds a dimension fed by one entity with a single-column primary key.

@@ -6,12 +6,13 @@ use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    StringArray, StringBuilder, TimestampMicrosecondArray,
 };
+use std::fmt::Write as _;
 use crmcube_model::keys::{key_of, UNKNOWN_KEY};
 use crmcube_model::types::{DECIMAL_PRECISION, MONEY_SCALE};
 use crmcube_model::{Error, Result, TableDef};
-use std::collections::{HashMap, HashSet};
+use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use std::sync::Arc;
 
 /// Dimension lookups shared by all facts.
@@ -109,7 +110,7 @@ pub fn build_fact_sales(
         o.str("campaign_id")?,
     );
     // Per order: (ts, customer, region, channel, campaign keys).
-    let mut order_idx: HashMap<&str, usize> = HashMap::with_capacity(o_id.len());
+    let mut order_idx: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
     let mut order_keys = Vec::with_capacity(o_id.len());
     let mut orders_orphaned = 0u64;
     for i in 0..o_id.len() {
@@ -163,7 +164,7 @@ pub fn build_fact_sales(
                 i,
                 "order_id",
                 order_id.to_string(),
-                "order_id not found in orders (order lines need their order)".to_string(),
+                "order_id not found among the loaded orders (missing from the export, or quarantined); a line needs its order".to_string(),
             ));
             continue;
         };
@@ -234,18 +235,18 @@ pub fn build_fact_sales(
     })
 }
 
-/// Column vectors of fact_interaction.
+/// Column builders of fact_interaction.
 #[derive(Default)]
 struct Interactions {
-    id: Vec<String>,
-    kind: Vec<String>,
+    id: StringBuilder,
+    kind: StringBuilder,
     ts: Vec<i64>,
     customer: Vec<i64>,
     channel: Vec<i64>,
     campaign: Vec<i64>,
     product: Vec<i64>,
-    device: Vec<Option<String>>,
-    source: Vec<Option<String>>,
+    device: StringBuilder,
+    source: StringBuilder,
     pages: Vec<Option<i64>>,
     duration: Vec<Option<i64>>,
     quantity: Vec<Option<i64>>,
@@ -273,21 +274,22 @@ pub fn build_fact_interaction(
         s.int("pages_viewed")?,
         s.int("duration_s")?,
     );
-    let mut session_idx: HashMap<&str, usize> = HashMap::with_capacity(s_id.len());
+    let mut session_idx: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
     let mut s_orph = 0;
     for i in 0..s_id.len() {
         session_idx.insert(s_id.value(i), i);
         let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
         s_orph += u64::from(orph);
-        out.id.push(format!("web:{}", s_id.value(i)));
-        out.kind.push("web_visit".into());
+        let _ = write!(out.id, "web:{}", s_id.value(i));
+        out.id.append_value("");
+        out.kind.append_value("web_visit");
         out.ts.push(s_ts.value(i));
         out.customer.push(ck);
         out.channel.push(web_key);
         out.campaign.push(UNKNOWN_KEY);
         out.product.push(UNKNOWN_KEY);
-        out.device.push(opt_str(s_dev, i).map(str::to_string));
-        out.source.push(opt_str(s_src, i).map(str::to_string));
+        out.device.append_option(opt_str(s_dev, i));
+        out.source.append_option(opt_str(s_src, i));
         out.pages.push(Some(s_pages.value(i)));
         out.duration.push(Some(s_dur.value(i)));
         out.quantity.push(None);
@@ -313,19 +315,22 @@ pub fn build_fact_interaction(
         if orph1 || orph2 || sess.is_none() {
             c_orph += 1;
         }
-        let kind = match c_type.value(i) {
-            "checkout" => "checkout".to_string(),
-            other => format!("cart_{other}"),
-        };
-        out.id.push(format!("cart:{}", c_id.value(i)));
-        out.kind.push(kind);
+        match c_type.value(i) {
+            "checkout" => out.kind.append_value("checkout"),
+            other => {
+                let _ = write!(out.kind, "cart_{other}");
+                out.kind.append_value("");
+            }
+        }
+        let _ = write!(out.id, "cart:{}", c_id.value(i));
+        out.id.append_value("");
         out.ts.push(c_ts.value(i));
         out.customer.push(ck);
         out.channel.push(web_key);
         out.campaign.push(UNKNOWN_KEY);
         out.product.push(pk);
-        out.device.push(sess.and_then(|si| opt_str(s_dev, si)).map(str::to_string));
-        out.source.push(sess.and_then(|si| opt_str(s_src, si)).map(str::to_string));
+        out.device.append_option(sess.and_then(|si| opt_str(s_dev, si)));
+        out.source.append_option(sess.and_then(|si| opt_str(s_src, si)));
         out.pages.push(None);
         out.duration.push(None);
         out.quantity.push(Some(c_qty.value(i)));
@@ -344,32 +349,34 @@ pub fn build_fact_interaction(
         let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
         let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
         e_orph += u64::from(orph1 || orph2);
-        out.id.push(format!("email:{}", e_id.value(i)));
-        out.kind.push(format!("email_{}", e_type.value(i)));
+        let _ = write!(out.id, "email:{}", e_id.value(i));
+        out.id.append_value("");
+        let _ = write!(out.kind, "email_{}", e_type.value(i));
+        out.kind.append_value("");
         out.ts.push(e_ts.value(i));
         out.customer.push(ck);
         out.channel.push(email_key);
         out.campaign.push(mk);
         out.product.push(UNKNOWN_KEY);
-        out.device.push(None);
-        out.source.push(None);
+        out.device.append_null();
+        out.source.append_null();
         out.pages.push(None);
         out.duration.push(None);
         out.quantity.push(None);
     }
 
-    let rows = out.id.len();
+    let rows = out.ts.len();
     let mut t = TableAssembler::new("fact_interaction", def);
-    t.set("interaction_id", Arc::new(StringArray::from(out.id)))
-        .set("interaction_type", Arc::new(StringArray::from(out.kind)))
+    t.set("interaction_id", Arc::new(out.id.finish()))
+        .set("interaction_type", Arc::new(out.kind.finish()))
         .set("date_key", date_keys(&out.ts))
         .set("event_ts", Arc::new(TimestampMicrosecondArray::from(out.ts)))
         .set("customer_key", ints(out.customer))
         .set("channel_key", ints(out.channel))
         .set("campaign_key", ints(out.campaign))
         .set("product_key", ints(out.product))
-        .set("device", Arc::new(StringArray::from(out.device)))
-        .set("traffic_source", Arc::new(StringArray::from(out.source)))
+        .set("device", Arc::new(out.device.finish()))
+        .set("traffic_source", Arc::new(out.source.finish()))
         .set("pages_viewed", Arc::new(Int64Array::from(out.pages)))
         .set("duration_s", Arc::new(Int64Array::from(out.duration)))
         .set("quantity", Arc::new(Int64Array::from(out.quantity)));
