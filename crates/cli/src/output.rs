@@ -20,18 +20,27 @@ pub enum Format {
 }
 
 /// Writes batches in `format` to `out`.
-pub fn write_batches(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+pub fn write_batches(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<()> {
     match format {
         Format::Table => {
             let text = if batches.iter().all(|b| b.num_rows() == 0) {
-                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(schema.clone())])?
+                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(
+                    schema.clone(),
+                )])?
             } else {
                 arrow::util::pretty::pretty_format_batches(batches)?
             };
             writeln!(out, "{text}")?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -60,7 +69,12 @@ pub fn write_batches(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordB
 }
 
 /// Writes batches to a file, or to stdout when `path` is `None`.
-pub fn emit(path: Option<&Path>, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+pub fn emit(
+    path: Option<&Path>,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<()> {
     match path {
         Some(p) => {
             let f = std::fs::File::create(p)

@@ -5,7 +5,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use crmcube_model::{Error, Result};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,8 +129,8 @@ async fn register(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
         url.push('/');
     }
     let table_url = ListingTableUrl::parse(&url).map_err(|e| Error::format(path.display(), e))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new(table_url)
         .with_listing_options(options)
         .infer_schema(&ctx.state())

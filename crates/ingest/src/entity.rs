@@ -4,8 +4,8 @@ use crate::quarantine::QuarantineRow;
 use crate::read::{read_file, CsvOptions, FileFormat};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use crmcube_model::{EntitySpec, Error, Result};
 use crmcube_model::keys::FastMap as HashMap;
+use crmcube_model::{EntitySpec, Error, Result};
 use std::path::PathBuf;
 
 /// The accepted rows of one entity, from all its files.
@@ -92,7 +92,9 @@ pub fn stage_entity(
     for (i, (path, fmt)) in files.iter().enumerate() {
         let fs = read_file(path, *fmt, entity, spec, csv)?;
         staged.read += fs.read;
-        staged.origins.extend(fs.lines.iter().map(|l| (i as u32, *l)));
+        staged
+            .origins
+            .extend(fs.lines.iter().map(|l| (i as u32, *l)));
         staged.rejects.extend(fs.rejects);
         for c in fs.ignored_columns {
             if !staged.ignored_columns.contains(&c) {
@@ -116,14 +118,18 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
         .iter()
         .filter_map(|k| spec.column_index(k))
         .collect();
-    let arrays: Vec<&dyn Array> = cols.iter().map(|&c| staged.batch.column(c).as_ref()).collect();
+    let arrays: Vec<&dyn Array> = cols
+        .iter()
+        .map(|&c| staged.batch.column(c).as_ref())
+        .collect();
     let mut keep = vec![true; n];
     // (duplicate row, first row)
     let mut dups: Vec<(usize, usize)> = Vec::new();
     match arrays.as_slice() {
         [one] if one.data_type() == &DataType::Utf8 => {
             let a = one.as_string::<i32>();
-            let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(n, Default::default());
+            let mut first_seen: HashMap<&str, usize> =
+                HashMap::with_capacity_and_hasher(n, Default::default());
             for (row, k) in keep.iter_mut().enumerate() {
                 if let Some(&first) = first_seen.get(a.value(row)) {
                     *k = false;
@@ -134,7 +140,8 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
             }
         }
         _ => {
-            let mut first_seen: HashMap<Vec<u8>, usize> = HashMap::with_capacity_and_hasher(n, Default::default());
+            let mut first_seen: HashMap<Vec<u8>, usize> =
+                HashMap::with_capacity_and_hasher(n, Default::default());
             let mut key = Vec::new();
             for (row, k) in keep.iter_mut().enumerate() {
                 key.clear();
@@ -153,7 +160,11 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
     let dups: Vec<(usize, usize, String)> = dups
         .into_iter()
         .map(|(row, first)| {
-            let key = arrays.iter().map(|a| value_text(*a, row)).collect::<Vec<_>>().join(", ");
+            let key = arrays
+                .iter()
+                .map(|a| value_text(*a, row))
+                .collect::<Vec<_>>()
+                .join(", ");
             (row, first, key)
         })
         .collect();
@@ -189,10 +200,18 @@ fn key_bytes(array: &dyn Array, row: usize, out: &mut Vec<u8>) {
             out.extend_from_slice(&(v.len() as u64).to_le_bytes());
             out.extend_from_slice(v);
         }
-        DataType::Int64 => out.extend_from_slice(&array.as_primitive::<arrow::datatypes::Int64Type>().value(row).to_le_bytes()),
-        DataType::Timestamp(TimeUnit::Microsecond, None) => {
-            out.extend_from_slice(&array.as_primitive::<TimestampMicrosecondType>().value(row).to_le_bytes())
-        }
+        DataType::Int64 => out.extend_from_slice(
+            &array
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(row)
+                .to_le_bytes(),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => out.extend_from_slice(
+            &array
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(row)
+                .to_le_bytes(),
+        ),
         _ => {
             let v = value_text(array, row);
             out.extend_from_slice(&(v.len() as u64).to_le_bytes());

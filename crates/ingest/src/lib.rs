@@ -19,11 +19,11 @@ pub use report::{EntityReport, IngestReport};
 
 use conform::Resolver;
 use crmcube_model::keys::key_of;
+use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use crmcube_model::{Error, ExportContract, Result, WarehouseSchema};
 use entity::{stage_entity, StagedEntity};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -62,7 +62,11 @@ pub struct IngestOptions<'a> {
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let load_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S%.6fZ"), std::process::id());
+    let load_id = format!(
+        "{}-{}",
+        started_at.format("%Y%m%dT%H%M%S%.6fZ"),
+        std::process::id()
+    );
     let files = source::discover(&opts.source, opts.contract)?;
     if files.entities.is_empty() {
         return Err(Error::Usage(format!(
@@ -89,7 +93,12 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
                     stage_entity(name, spec, &entity_files, &opts.csv)
                 }
             },
-            || entity_files.par_iter().map(|(p, _)| sha256_file(p)).collect::<Vec<_>>(),
+            || {
+                entity_files
+                    .par_iter()
+                    .map(|(p, _)| sha256_file(p))
+                    .collect::<Vec<_>>()
+            },
         );
         let st = st?;
         for ((path, fmt), h) in entity_files.iter().zip(hashes) {
@@ -110,8 +119,17 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
         })
     };
     for n in [
-        "regions", "customers", "products", "campaigns", "orders", "order_lines",
-        "campaign_contacts", "web_sessions", "cart_events", "email_events", "tickets",
+        "regions",
+        "customers",
+        "products",
+        "campaigns",
+        "orders",
+        "order_lines",
+        "campaign_contacts",
+        "web_sessions",
+        "cart_events",
+        "email_events",
+        "tickets",
     ] {
         get(&staged, n)?;
     }
@@ -123,16 +141,38 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
     let mut tables: Vec<(String, arrow::record_batch::RecordBatch)> = Vec::new();
     let mut orphaned: HashMap<&str, u64> = HashMap::default();
     let regions = conform::region_lookup(&staged["regions"])?;
-    for (table, entity) in [("dim_region", "regions"), ("dim_product", "products"), ("dim_campaign", "campaigns")] {
-        let spec = opts.contract.entity(entity).ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
-        tables.push((table.into(), conform::build_simple_dims(table, schema.require(table)?, entity, spec, &staged[entity])?));
+    for (table, entity) in [
+        ("dim_region", "regions"),
+        ("dim_product", "products"),
+        ("dim_campaign", "campaigns"),
+    ] {
+        let spec = opts
+            .contract
+            .entity(entity)
+            .ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
+        tables.push((
+            table.into(),
+            conform::build_simple_dims(
+                table,
+                schema.require(table)?,
+                entity,
+                spec,
+                &staged[entity],
+            )?,
+        ));
     }
-    let (dim_customer, versions, cust_orph) =
-        conform::build_dim_customer(schema.require("dim_customer")?, &staged["customers"], &regions)?;
+    let (dim_customer, versions, cust_orph) = conform::build_dim_customer(
+        schema.require("dim_customer")?,
+        &staged["customers"],
+        &regions,
+    )?;
     orphaned.insert("customers", cust_orph);
     tables.push(("dim_customer".into(), dim_customer));
     let channel_def = schema.require("dim_channel")?;
-    tables.push(("dim_channel".into(), conform::build_dim_channel(channel_def)?));
+    tables.push((
+        "dim_channel".into(),
+        conform::build_dim_channel(channel_def)?,
+    ));
 
     let resolver = build_resolver(&staged, &versions, channel_def)?;
 
@@ -140,7 +180,12 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
     progress.step("building facts");
     let mut outputs = vec![(
         "fact_sales",
-        conform::build_fact_sales(schema.require("fact_sales")?, &staged["order_lines"], &staged["orders"], &resolver)?,
+        conform::build_fact_sales(
+            schema.require("fact_sales")?,
+            &staged["order_lines"],
+            &staged["orders"],
+            &resolver,
+        )?,
     )];
     outputs.push((
         "fact_interaction",
@@ -155,11 +200,20 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
     let order_ids: HashSet<String> = conform_ids(&staged["orders"], "order_id");
     outputs.push((
         "fact_ticket",
-        conform::build_fact_ticket(schema.require("fact_ticket")?, &staged["tickets"], &order_ids, &resolver)?,
+        conform::build_fact_ticket(
+            schema.require("fact_ticket")?,
+            &staged["tickets"],
+            &order_ids,
+            &resolver,
+        )?,
     ));
     outputs.push((
         "fact_campaign_response",
-        conform::build_fact_campaign_response(schema.require("fact_campaign_response")?, &staged["campaign_contacts"], &resolver)?,
+        conform::build_fact_campaign_response(
+            schema.require("fact_campaign_response")?,
+            &staged["campaign_contacts"],
+            &resolver,
+        )?,
     ));
     let mut day_range: Option<(i32, i32)> = None;
     for (table, out) in outputs {
@@ -189,7 +243,10 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
         let today = value::days_of_date(chrono::Utc::now().date_naive());
         (today, today)
     });
-    tables.push(("dim_date".into(), conform::build_dim_date(schema.require("dim_date")?, lo, hi)?));
+    tables.push((
+        "dim_date".into(),
+        conform::build_dim_date(schema.require("dim_date")?, lo, hi)?,
+    ));
     let conform_secs = t0.elapsed().as_secs_f64();
 
     // 4. Quarantine and the reject limit.
@@ -210,8 +267,13 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             )));
         }
     }
-    rejects.sort_by(|a, b| (&a.entity, &a.source_file, a.line).cmp(&(&b.entity, &b.source_file, b.line)));
-    tables.push((QUARANTINE_TABLE.into(), quarantine::quarantine_batch(&rejects)?));
+    rejects.sort_by(|a, b| {
+        (&a.entity, &a.source_file, a.line).cmp(&(&b.entity, &b.source_file, b.line))
+    });
+    tables.push((
+        QUARANTINE_TABLE.into(),
+        quarantine::quarantine_batch(&rejects)?,
+    ));
 
     // 5. Write to staging, then swap in.
     progress.step("writing tables");
@@ -257,7 +319,11 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             .filter(|(n, _)| !files.entities.contains_key(n))
             .map(|(n, _)| n.clone())
             .collect(),
-        unmatched_files: files.unmatched.iter().map(|p| p.display().to_string()).collect(),
+        unmatched_files: files
+            .unmatched
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         conform_seconds: conform_secs,
         write_seconds: write_secs,
         seconds: started.elapsed().as_secs_f64(),
@@ -282,28 +348,41 @@ fn build_resolver<'a>(
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);
     let mut products = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
-        let c = if cost.is_valid(i) { conform::to_money(cost.value(i), cost.scale()) } else { 0 };
+        let c = if cost.is_valid(i) {
+            conform::to_money(cost.value(i), cost.scale())
+        } else {
+            0
+        };
         products.insert(ids.value(i).to_string(), (key_of(ids.value(i)), c));
     }
     let c = conform::Cols::new("campaigns", &staged["campaigns"]);
     let (ids, ch) = (c.str("campaign_id")?, c.str("channel")?);
     let mut campaigns = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
-        campaigns.insert(ids.value(i).to_string(), (key_of(ids.value(i)), key_of(ch.value(i))));
+        campaigns.insert(
+            ids.value(i).to_string(),
+            (key_of(ids.value(i)), key_of(ch.value(i))),
+        );
     }
     Ok(Resolver {
         customers: versions,
         products,
         regions: conform_ids(&staged["regions"], "region_id"),
         campaigns,
-        channels: channel_def.members.iter().filter_map(|m| m.get("channel").cloned()).collect(),
+        channels: channel_def
+            .members
+            .iter()
+            .filter_map(|m| m.get("channel").cloned())
+            .collect(),
     })
 }
 
 fn ts_day_range(batch: &arrow::record_batch::RecordBatch, col: &str) -> Option<(i32, i32)> {
     use arrow::array::AsArray;
     use arrow::datatypes::TimestampMicrosecondType;
-    let a = batch.column_by_name(col)?.as_primitive_opt::<TimestampMicrosecondType>()?;
+    let a = batch
+        .column_by_name(col)?
+        .as_primitive_opt::<TimestampMicrosecondType>()?;
     let lo = arrow::compute::min(a)?;
     let hi = arrow::compute::max(a)?;
     Some((value::days_of_micros(lo), value::days_of_micros(hi)))

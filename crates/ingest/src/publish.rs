@@ -28,7 +28,11 @@ impl WriterLock {
         std::fs::create_dir_all(warehouse).map_err(|e| Error::io(warehouse, e))?;
         let path = warehouse.join(LOCK_FILE);
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     let info = format!(
                         "pid={} host={} since={}\n",
@@ -36,7 +40,8 @@ impl WriterLock {
                         hostname(),
                         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
                     );
-                    f.write_all(info.as_bytes()).map_err(|e| Error::io(&path, e))?;
+                    f.write_all(info.as_bytes())
+                        .map_err(|e| Error::io(&path, e))?;
                     return Ok(WriterLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -54,7 +59,10 @@ impl WriterLock {
                 Err(e) => return Err(Error::io(&path, e)),
             }
         }
-        Err(Error::Usage(format!("{}: cannot take the writer lock", path.display())))
+        Err(Error::Usage(format!(
+            "{}: cannot take the writer lock",
+            path.display()
+        )))
     }
 }
 
@@ -97,7 +105,13 @@ pub fn clean_stale_staging(warehouse: &Path) -> Result<()> {
 }
 
 /// Moves finished tables from `staging` into the warehouse, then writes the manifest.
-pub fn swap_in(warehouse: &Path, staging: &Path, load_id: &str, tables: &[String], manifest: &serde_json::Value) -> Result<()> {
+pub fn swap_in(
+    warehouse: &Path,
+    staging: &Path,
+    load_id: &str,
+    tables: &[String],
+    manifest: &serde_json::Value,
+) -> Result<()> {
     let replaced = warehouse.join(format!(".replaced-{load_id}"));
     for t in tables {
         let live = warehouse.join(t);

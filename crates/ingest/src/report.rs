@@ -36,7 +36,11 @@ impl EntityReport {
             quarantined: 0,
             orphaned: 0,
             seconds,
-            rows_per_second: if seconds > 0.0 { st.read as f64 / seconds } else { 0.0 },
+            rows_per_second: if seconds > 0.0 {
+                st.read as f64 / seconds
+            } else {
+                0.0
+            },
             ignored_columns: st.ignored_columns.clone(),
         }
     }

@@ -40,10 +40,7 @@ pub fn discover(dir: &Path, contract: &ExportContract) -> Result<ExportFiles> {
             if contract.entity(&name).is_some() {
                 for f in list(&entry)? {
                     if let Some(fmt) = FileFormat::from_path(&f) {
-                        out.entities
-                            .entry(name.clone())
-                            .or_default()
-                            .push((f, fmt));
+                        out.entities.entry(name.clone()).or_default().push((f, fmt));
                     }
                 }
             }

@@ -92,10 +92,16 @@ impl<'s> RowStager<'s> {
             .columns
             .iter()
             .map(|c| match c.ty {
-                ColumnType::String => Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8)),
-                ColumnType::Int | ColumnType::Key => Builder::I64(Int64Builder::with_capacity(capacity)),
+                ColumnType::String => {
+                    Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+                }
+                ColumnType::Int | ColumnType::Key => {
+                    Builder::I64(Int64Builder::with_capacity(capacity))
+                }
                 ColumnType::Float => Builder::F64(Float64Builder::with_capacity(capacity)),
-                ColumnType::Decimal => Builder::Dec(Decimal128Builder::with_capacity(capacity), c.scale),
+                ColumnType::Decimal => {
+                    Builder::Dec(Decimal128Builder::with_capacity(capacity), c.scale)
+                }
                 ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
                 ColumnType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
                 ColumnType::Timestamp => {
@@ -143,7 +149,12 @@ impl<'s> RowStager<'s> {
                 }
             }
         }
-        for ((b, p), cell) in self.builders.iter_mut().zip(self.scratch.drain(..)).zip(row) {
+        for ((b, p), cell) in self
+            .builders
+            .iter_mut()
+            .zip(self.scratch.drain(..))
+            .zip(row)
+        {
             append(b, p, *cell);
         }
         self.lines.push(line);
@@ -173,7 +184,9 @@ impl<'s> RowStager<'s> {
                     Builder::Dec(b, scale) => Arc::new(
                         b.finish()
                             .with_precision_and_scale(DECIMAL_PRECISION, *scale)
-                            .unwrap_or_else(|_| arrow::array::Decimal128Array::from(Vec::<i128>::new())),
+                            .unwrap_or_else(|_| {
+                                arrow::array::Decimal128Array::from(Vec::<i128>::new())
+                            }),
                     ),
                     Builder::Bool(b) => Arc::new(b.finish()),
                     Builder::Date(b) => Arc::new(b.finish()),
@@ -225,7 +238,7 @@ pub fn cell_text(cell: Cell) -> String {
 fn check_cell(spec: &ColumnSpec, cell: Cell) -> Result<Parsed, String> {
     let text: std::borrow::Cow<str> = match cell {
         Cell::Null => return null_or_err(spec),
-        Cell::Text(s) if s.is_empty() => return null_or_err(spec),
+        Cell::Text("") => return null_or_err(spec),
         Cell::Invalid(_) => return Err("value is not valid UTF-8 text".into()),
         Cell::Text(s) => s.into(),
         Cell::Bool(v) => {

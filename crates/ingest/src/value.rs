@@ -251,7 +251,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01"), Ok(1_000_000));
         assert_eq!(parse_timestamp("1970-01-01 00:00:01.5"), Ok(1_500_000));
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Ok(0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00-0130"), Ok(5_400_000_000));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:00-0130"),
+            Ok(5_400_000_000)
+        );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_timestamp("1970-01-02"), Ok(86_400_000_000));
         assert_eq!(parse_timestamp("1970-01-01T00:01"), Ok(60_000_000));

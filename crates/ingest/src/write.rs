@@ -53,7 +53,9 @@ pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
     for b in batches {
         w.write(b).map_err(|e| Error::format(path.display(), e))?;
     }
-    let f = w.into_inner().map_err(|e| Error::format(path.display(), e))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| Error::format(path.display(), e))?;
     f.sync_all().map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     Ok(len)
@@ -73,12 +75,25 @@ pub fn write_table(
     let Some(part_col) = partition_by else {
         let sorted = sort(table, sort_by, batch, None)?;
         let bytes = write_parquet(&root.join("part-00000.parquet"), &[sorted])?;
-        return Ok(WrittenTable { table: table.into(), rows, files: 1, bytes });
+        return Ok(WrittenTable {
+            table: table.into(),
+            rows,
+            files: 1,
+            bytes,
+        });
     };
     if batch.num_rows() == 0 {
         // An empty table is still a table: one empty file keeps its schema readable.
-        let bytes = write_parquet(&root.join("part-00000.parquet"), std::slice::from_ref(batch))?;
-        return Ok(WrittenTable { table: table.into(), rows, files: 1, bytes });
+        let bytes = write_parquet(
+            &root.join("part-00000.parquet"),
+            std::slice::from_ref(batch),
+        )?;
+        return Ok(WrittenTable {
+            table: table.into(),
+            rows,
+            files: 1,
+            bytes,
+        });
     }
     let month = sorted_partition(batch, part_col)?;
     let sorted = sort(table, sort_by, batch, Some(&month))?;
@@ -106,7 +121,12 @@ pub fn write_table(
     for w in written {
         bytes += w?;
     }
-    Ok(WrittenTable { table: table.into(), rows, files: runs.len() as u64, bytes })
+    Ok(WrittenTable {
+        table: table.into(),
+        rows,
+        files: runs.len() as u64,
+        bytes,
+    })
 }
 
 /// The `YYYYMM` month of each row's partition timestamp.
@@ -121,7 +141,12 @@ fn sorted_partition(batch: &RecordBatch, part_col: &str) -> Result<Int32Array> {
         .collect())
 }
 
-fn sort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int32Array>) -> Result<RecordBatch> {
+fn sort(
+    table: &str,
+    sort_by: &[String],
+    batch: &RecordBatch,
+    month: Option<&Int32Array>,
+) -> Result<RecordBatch> {
     let n = batch.num_rows();
     if n < 2 || (month.is_none() && sort_by.is_empty()) {
         return Ok(batch.clone());
@@ -133,18 +158,29 @@ fn sort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int
         keys.push(m.values().iter().map(|v| i64::from(*v)).collect());
     }
     for s in sort_by {
-        let Some(a) = batch.column_by_name(s) else { continue };
+        let Some(a) = batch.column_by_name(s) else {
+            continue;
+        };
         match a.data_type() {
             DataType::Int64 => keys.push(a.as_primitive::<Int64Type>().values().to_vec()),
-            DataType::Int32 => keys.push(a.as_primitive::<Int32Type>().values().iter().map(|v| i64::from(*v)).collect()),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => {
-                keys.push(a.as_primitive::<TimestampMicrosecondType>().values().to_vec())
-            }
+            DataType::Int32 => keys.push(
+                a.as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => keys.push(
+                a.as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .to_vec(),
+            ),
             _ => return lexsort(table, sort_by, batch, month),
         }
     }
     if let Some(idx) = packed_order(&keys) {
-        return take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| Error::format(table, e));
+        return take_record_batch(batch, &UInt32Array::from(idx))
+            .map_err(|e| Error::format(table, e));
     }
     let mut idx: Vec<u32> = (0..n as u32).collect();
     idx.par_sort_unstable_by(|&a, &b| {
@@ -182,7 +218,11 @@ fn packed_order(keys: &[Vec<i64>]) -> Option<Vec<u32>> {
             let mut v: u128 = 0;
             for (k, &(lo, bits)) in keys.iter().zip(&shifts) {
                 let part = (i128::from(k[row]) - i128::from(lo)) as u128;
-                v = if bits == 128 { part } else { (v << bits) | part };
+                v = if bits == 128 {
+                    part
+                } else {
+                    (v << bits) | part
+                };
             }
             (v, row as u32)
         })
@@ -191,14 +231,25 @@ fn packed_order(keys: &[Vec<i64>]) -> Option<Vec<u32>> {
     Some(packed.into_iter().map(|(_, r)| r).collect())
 }
 
-fn lexsort(table: &str, sort_by: &[String], batch: &RecordBatch, month: Option<&Int32Array>) -> Result<RecordBatch> {
+fn lexsort(
+    table: &str,
+    sort_by: &[String],
+    batch: &RecordBatch,
+    month: Option<&Int32Array>,
+) -> Result<RecordBatch> {
     let mut cols: Vec<SortColumn> = Vec::new();
     if let Some(m) = month {
-        cols.push(SortColumn { values: Arc::new(m.clone()), options: None });
+        cols.push(SortColumn {
+            values: Arc::new(m.clone()),
+            options: None,
+        });
     }
     for s in sort_by {
         if let Some(a) = batch.column_by_name(s) {
-            cols.push(SortColumn { values: a.clone(), options: None });
+            cols.push(SortColumn {
+                values: a.clone(),
+                options: None,
+            });
         }
     }
     let idx = lexsort_to_indices(&cols, None).map_err(|e| Error::format(table, e))?;

@@ -54,18 +54,21 @@ pub struct SegmentMap {
 impl SegmentMap {
     /// Parses a segment map; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> crmcube_model::Result<Self> {
-        let map: SegmentMap = serde_yaml::from_str(text).map_err(|e| crmcube_model::Error::Schema {
-            file: origin.into(),
-            key: "segments".into(),
-            message: e.to_string(),
-        })?;
+        let map: SegmentMap =
+            serde_yaml::from_str(text).map_err(|e| crmcube_model::Error::Schema {
+                file: origin.into(),
+                key: "segments".into(),
+                message: e.to_string(),
+            })?;
         for (i, s) in map.segments.iter().enumerate() {
             for (k, [lo, hi]) in [("r", s.r), ("f", s.f), ("m", s.m)] {
                 if !(1..=5).contains(&lo) || !(1..=5).contains(&hi) || lo > hi {
                     return Err(crmcube_model::Error::Schema {
                         file: origin.into(),
                         key: format!("segments[{i}].{k}"),
-                        message: format!("expected a range [low, high] within 1..5, found [{lo}, {hi}]"),
+                        message: format!(
+                            "expected a range [low, high] within 1..5, found [{lo}, {hi}]"
+                        ),
                     });
                 }
             }
@@ -75,7 +78,10 @@ impl SegmentMap {
 
     /// The map shipped with crmcube.
     pub fn builtin() -> crmcube_model::Result<Self> {
-        Self::parse(crate::BUILTIN_SEGMENTS_YAML, "<built-in schemas/rfm_segments.yaml>")
+        Self::parse(
+            crate::BUILTIN_SEGMENTS_YAML,
+            "<built-in schemas/rfm_segments.yaml>",
+        )
     }
 
     /// The segment of a score triple.
@@ -111,10 +117,20 @@ pub fn quintile_scores(values: &[f64]) -> Vec<u8> {
 
 /// RFM scores and segments of every summarised customer at `as_of`.
 pub fn score_rfm(customers: &[CustomerSummary], as_of: i32, map: &SegmentMap) -> Vec<RfmScore> {
-    let recency: Vec<f64> = customers.iter().map(|c| -f64::from(c.recency_days(as_of))).collect();
-    let frequency: Vec<f64> = customers.iter().map(|c| f64::from(c.transactions)).collect();
+    let recency: Vec<f64> = customers
+        .iter()
+        .map(|c| -f64::from(c.recency_days(as_of)))
+        .collect();
+    let frequency: Vec<f64> = customers
+        .iter()
+        .map(|c| f64::from(c.transactions))
+        .collect();
     let monetary: Vec<f64> = customers.iter().map(|c| c.monetary_total).collect();
-    let (r, f, m) = (quintile_scores(&recency), quintile_scores(&frequency), quintile_scores(&monetary));
+    let (r, f, m) = (
+        quintile_scores(&recency),
+        quintile_scores(&frequency),
+        quintile_scores(&monetary),
+    );
     customers
         .iter()
         .enumerate()
@@ -158,10 +174,13 @@ mod tests {
         assert_eq!(m.segment(2, 1, 1), "About To Sleep");
         assert_eq!(m.segment(1, 2, 1), "Hibernating");
         assert_eq!(m.segment(3, 5, 1), "Others");
-        assert!(SegmentMap::parse("segments:\n  - { name: x, r: [0, 9], f: [1, 5], m: [1, 5] }\n", "s.yaml")
-            .unwrap_err()
-            .to_string()
-            .contains("segments[0].r"));
+        assert!(SegmentMap::parse(
+            "segments:\n  - { name: x, r: [0, 9], f: [1, 5], m: [1, 5] }\n",
+            "s.yaml"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("segments[0].r"));
     }
 
     #[test]
@@ -173,7 +192,16 @@ mod tests {
             transactions: tx,
             monetary_total: total,
         };
-        let cs: Vec<_> = (0..50).map(|i| mk(&format!("c{i:02}"), i, 1 + (i as u32) / 5, f64::from(i) * 10.0)).collect();
+        let cs: Vec<_> = (0..50)
+            .map(|i| {
+                mk(
+                    &format!("c{i:02}"),
+                    i,
+                    1 + (i as u32) / 5,
+                    f64::from(i) * 10.0,
+                )
+            })
+            .collect();
         let s = score_rfm(&cs, 100, &SegmentMap::builtin().unwrap());
         assert_eq!(s[49].segment, "Champions");
         assert_eq!((s[0].r, s[0].f, s[0].m), (1, 1, 1));

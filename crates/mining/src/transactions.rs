@@ -51,7 +51,10 @@ impl CustomerSummary {
 pub fn summarize(rows: &[Transaction], as_of: i32) -> Vec<CustomerSummary> {
     let mut by_customer: HashMap<&str, Vec<(i32, f64)>> = HashMap::new();
     for t in rows.iter().filter(|t| t.day <= as_of) {
-        by_customer.entry(&t.customer).or_default().push((t.day, t.amount));
+        by_customer
+            .entry(&t.customer)
+            .or_default()
+            .push((t.day, t.amount));
     }
     let mut out: Vec<CustomerSummary> = by_customer
         .into_iter()
@@ -83,12 +86,22 @@ mod tests {
     use super::*;
 
     fn t(c: &str, day: i32, amount: f64) -> Transaction {
-        Transaction { customer: c.into(), day, amount }
+        Transaction {
+            customer: c.into(),
+            day,
+            amount,
+        }
     }
 
     #[test]
     fn same_day_rows_merge_and_future_rows_are_ignored() {
-        let rows = vec![t("a", 10, 5.0), t("a", 10, 7.0), t("a", 20, 1.0), t("a", 99, 100.0), t("b", 3, 2.0)];
+        let rows = vec![
+            t("a", 10, 5.0),
+            t("a", 10, 7.0),
+            t("a", 20, 1.0),
+            t("a", 99, 100.0),
+            t("b", 3, 2.0),
+        ];
         let s = summarize(&rows, 50);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].transactions, 2);

@@ -127,7 +127,10 @@ impl ExportContract {
 
     /// The entity called `name`.
     pub fn entity(&self, name: &str) -> Option<&EntitySpec> {
-        self.entities.iter().find(|(n, _)| n == name).map(|(_, e)| e)
+        self.entities
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
     }
 
     fn check(&self, origin: &str) -> Result<()> {
@@ -178,7 +181,10 @@ impl ExportContract {
             for fk in &entity.foreign_keys {
                 let key = format!("{base}.foreign_keys.{}", fk.column);
                 if entity.column(&fk.column).is_none() {
-                    return Err(err(key, format!("`{}` is not a column of {name}", fk.column)));
+                    return Err(err(
+                        key,
+                        format!("`{}` is not a column of {name}", fk.column),
+                    ));
                 }
                 let Some((target, col)) = fk.references.split_once('.') else {
                     return Err(err(key, "references must be `entity.column`".into()));
@@ -254,15 +260,24 @@ mod tests {
     #[test]
     fn bad_contracts_name_the_key() {
         let bad_pk = "entities:\n  a:\n    primary_key: [nope]\n    columns:\n      - { name: x, type: string }\n";
-        let e = ExportContract::parse(bad_pk, "t.yaml").unwrap_err().to_string();
-        assert!(e.contains("t.yaml") && e.contains("entities.a.primary_key") && e.contains("nope"), "{e}");
+        let e = ExportContract::parse(bad_pk, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.yaml") && e.contains("entities.a.primary_key") && e.contains("nope"),
+            "{e}"
+        );
 
         let bad_fk = "entities:\n  a:\n    primary_key: [x]\n    foreign_keys: [{ column: x, references: b.y, on_orphan: unknown }]\n    columns:\n      - { name: x, type: string }\n";
-        let e = ExportContract::parse(bad_fk, "t.yaml").unwrap_err().to_string();
+        let e = ExportContract::parse(bad_fk, "t.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("entity `b` is not defined"), "{e}");
 
         let bad_type = "entities:\n  a:\n    primary_key: [x]\n    columns:\n      - { name: x, type: text }\n";
-        let e = ExportContract::parse(bad_type, "t.yaml").unwrap_err().to_string();
+        let e = ExportContract::parse(bad_type, "t.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.yaml") && e.contains("text"), "{e}");
     }
 }

@@ -254,7 +254,12 @@ mod tests {
     #[test]
     fn bad_schema_names_file_and_key() {
         let bad = "tables:\n  f:\n    kind: fact\n    partition_by: ts\n    columns:\n      - { name: x, type: int }\n";
-        let e = WarehouseSchema::parse(bad, "w.yaml").unwrap_err().to_string();
-        assert!(e.contains("w.yaml") && e.contains("tables.f.partition_by") && e.contains("ts"), "{e}");
+        let e = WarehouseSchema::parse(bad, "w.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("w.yaml") && e.contains("tables.f.partition_by") && e.contains("ts"),
+            "{e}"
+        );
     }
 }

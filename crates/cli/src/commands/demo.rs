@@ -63,7 +63,8 @@ pub const DEMO_QUERIES: &[(&str, &str)] = &[
 ];
 
 /// Revenue by RFM segment and region: scores joined into the star like any dimension.
-pub const SEGMENT_QUERY: &str = "SELECT s.rfm_segment, c.region, COUNT(DISTINCT c.customer_id) AS customers, \
+pub const SEGMENT_QUERY: &str =
+    "SELECT s.rfm_segment, c.region, COUNT(DISTINCT c.customer_id) AS customers, \
      SUM(f.revenue) AS revenue \
      FROM fact_sales f JOIN dim_customer v ON f.customer_key = v.customer_key \
      JOIN dim_customer c ON c.customer_id = v.customer_id AND c.is_current \
@@ -75,10 +76,15 @@ pub const SEGMENT_QUERY: &str = "SELECT s.rfm_segment, c.region, COUNT(DISTINCT 
 pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
     let sample = match a.sample {
         Some(s) => s,
-        None if PathBuf::from("sample_data/customers.csv").is_file() => PathBuf::from("sample_data"),
+        None if PathBuf::from("sample_data/customers.csv").is_file() => {
+            PathBuf::from("sample_data")
+        }
         None => {
             let dir = a.warehouse.with_extension("sample");
-            ctx.note(format!("no ./sample_data here; generating the sample export into {}", dir.display()));
+            ctx.note(format!(
+                "no ./sample_data here; generating the sample export into {}",
+                dir.display()
+            ));
             generate(&SampleConfig::default(), ExportFormat::Csv, &dir)
                 .map_err(|e| crmcube_model::Error::Usage(e.to_string()))?;
             dir
@@ -88,7 +94,12 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 
-    writeln!(out, "== Loading {} into {}\n", sample.display(), a.warehouse.display())?;
+    writeln!(
+        out,
+        "== Loading {} into {}\n",
+        sample.display(),
+        a.warehouse.display()
+    )?;
     let report = ingest(
         &IngestOptions {
             source: sample,

@@ -60,7 +60,11 @@ pub fn run(ctx: &Context, a: IngestArgs) -> Result<()> {
         warehouse: a.warehouse,
         contract: &contract,
         schema: &schema,
-        csv: CsvOptions { delimiter: a.delimiter, quote: a.quote, has_header: !a.no_header },
+        csv: CsvOptions {
+            delimiter: a.delimiter,
+            quote: a.quote,
+            has_header: !a.no_header,
+        },
         max_reject_rate: a.max_reject_rate,
     };
     let spinner = Spinner::new(ctx.quiet);
@@ -94,7 +98,11 @@ pub fn render_report(r: &IngestReport) -> String {
         r.load_id,
         r.warehouse,
         r.seconds,
-        if r.seconds > 0.0 { read as f64 / r.seconds } else { 0.0 }
+        if r.seconds > 0.0 {
+            read as f64 / r.seconds
+        } else {
+            0.0
+        }
     ));
     if r.quarantined > 0 {
         s.push_str(&format!(
@@ -107,11 +115,18 @@ pub fn render_report(r: &IngestReport) -> String {
     }
     for e in &r.entities {
         if !e.ignored_columns.is_empty() {
-            s.push_str(&format!("{}: ignored columns not in the contract: {}\n", e.entity, e.ignored_columns.join(", ")));
+            s.push_str(&format!(
+                "{}: ignored columns not in the contract: {}\n",
+                e.entity,
+                e.ignored_columns.join(", ")
+            ));
         }
     }
     if !r.unmatched_files.is_empty() {
-        s.push_str(&format!("ignored files: {}\n", r.unmatched_files.join(", ")));
+        s.push_str(&format!(
+            "ignored files: {}\n",
+            r.unmatched_files.join(", ")
+        ));
     }
     s
 }

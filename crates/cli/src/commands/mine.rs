@@ -3,7 +3,9 @@
 use super::{runtime, Context};
 use crate::output::{emit, Format};
 use anyhow::Result;
-use arrow::array::{ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Schema};
 use chrono::NaiveDate;
 use crmcube_cube::Warehouse;
@@ -52,7 +54,10 @@ pub struct RfmArgs {
 pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
     let MineCommand::Rfm(a) = cmd;
     let map = match &a.segments {
-        Some(p) => SegmentMap::parse(&std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?, &p.display().to_string())?,
+        Some(p) => SegmentMap::parse(
+            &std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
+            &p.display().to_string(),
+        )?,
         None => SegmentMap::builtin()?,
     };
     let rt = runtime()?;
@@ -62,15 +67,27 @@ pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
     })?;
     if !a.dry_run {
         let path = write_scores(&a.warehouse, &scores, as_of)?;
-        ctx.note(format!("wrote {} customer scores as of {as_of} to {}", scores.len(), path.display()));
+        ctx.note(format!(
+            "wrote {} customer scores as of {as_of} to {}",
+            scores.len(),
+            path.display()
+        ));
     }
-    let batch = if a.customers { scores_batch(&scores, as_of)? } else { segment_summary(&scores)? };
+    let batch = if a.customers {
+        scores_batch(&scores, as_of)?
+    } else {
+        segment_summary(&scores)?
+    };
     emit(a.output.as_deref(), &batch.schema(), &[batch], a.format)?;
     Ok(())
 }
 
 /// RFM scores of every customer with a purchase up to `as_of` (default: last order day).
-pub async fn rfm_scores(wh: &Warehouse, as_of: Option<NaiveDate>, map: &SegmentMap) -> Result<(Vec<RfmScore>, NaiveDate)> {
+pub async fn rfm_scores(
+    wh: &Warehouse,
+    as_of: Option<NaiveDate>,
+    map: &SegmentMap,
+) -> Result<(Vec<RfmScore>, NaiveDate)> {
     let q = "SELECT c.customer_id, CAST(f.order_ts AS DATE) AS day, CAST(SUM(f.revenue) AS DOUBLE) AS amount \
              FROM fact_sales f JOIN dim_customer c ON f.customer_key = c.customer_key \
              WHERE f.customer_key <> 0 GROUP BY 1, 2";
@@ -87,7 +104,11 @@ pub async fn rfm_scores(wh: &Warehouse, as_of: Option<NaiveDate>, map: &SegmentM
             amounts.as_primitive::<Float64Type>(),
         );
         for i in 0..b.num_rows() {
-            rows.push(Transaction { customer: ids.value(i).to_string(), day: days.value(i), amount: amounts.value(i) });
+            rows.push(Transaction {
+                customer: ids.value(i).to_string(),
+                day: days.value(i),
+                amount: amounts.value(i),
+            });
         }
     }
     let as_of_day = match as_of {
@@ -98,9 +119,16 @@ pub async fn rfm_scores(wh: &Warehouse, as_of: Option<NaiveDate>, map: &SegmentM
     };
     let summaries = summarize(&rows, as_of_day);
     if summaries.is_empty() {
-        return Err(Error::Data(format!("no purchases on or before {}; nothing to score", crmcube_ingest::value::date_of_days(as_of_day))).into());
+        return Err(Error::Data(format!(
+            "no purchases on or before {}; nothing to score",
+            crmcube_ingest::value::date_of_days(as_of_day)
+        ))
+        .into());
     }
-    Ok((score_rfm(&summaries, as_of_day, map), crmcube_ingest::value::date_of_days(as_of_day)))
+    Ok((
+        score_rfm(&summaries, as_of_day, map),
+        crmcube_ingest::value::date_of_days(as_of_day),
+    ))
 }
 
 /// Scores as a batch of the customer_scores table.
@@ -119,16 +147,34 @@ pub fn scores_batch(scores: &[RfmScore], as_of: NaiveDate) -> Result<RecordBatch
         Field::new("rfm_segment", DataType::Utf8, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.customer.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            scores.iter().map(|s| s.customer.as_str()),
+        )),
         Arc::new(Date32Array::from(vec![day; scores.len()])),
-        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.recency_days)))),
-        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.transactions)))),
-        Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| (s.monetary * 100.0).round() / 100.0))),
-        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.r)))),
-        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.f)))),
-        Arc::new(Int64Array::from_iter_values(scores.iter().map(|s| i64::from(s.m)))),
-        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| format!("{}{}{}", s.r, s.f, s.m)))),
-        Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.segment.as_str()))),
+        Arc::new(Int64Array::from_iter_values(
+            scores.iter().map(|s| i64::from(s.recency_days)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            scores.iter().map(|s| i64::from(s.transactions)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            scores.iter().map(|s| (s.monetary * 100.0).round() / 100.0),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            scores.iter().map(|s| i64::from(s.r)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            scores.iter().map(|s| i64::from(s.f)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            scores.iter().map(|s| i64::from(s.m)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            scores.iter().map(|s| format!("{}{}{}", s.r, s.f, s.m)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            scores.iter().map(|s| s.segment.as_str()),
+        )),
     ];
     Ok(RecordBatch::try_new(schema, cols)?)
 }
@@ -157,11 +203,21 @@ fn segment_summary(scores: &[RfmScore]) -> Result<RecordBatch> {
     ]));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1 .0 as i64))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(100.0 * r.1 .0 as f64 / n)))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .1 / r.1 .0 as f64)))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .2 / r.1 .0 as f64)))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| round(r.1 .3 / r.1 .0 as f64)))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.1 .0 as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| round(100.0 * r.1 .0 as f64 / n)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| round(r.1 .1 / r.1 .0 as f64)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| round(r.1 .2 / r.1 .0 as f64)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| round(r.1 .3 / r.1 .0 as f64)),
+        )),
     ];
     Ok(RecordBatch::try_new(schema, cols)?)
 }

@@ -27,7 +27,9 @@ impl Context {
 
 /// A runtime for the async query engine.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The contract and warehouse schema: from `dir/oltp.yaml` and `dir/warehouse.yaml`
@@ -47,6 +49,8 @@ pub fn single_byte(s: &str) -> std::result::Result<u8, String> {
     match s {
         "\\t" | "tab" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        _ => Err(format!("expected a single ASCII character (or \\t), found `{s}`")),
+        _ => Err(format!(
+            "expected a single ASCII character (or \\t), found `{s}`"
+        )),
     }
 }

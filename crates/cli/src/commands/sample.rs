@@ -50,17 +50,29 @@ pub struct GenerateArgs {
 /// Runs a sample command.
 pub fn run(ctx: &Context, cmd: SampleCommand) -> Result<()> {
     let SampleCommand::Generate(a) = cmd;
-    let cfg = SampleConfig { customers: a.customers, seed: a.seed, start: a.start, end: a.end };
+    let cfg = SampleConfig {
+        customers: a.customers,
+        seed: a.seed,
+        start: a.start,
+        end: a.end,
+    };
     let format = match a.format {
         FormatArg::Csv => ExportFormat::Csv,
         FormatArg::Jsonl => ExportFormat::Jsonl,
         FormatArg::Parquet => ExportFormat::Parquet,
     };
-    let summary = generate(&cfg, format, &a.out).map_err(|e| crmcube_model::Error::Usage(e.to_string()))?;
+    let summary =
+        generate(&cfg, format, &a.out).map_err(|e| crmcube_model::Error::Usage(e.to_string()))?;
     let mut total = 0;
     for f in &summary.files {
         total += f.bytes;
-        println!("{:<20} {:>12} rows {:>14} bytes  {}", f.entity, f.rows, f.bytes, f.path.display());
+        println!(
+            "{:<20} {:>12} rows {:>14} bytes  {}",
+            f.entity,
+            f.rows,
+            f.bytes,
+            f.path.display()
+        );
     }
     ctx.note(format!(
         "generated {} customers into {} ({:.1} MB) in {:.2}s",

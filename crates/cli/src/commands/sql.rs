@@ -25,7 +25,9 @@ impl SourceArgs {
         Ok(match (&self.warehouse, &self.data) {
             (Some(w), _) => Warehouse::open(w).await?,
             (None, Some(d)) => Warehouse::open_data(d).await?,
-            (None, None) => return Err(Error::Usage("give --warehouse DIR or --data DIR".into()).into()),
+            (None, None) => {
+                return Err(Error::Usage("give --warehouse DIR or --data DIR".into()).into())
+            }
         })
     }
 }
@@ -64,7 +66,10 @@ pub fn run_sql(ctx: &Context, a: SqlArgs) -> Result<()> {
         (Some(q), _) => q.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
         (None, None) => {
-            return Err(Error::Usage("give the SQL statement as an argument or with --file FILE".into()).into())
+            return Err(Error::Usage(
+                "give the SQL statement as an argument or with --file FILE".into(),
+            )
+            .into())
         }
     };
     let rt = runtime()?;
@@ -72,7 +77,12 @@ pub fn run_sql(ctx: &Context, a: SqlArgs) -> Result<()> {
         let wh = a.source.open().await?;
         anyhow::Ok(wh.sql(&query).await?)
     })?;
-    emit(a.output.as_deref(), &result.schema, &result.batches, a.format)?;
+    emit(
+        a.output.as_deref(),
+        &result.schema,
+        &result.batches,
+        a.format,
+    )?;
     ctx.note(format!("({} rows)", result.num_rows()));
     Ok(())
 }

@@ -23,7 +23,10 @@ C2,2024-02-01T10:00:00,b@x.com,Bob,Ray,,M,2024-02-01,email,corporate,R2,false,fa
         ("email_events.csv", "event_id,customer_id,campaign_id,event_ts,event_type\nEE1,C1,M1,2024-03-01T08:00:05,delivered\n"),
         ("tickets.csv", "ticket_id,customer_id,order_id,opened_at,closed_at,channel,category,priority,is_complaint,satisfaction_score\nT1,C2,O2,2024-04-12T10:00:00,2024-04-13T10:00:00,phone,returns,medium,true,2\n"),
     ];
-    files.iter().map(|(n, c)| (*n, c.as_bytes().to_vec())).collect()
+    files
+        .iter()
+        .map(|(n, c)| (*n, c.as_bytes().to_vec()))
+        .collect()
 }
 
 enum Expect {
@@ -55,7 +58,10 @@ fn replace(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, from
 }
 
 fn append(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, line: &str) {
-    files.get_mut(file).expect("file in fixture").extend_from_slice(line.as_bytes());
+    files
+        .get_mut(file)
+        .expect("file in fixture")
+        .extend_from_slice(line.as_bytes());
 }
 
 fn cases() -> Vec<Case> {
@@ -184,7 +190,13 @@ fn bad_input_corpus() {
         let src = tmp.path().join(format!("case{i}/export"));
         let wh = tmp.path().join(format!("case{i}/warehouse"));
         write_export(&src, &files);
-        let mut args = vec!["ingest", "--source", src.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()];
+        let mut args = vec![
+            "ingest",
+            "--source",
+            src.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ];
         args.extend_from_slice(case.args);
         let run = crmcube_in(tmp.path(), &args);
         let outcome = match &case.expect {
@@ -230,15 +242,26 @@ fn bad_input_corpus() {
                     let got = query(&wh, "SELECT entity, source_file, line, \"column\", reason FROM _quarantine ORDER BY entity, line");
                     let mut p = Vec::new();
                     if got.len() != rows.len() {
-                        p.push(format!("{} quarantined rows, expected {}: {got:?}", got.len(), rows.len()));
+                        p.push(format!(
+                            "{} quarantined rows, expected {}: {got:?}",
+                            got.len(),
+                            rows.len()
+                        ));
                     }
                     for ((entity, line, column, reason), g) in rows.iter().zip(&got) {
                         let gl = crate::common::num(&g["line"]) as i64;
                         let gc = g.get("column").and_then(|v| v.as_str()).unwrap_or("");
                         let gr = g["reason"].as_str().unwrap_or("");
                         let gf = g["source_file"].as_str().unwrap_or("");
-                        if g["entity"] != *entity || gl != *line || gc != *column || !gr.contains(reason) || !gf.contains(entity) {
-                            p.push(format!("got {g:?}, expected ({entity}, line {line}, {column}, …{reason}…)"));
+                        if g["entity"] != *entity
+                            || gl != *line
+                            || gc != *column
+                            || !gr.contains(reason)
+                            || !gf.contains(entity)
+                        {
+                            p.push(format!(
+                                "got {g:?}, expected ({entity}, line {line}, {column}, …{reason}…)"
+                            ));
                         }
                     }
                     p
@@ -249,26 +272,61 @@ fn bad_input_corpus() {
             failures.push(format!("{}: {}", case.name, outcome.join("; ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope");
-    let r = crmcube_in(tmp.path(), &["ingest", "--source", missing.to_str().unwrap(), "--warehouse", "wh"]);
+    let r = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            missing.to_str().unwrap(),
+            "--warehouse",
+            "wh",
+        ],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let r = crmcube_in(tmp.path(), &["ingest", "--source", empty.to_str().unwrap(), "--warehouse", "wh"]);
+    let r = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            empty.to_str().unwrap(),
+            "--warehouse",
+            "wh",
+        ],
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no export files found"), "{}", r.stderr);
 
     let r = crmcube_in(tmp.path(), &["ingest", "--source", "x"]);
     assert_eq!(r.code, 2, "missing flag is a usage error");
-    let r = crmcube_in(tmp.path(), &["ingest", "--source", "x", "--warehouse", "y", "--delimiter", "ab"]);
+    let r = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            "x",
+            "--warehouse",
+            "y",
+            "--delimiter",
+            "ab",
+        ],
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("single ASCII character"), "{}", r.stderr);
 }
@@ -282,13 +340,51 @@ fn a_second_writer_is_refused_while_the_lock_is_held() {
     std::fs::create_dir_all(&wh).unwrap();
     // A live process (this test) holds the lock.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    std::fs::write(wh.join(".crmcube.lock"), format!("pid={} host={} since=2026-01-01T00:00:00Z\n", std::process::id(), host.trim())).unwrap();
-    let r = crmcube_in(tmp.path(), &["ingest", "--source", src.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()]);
+    std::fs::write(
+        wh.join(".crmcube.lock"),
+        format!(
+            "pid={} host={} since=2026-01-01T00:00:00Z\n",
+            std::process::id(),
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let r = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            src.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("another load holds the warehouse") && r.stderr.contains(&format!("pid={}", std::process::id())), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another load holds the warehouse")
+            && r.stderr.contains(&format!("pid={}", std::process::id())),
+        "{}",
+        r.stderr
+    );
     // A lock left by a process that is gone is taken over.
-    std::fs::write(wh.join(".crmcube.lock"), format!("pid=999999999 host={} since=2026-01-01T00:00:00Z\n", host.trim())).unwrap();
-    let r = crmcube_in(tmp.path(), &["ingest", "--source", src.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()]);
+    std::fs::write(
+        wh.join(".crmcube.lock"),
+        format!(
+            "pid=999999999 host={} since=2026-01-01T00:00:00Z\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let r = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            src.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!wh.join(".crmcube.lock").exists());
 }

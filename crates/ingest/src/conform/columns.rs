@@ -75,7 +75,9 @@ pub fn unknown_member(name: &str, def: &TableDef) -> Result<RecordBatch> {
     for (field, col) in schema.fields().iter().zip(&def.columns) {
         let a: ArrayRef = match (col.ty, col.nullable) {
             (ColumnType::Key, _) => Arc::new(arrow::array::Int64Array::from(vec![UNKNOWN_KEY])),
-            (ColumnType::String, false) => Arc::new(arrow::array::StringArray::from(vec!["Unknown"])),
+            (ColumnType::String, false) => {
+                Arc::new(arrow::array::StringArray::from(vec!["Unknown"]))
+            }
             (_, true) => new_null_array(field.data_type(), 1),
             (ColumnType::Int, false) => Arc::new(arrow::array::Int64Array::from(vec![0])),
             (ColumnType::Float, false) => Arc::new(arrow::array::Float64Array::from(vec![0.0])),

@@ -15,13 +15,13 @@ use super::{opt_str, Cols, TableAssembler};
 use crate::entity::{value_text, StagedEntity};
 use crate::value::date_of_days;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array,
 };
 use chrono::{Datelike, NaiveDate};
+use crmcube_model::keys::FastMap as HashMap;
 use crmcube_model::keys::{key_of, surrogate_key, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
-use crmcube_model::keys::FastMap as HashMap;
 use std::sync::Arc;
 
 /// Start of the first version of every customer (1900-01-01T00:00:00).
@@ -90,7 +90,11 @@ pub fn build_dim_customer(
 
     // Group rows by customer, in updated_at order.
     let mut order: Vec<usize> = (0..staged.batch.num_rows()).collect();
-    order.sort_by(|&a, &b| ids.value(a).cmp(ids.value(b)).then(updated.value(a).cmp(&updated.value(b))));
+    order.sort_by(|&a, &b| {
+        ids.value(a)
+            .cmp(ids.value(b))
+            .then(updated.value(a).cmp(&updated.value(b)))
+    });
 
     // (row whose attributes the version shows, row with latest type-1 values, valid_from)
     let mut versions: Vec<(usize, usize, i64)> = Vec::new();
@@ -113,7 +117,11 @@ pub fn build_dim_customer(
                     .any(|a| value_text(*a, p) != value_text(*a, row)),
             };
             if changed {
-                let from = if prev.is_none() { VALID_FROM_MIN } else { updated.value(row) };
+                let from = if prev.is_none() {
+                    VALID_FROM_MIN
+                } else {
+                    updated.value(row)
+                };
                 let key = if prev.is_none() {
                     key_of(id)
                 } else {
@@ -132,13 +140,20 @@ pub fn build_dim_customer(
     let attr_rows = UInt32Array::from(versions.iter().map(|v| v.0 as u32).collect::<Vec<_>>());
     let latest_rows = UInt32Array::from(versions.iter().map(|v| v.1 as u32).collect::<Vec<_>>());
     let take = |name: &str, latest: bool| -> Result<ArrayRef> {
-        let a = staged.batch.column_by_name(name).ok_or_else(|| Error::Schema {
-            file: "export contract".into(),
-            key: format!("entities.customers.columns.{name}"),
-            message: "column is needed by dim_customer".into(),
-        })?;
-        arrow::compute::take(a.as_ref(), if latest { &latest_rows } else { &attr_rows }, None)
-            .map_err(|e| Error::format("dim_customer", e))
+        let a = staged
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Schema {
+                file: "export contract".into(),
+                key: format!("entities.customers.columns.{name}"),
+                message: "column is needed by dim_customer".into(),
+            })?;
+        arrow::compute::take(
+            a.as_ref(),
+            if latest { &latest_rows } else { &attr_rows },
+            None,
+        )
+        .map_err(|e| Error::format("dim_customer", e))
     };
 
     let mut valid_from = Vec::with_capacity(n);
@@ -146,7 +161,11 @@ pub fn build_dim_customer(
     let mut is_current = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
     let mut region_keys = Vec::with_capacity(n);
-    let (mut city, mut country, mut region) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut city, mut country, mut region) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let mut cohort = Vec::with_capacity(n);
     let region_ids = c.str("region_id")?;
     let signup = c.date("signup_date")?;
@@ -158,7 +177,11 @@ pub fn build_dim_customer(
         valid_to.push(next_same.map_or(VALID_TO_MAX, |v| v.2));
         is_current.push(next_same.is_none());
         let vs = &lookup.versions[id];
-        keys.push(vs.iter().find(|(f, _)| *f == from).map_or(UNKNOWN_KEY, |v| v.1));
+        keys.push(
+            vs.iter()
+                .find(|(f, _)| *f == from)
+                .map_or(UNKNOWN_KEY, |v| v.1),
+        );
         match opt_str(region_ids, row).and_then(|r| regions.get(r)) {
             Some((rk, ci, co, re)) => {
                 region_keys.push(*rk);
@@ -190,14 +213,28 @@ pub fn build_dim_customer(
         .set("country", Arc::new(StringArray::from(country)))
         .set("region", Arc::new(StringArray::from(region)))
         .set("cohort_month", Arc::new(StringArray::from(cohort)))
-        .set("valid_from", Arc::new(TimestampMicrosecondArray::from(valid_from)))
-        .set("valid_to", Arc::new(TimestampMicrosecondArray::from(valid_to)))
+        .set(
+            "valid_from",
+            Arc::new(TimestampMicrosecondArray::from(valid_from)),
+        )
+        .set(
+            "valid_to",
+            Arc::new(TimestampMicrosecondArray::from(valid_to)),
+        )
         .set("is_current", Arc::new(BooleanArray::from(is_current)));
     for col in &def.columns {
         if matches!(
             col.name.as_str(),
-            "customer_key" | "customer_id" | "region_key" | "city" | "country" | "region"
-                | "cohort_month" | "valid_from" | "valid_to" | "is_current"
+            "customer_key"
+                | "customer_id"
+                | "region_key"
+                | "city"
+                | "country"
+                | "region"
+                | "cohort_month"
+                | "valid_from"
+                | "valid_to"
+                | "is_current"
         ) {
             continue;
         }

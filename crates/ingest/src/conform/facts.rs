@@ -8,11 +8,11 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
     StringArray, StringBuilder, TimestampMicrosecondArray,
 };
-use std::fmt::Write as _;
 use crmcube_model::keys::{key_of, UNKNOWN_KEY};
+use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use crmcube_model::types::{DECIMAL_PRECISION, MONEY_SCALE};
 use crmcube_model::{Error, Result, TableDef};
-use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Dimension lookups shared by all facts.
@@ -90,7 +90,11 @@ fn ints(v: Vec<i64>) -> ArrayRef {
 }
 
 fn date_keys(ts: &[i64]) -> ArrayRef {
-    ints(ts.iter().map(|t| i64::from(date_key_of_micros(*t))).collect())
+    ints(
+        ts.iter()
+            .map(|t| i64::from(date_key_of_micros(*t)))
+            .collect(),
+    )
 }
 
 /// fact_sales from order_lines joined to their orders.
@@ -110,7 +114,8 @@ pub fn build_fact_sales(
         o.str("campaign_id")?,
     );
     // Per order: (ts, customer, region, channel, campaign keys).
-    let mut order_idx: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
+    let mut order_idx: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
     let mut order_keys = Vec::with_capacity(o_id.len());
     let mut orders_orphaned = 0u64;
     for i in 0..o_id.len() {
@@ -274,7 +279,8 @@ pub fn build_fact_interaction(
         s.int("pages_viewed")?,
         s.int("duration_s")?,
     );
-    let mut session_idx: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
+    let mut session_idx: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
     let mut s_orph = 0;
     for i in 0..s_id.len() {
         session_idx.insert(s_id.value(i), i);
@@ -329,8 +335,10 @@ pub fn build_fact_interaction(
         out.channel.push(web_key);
         out.campaign.push(UNKNOWN_KEY);
         out.product.push(pk);
-        out.device.append_option(sess.and_then(|si| opt_str(s_dev, si)));
-        out.source.append_option(sess.and_then(|si| opt_str(s_src, si)));
+        out.device
+            .append_option(sess.and_then(|si| opt_str(s_dev, si)));
+        out.source
+            .append_option(sess.and_then(|si| opt_str(s_src, si)));
         out.pages.push(None);
         out.duration.push(None);
         out.quantity.push(Some(c_qty.value(i)));
@@ -370,7 +378,10 @@ pub fn build_fact_interaction(
     t.set("interaction_id", Arc::new(out.id.finish()))
         .set("interaction_type", Arc::new(out.kind.finish()))
         .set("date_key", date_keys(&out.ts))
-        .set("event_ts", Arc::new(TimestampMicrosecondArray::from(out.ts)))
+        .set(
+            "event_ts",
+            Arc::new(TimestampMicrosecondArray::from(out.ts)),
+        )
         .set("customer_key", ints(out.customer))
         .set("channel_key", ints(out.channel))
         .set("campaign_key", ints(out.campaign))
@@ -439,7 +450,11 @@ pub fn build_fact_ticket(
         keep.push(i as u32);
         ck.push(k);
         chk.push(ch);
-        ord.push(if orph3 { None } else { order_ref.map(str::to_string) });
+        ord.push(if orph3 {
+            None
+        } else {
+            order_ref.map(str::to_string)
+        });
         hours.push(cl.map(|cl| (cl - o) as f64 / 3.6e9));
     }
     let rows = keep.len();
@@ -494,7 +509,11 @@ pub fn build_fact_campaign_response(
     );
     let n = camp.len();
     let mut orphaned = 0;
-    let (mut mk, mut ck, mut chk) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut mk, mut ck, mut chk) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for i in 0..n {
         let ((m, ch), orph1) = r.campaign(opt_str(camp, i));
         let (k, orph2) = r.customers.resolve(opt_str(cust, i), sent.value(i));
@@ -504,7 +523,11 @@ pub fn build_fact_campaign_response(
         chk.push(ch);
     }
     let flag = |a: &BooleanArray| -> ArrayRef {
-        ints((0..a.len()).map(|i| i64::from(a.is_valid(i) && a.value(i))).collect())
+        ints(
+            (0..a.len())
+                .map(|i| i64::from(a.is_valid(i) && a.value(i)))
+                .collect(),
+        )
     };
     let ts: Vec<i64> = sent.values().to_vec();
     let mut t = TableAssembler::new("fact_campaign_response", def);

@@ -11,8 +11,8 @@ mod facts;
 
 pub use columns::TableAssembler;
 
-pub use customers::CustomerVersions;
 pub use customers::build_dim_customer;
+pub use customers::CustomerVersions;
 pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_lookup};
 pub use facts::{
     build_fact_campaign_response, build_fact_interaction, build_fact_sales, build_fact_ticket,
@@ -51,7 +51,12 @@ impl<'a> Cols<'a> {
             })
     }
 
-    fn typed<T>(&self, name: &str, expected: &str, f: impl Fn(&'a dyn Array) -> Option<&'a T>) -> Result<&'a T> {
+    fn typed<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        f: impl Fn(&'a dyn Array) -> Option<&'a T>,
+    ) -> Result<&'a T> {
         let a = self.col(name)?;
         f(a).ok_or_else(|| Error::Schema {
             file: "export contract".into(),

@@ -49,7 +49,11 @@ pub(super) fn read(
             path.display()
         )));
     }
-    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
+    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) {
+        3
+    } else {
+        0
+    };
     let body = &data[bom..];
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Data(format!(

@@ -11,7 +11,11 @@ const CHUNK_BYTES: usize = 8 << 20;
 
 pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
+    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) {
+        3
+    } else {
+        0
+    };
     let body = &data[bom..];
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::Data(format!(
@@ -32,7 +36,12 @@ pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileS
             }
         }
     }
-    let ends: Vec<usize> = bounds.iter().skip(1).map(|b| b.0).chain([body.len()]).collect();
+    let ends: Vec<usize> = bounds
+        .iter()
+        .skip(1)
+        .map(|b| b.0)
+        .chain([body.len()])
+        .collect();
     let outs: Vec<Result<_>> = bounds
         .par_iter()
         .zip(ends.par_iter())

@@ -116,10 +116,11 @@ pub(crate) fn map_columns(
     let mut mapping = Vec::with_capacity(spec.columns.len());
     let mut missing = Vec::new();
     for c in &spec.columns {
-        let found = names
-            .iter()
-            .position(|n| n == &c.name)
-            .or_else(|| names.iter().position(|n| norm(n) == c.name.to_ascii_lowercase()));
+        let found = names.iter().position(|n| n == &c.name).or_else(|| {
+            names
+                .iter()
+                .position(|n| norm(n) == c.name.to_ascii_lowercase())
+        });
         if found.is_none() && !c.nullable {
             missing.push(c.name.clone());
         }

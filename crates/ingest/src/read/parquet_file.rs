@@ -12,7 +12,10 @@ use std::path::Path;
 pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-        Error::Data(format!("{}: not a readable Parquet file: {e}", path.display()))
+        Error::Data(format!(
+            "{}: not a readable Parquet file: {e}",
+            path.display()
+        ))
     })?;
     let names: Vec<String> = builder
         .schema()
@@ -30,7 +33,10 @@ pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileS
     let mut row_no: u64 = 0;
     for batch in reader {
         let batch = batch.map_err(|e| {
-            Error::Data(format!("{}: Parquet data cannot be read: {e}", path.display()))
+            Error::Data(format!(
+                "{}: Parquet data cannot be read: {e}",
+                path.display()
+            ))
         })?;
         // Per contract column: the source as text, or as typed ints/bools when they match.
         let mut cols: Vec<Option<Source>> = Vec::with_capacity(mapping.len());
