@@ -28,6 +28,7 @@ Run:  pip install -r benches/requirements.txt && python3 benches/ingest_vs_duckd
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -360,6 +361,12 @@ def main() -> int:
     versions = {
         "crmcube": subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip(),
     }
+    h = hashlib.sha256()
+    with open(binary, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    versions["crmcube_sha256"] = h.hexdigest()
+    versions["crmcube_mtime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(binary)))
     try:
         import duckdb
         versions["duckdb"] = duckdb.__version__

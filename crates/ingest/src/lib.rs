@@ -59,6 +59,10 @@ pub struct IngestOptions<'a> {
 }
 
 /// Loads an export into the warehouse; returns the run report.
+///
+/// Entities are staged group by group (dimensions, then each fact with its sources) and
+/// each finished table is written to the staging directory at once, so memory holds one
+/// group at a time. Nothing is visible in the warehouse until every table is written.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -74,192 +78,48 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             opts.source.display()
         )));
     }
+    for n in REQUIRED_ENTITIES {
+        if opts.contract.entity(n).is_none() {
+            return Err(Error::Schema {
+                file: "export contract".into(),
+                key: format!("entities.{n}"),
+                message: "entity is needed to build the warehouse but not in the contract".into(),
+            });
+        }
+    }
     let _lock = publish::WriterLock::acquire(&opts.warehouse)?;
     publish::clean_stale_staging(&opts.warehouse)?;
-
-    // 1. Stage every entity.
-    let mut staged: HashMap<String, StagedEntity> = HashMap::default();
-    let mut reports: Vec<EntityReport> = Vec::new();
-    let mut inputs = Vec::new();
-    for (name, spec) in &opts.contract.entities {
-        let t0 = Instant::now();
-        let entity_files = files.entities.get(name).cloned().unwrap_or_default();
-        progress.step(&format!("reading {name}"));
-        let (st, hashes) = rayon::join(
-            || -> Result<StagedEntity> {
-                if entity_files.is_empty() {
-                    Ok(StagedEntity::empty(spec))
-                } else {
-                    stage_entity(name, spec, &entity_files, &opts.csv)
-                }
-            },
-            || {
-                entity_files
-                    .par_iter()
-                    .map(|(p, _)| sha256_file(p))
-                    .collect::<Vec<_>>()
-            },
-        );
-        let st = st?;
-        for ((path, fmt), h) in entity_files.iter().zip(hashes) {
-            let (sha, bytes) = h?;
-            inputs.push(serde_json::json!({
-                "entity": name, "file": path.display().to_string(), "format": fmt,
-                "sha256": sha, "bytes": bytes,
-            }));
-        }
-        reports.push(EntityReport::new(name, &st, t0.elapsed().as_secs_f64()));
-        staged.insert(name.clone(), st);
-    }
-    let get = |staged: &HashMap<String, StagedEntity>, n: &str| -> Result<()> {
-        staged.get(n).map(|_| ()).ok_or_else(|| Error::Schema {
-            file: "export contract".into(),
-            key: format!("entities.{n}"),
-            message: "entity is needed to build the warehouse but not in the contract".into(),
-        })
+    let staging = opts.warehouse.join(format!(".staging-{load_id}"));
+    let mut load = Load {
+        opts,
+        files: &files,
+        staging: staging.clone(),
+        progress,
+        reports: HashMap::default(),
+        inputs: Vec::new(),
+        rejects: Vec::new(),
+        written: Vec::new(),
+        day_range: None,
+        conform_seconds: 0.0,
+        write_seconds: 0.0,
     };
-    for n in [
-        "regions",
-        "customers",
-        "products",
-        "campaigns",
-        "orders",
-        "order_lines",
-        "campaign_contacts",
-        "web_sessions",
-        "cart_events",
-        "email_events",
-        "tickets",
-    ] {
-        get(&staged, n)?;
+    if let Err(e) = load.run() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
     }
 
-    // 2. Conform dimensions.
-    progress.step("building dimensions");
-    let t0 = Instant::now();
-    let schema = opts.schema;
-    let mut tables: Vec<(String, arrow::record_batch::RecordBatch)> = Vec::new();
-    let mut orphaned: HashMap<&str, u64> = HashMap::default();
-    let regions = conform::region_lookup(&staged["regions"])?;
-    for (table, entity) in [
-        ("dim_region", "regions"),
-        ("dim_product", "products"),
-        ("dim_campaign", "campaigns"),
-    ] {
-        let spec = opts
-            .contract
-            .entity(entity)
-            .ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
-        tables.push((
-            table.into(),
-            conform::build_simple_dims(
-                table,
-                schema.require(table)?,
-                entity,
-                spec,
-                &staged[entity],
-            )?,
-        ));
-    }
-    let (dim_customer, versions, cust_orph) = conform::build_dim_customer(
-        schema.require("dim_customer")?,
-        &staged["customers"],
-        &regions,
-    )?;
-    orphaned.insert("customers", cust_orph);
-    tables.push(("dim_customer".into(), dim_customer));
-    let channel_def = schema.require("dim_channel")?;
-    tables.push((
-        "dim_channel".into(),
-        conform::build_dim_channel(channel_def)?,
-    ));
-
-    let resolver = build_resolver(&staged, &versions, channel_def)?;
-
-    // 3. Facts.
-    progress.step("building facts");
-    let mut outputs = vec![(
-        "fact_sales",
-        conform::build_fact_sales(
-            schema.require("fact_sales")?,
-            &staged["order_lines"],
-            &staged["orders"],
-            &resolver,
-        )?,
-    )];
-    outputs.push((
-        "fact_interaction",
-        conform::build_fact_interaction(
-            schema.require("fact_interaction")?,
-            &staged["web_sessions"],
-            &staged["cart_events"],
-            &staged["email_events"],
-            &resolver,
-        )?,
-    ));
-    let order_ids: HashSet<String> = conform_ids(&staged["orders"], "order_id");
-    outputs.push((
-        "fact_ticket",
-        conform::build_fact_ticket(
-            schema.require("fact_ticket")?,
-            &staged["tickets"],
-            &order_ids,
-            &resolver,
-        )?,
-    ));
-    outputs.push((
-        "fact_campaign_response",
-        conform::build_fact_campaign_response(
-            schema.require("fact_campaign_response")?,
-            &staged["campaign_contacts"],
-            &resolver,
-        )?,
-    ));
-    let mut day_range: Option<(i32, i32)> = None;
-    for (table, out) in outputs {
-        for (entity, n) in out.orphaned {
-            *orphaned.entry(entity).or_default() += n;
-        }
-        for (entity, rejects) in out.rejects {
-            if let Some(st) = staged.get_mut(entity) {
-                for (row, col, value, reason) in rejects {
-                    st.reject(entity, row, Some(col), Some(value), reason);
-                }
-            }
-        }
-        if let Some(def) = schema.table(table) {
-            if let Some(p) = &def.partition_by {
-                if let Some((lo, hi)) = ts_day_range(&out.batch, p) {
-                    day_range = Some(match day_range {
-                        None => (lo, hi),
-                        Some((a, b)) => (a.min(lo), b.max(hi)),
-                    });
-                }
-            }
-        }
-        tables.push((table.into(), out.batch));
-    }
-    let (lo, hi) = day_range.unwrap_or_else(|| {
-        let today = value::days_of_date(chrono::Utc::now().date_naive());
-        (today, today)
-    });
-    tables.push((
-        "dim_date".into(),
-        conform::build_dim_date(schema.require("dim_date")?, lo, hi)?,
-    ));
-    let conform_secs = t0.elapsed().as_secs_f64();
-
-    // 4. Quarantine and the reject limit.
-    let mut rejects = Vec::new();
-    for r in reports.iter_mut() {
-        let st = &staged[&r.entity];
-        r.finish(st, orphaned.get(r.entity.as_str()).copied().unwrap_or(0));
-        rejects.extend(st.rejects.iter().cloned());
-    }
+    // Reject limit, then publish.
+    let reports: Vec<EntityReport> = opts
+        .contract
+        .entities
+        .iter()
+        .filter_map(|(n, _)| load.reports.remove(n))
+        .collect();
     let total_read: u64 = reports.iter().map(|r| r.read).sum();
-    let total_rejected = rejects.len() as u64;
+    let total_rejected = load.rejects.len() as u64;
     if let Some(limit) = opts.max_reject_rate {
         if total_read > 0 && total_rejected as f64 / total_read as f64 > limit {
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(Error::Data(format!(
                 "{total_rejected} of {total_read} rows failed their checks ({:.2}%), over the limit of {:.2}%; nothing was published. Run again without --max-reject-rate to load the good rows and inspect _quarantine",
                 100.0 * total_rejected as f64 / total_read as f64,
@@ -267,50 +127,27 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             )));
         }
     }
-    rejects.sort_by(|a, b| {
-        (&a.entity, &a.source_file, a.line).cmp(&(&b.entity, &b.source_file, b.line))
-    });
-    tables.push((
-        QUARANTINE_TABLE.into(),
-        quarantine::quarantine_batch(&rejects)?,
-    ));
-
-    // 5. Write to staging, then swap in.
-    progress.step("writing tables");
-    let t0 = Instant::now();
-    let staging = opts.warehouse.join(format!(".staging-{load_id}"));
-    let written: Vec<Result<write::WrittenTable>> = tables
-        .par_iter()
-        .map(|(name, batch)| {
-            let (partition_by, sort_by) = match schema.table(name) {
-                Some(def) => (def.partition_by.as_deref(), def.sort_by.as_slice()),
-                None => (None, &[][..]),
-            };
-            write::write_table(&staging, name, partition_by, sort_by, batch)
-        })
-        .collect();
-    let written: Vec<write::WrittenTable> = written.into_iter().collect::<Result<_>>()?;
-    let write_secs = t0.elapsed().as_secs_f64();
     progress.step("publishing");
-    let names: Vec<String> = written.iter().map(|w| w.table.clone()).collect();
-    let finished_at = chrono::Utc::now();
+    let names: Vec<String> = load.written.iter().map(|w| w.table.clone()).collect();
     let manifest = serde_json::json!({
         "format_version": 1,
         "load_id": load_id,
         "started_at": started_at.to_rfc3339(),
-        "finished_at": finished_at.to_rfc3339(),
+        "finished_at": chrono::Utc::now().to_rfc3339(),
         "source": opts.source.display().to_string(),
-        "inputs": inputs,
-        "tables": written,
+        "inputs": load.inputs,
+        "tables": load.written,
     });
-    publish::swap_in(&opts.warehouse, &staging, &load_id, &names, &manifest)?;
-
+    if let Err(e) = publish::swap_in(&opts.warehouse, &staging, &load_id, &names, &manifest) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     Ok(IngestReport {
         load_id,
         source: opts.source.display().to_string(),
         warehouse: opts.warehouse.display().to_string(),
         entities: reports,
-        tables: written,
+        tables: load.written,
         quarantined: total_rejected,
         missing_entities: opts
             .contract
@@ -324,10 +161,286 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
-        conform_seconds: conform_secs,
-        write_seconds: write_secs,
+        conform_seconds: load.conform_seconds,
+        write_seconds: load.write_seconds,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Entities the star schema is built from.
+const REQUIRED_ENTITIES: [&str; 11] = [
+    "regions",
+    "customers",
+    "products",
+    "campaigns",
+    "orders",
+    "order_lines",
+    "campaign_contacts",
+    "web_sessions",
+    "cart_events",
+    "email_events",
+    "tickets",
+];
+
+/// State of one load while it runs.
+struct Load<'a> {
+    opts: &'a IngestOptions<'a>,
+    files: &'a source::ExportFiles,
+    staging: PathBuf,
+    progress: &'a dyn Progress,
+    reports: HashMap<String, EntityReport>,
+    inputs: Vec<serde_json::Value>,
+    rejects: Vec<quarantine::QuarantineRow>,
+    written: Vec<write::WrittenTable>,
+    day_range: Option<(i32, i32)>,
+    conform_seconds: f64,
+    write_seconds: f64,
+}
+
+impl Load<'_> {
+    fn run(&mut self) -> Result<()> {
+        let schema = self.opts.schema;
+        // Dimensions.
+        let regions_st = self.stage("regions")?;
+        let products_st = self.stage("products")?;
+        let campaigns_st = self.stage("campaigns")?;
+        let customers_st = self.stage("customers")?;
+        self.progress.step("building dimensions");
+        let t0 = Instant::now();
+        let regions = conform::region_lookup(&regions_st)?;
+        let mut dims = Vec::new();
+        for (table, entity, st) in [
+            ("dim_region", "regions", &regions_st),
+            ("dim_product", "products", &products_st),
+            ("dim_campaign", "campaigns", &campaigns_st),
+        ] {
+            let spec = self
+                .opts
+                .contract
+                .entity(entity)
+                .ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
+            dims.push((
+                table,
+                conform::build_simple_dims(table, schema.require(table)?, entity, spec, st)?,
+            ));
+        }
+        let (dim_customer, versions, cust_orph) =
+            conform::build_dim_customer(schema.require("dim_customer")?, &customers_st, &regions)?;
+        dims.push(("dim_customer", dim_customer));
+        let channel_def = schema.require("dim_channel")?;
+        dims.push(("dim_channel", conform::build_dim_channel(channel_def)?));
+        let resolver = build_resolver(
+            &products_st,
+            &campaigns_st,
+            &regions_st,
+            &versions,
+            channel_def,
+        )?;
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        for (name, st, orph) in [
+            ("regions", regions_st, 0),
+            ("products", products_st, 0),
+            ("campaigns", campaigns_st, 0),
+            ("customers", customers_st, cust_orph),
+        ] {
+            self.finish(name, st, orph);
+        }
+        for (table, batch) in dims {
+            self.write(table, &batch)?;
+        }
+
+        // fact_sales.
+        let orders = self.stage("orders")?;
+        let lines = self.stage("order_lines")?;
+        self.progress.step("building fact_sales");
+        let t0 = Instant::now();
+        let out =
+            conform::build_fact_sales(schema.require("fact_sales")?, &lines, &orders, &resolver)?;
+        let order_ids: HashSet<String> = conform_ids(&orders, "order_id");
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        self.absorb(
+            "fact_sales",
+            out,
+            &mut [
+                ("orders", &mut Some(orders)),
+                ("order_lines", &mut Some(lines)),
+            ],
+        )?;
+
+        // fact_interaction.
+        let sessions = self.stage("web_sessions")?;
+        let carts = self.stage("cart_events")?;
+        let emails = self.stage("email_events")?;
+        self.progress.step("building fact_interaction");
+        let t0 = Instant::now();
+        let out = conform::build_fact_interaction(
+            schema.require("fact_interaction")?,
+            &sessions,
+            &carts,
+            &emails,
+            &resolver,
+        )?;
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        self.absorb(
+            "fact_interaction",
+            out,
+            &mut [
+                ("web_sessions", &mut Some(sessions)),
+                ("cart_events", &mut Some(carts)),
+                ("email_events", &mut Some(emails)),
+            ],
+        )?;
+
+        // fact_ticket.
+        let tickets = self.stage("tickets")?;
+        let t0 = Instant::now();
+        let out = conform::build_fact_ticket(
+            schema.require("fact_ticket")?,
+            &tickets,
+            &order_ids,
+            &resolver,
+        )?;
+        drop(order_ids);
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        self.absorb("fact_ticket", out, &mut [("tickets", &mut Some(tickets))])?;
+
+        // fact_campaign_response.
+        let contacts = self.stage("campaign_contacts")?;
+        let t0 = Instant::now();
+        let out = conform::build_fact_campaign_response(
+            schema.require("fact_campaign_response")?,
+            &contacts,
+            &resolver,
+        )?;
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        self.absorb(
+            "fact_campaign_response",
+            out,
+            &mut [("campaign_contacts", &mut Some(contacts))],
+        )?;
+
+        // dim_date over the facts' dates, and the quarantine.
+        let (lo, hi) = self.day_range.unwrap_or_else(|| {
+            let today = value::days_of_date(chrono::Utc::now().date_naive());
+            (today, today)
+        });
+        let dim_date = conform::build_dim_date(schema.require("dim_date")?, lo, hi)?;
+        self.write("dim_date", &dim_date)?;
+        let mut rejects = std::mem::take(&mut self.rejects);
+        rejects.sort_by(|a, b| {
+            (&a.entity, &a.source_file, a.line).cmp(&(&b.entity, &b.source_file, b.line))
+        });
+        let q = quarantine::quarantine_batch(&rejects)?;
+        self.rejects = rejects;
+        self.write(QUARANTINE_TABLE, &q)
+    }
+
+    fn spec(&self, entity: &str) -> Result<&crmcube_model::EntitySpec> {
+        self.opts
+            .contract
+            .entity(entity)
+            .ok_or_else(|| Error::Usage(format!("no entity {entity}")))
+    }
+
+    /// Reads and checks every file of an entity (hashing them alongside).
+    fn stage(&mut self, name: &str) -> Result<StagedEntity> {
+        let spec = self.spec(name)?;
+        let t0 = Instant::now();
+        let entity_files = self.files.entities.get(name).cloned().unwrap_or_default();
+        self.progress.step(&format!("reading {name}"));
+        let csv = &self.opts.csv;
+        let (st, hashes) = rayon::join(
+            || -> Result<StagedEntity> {
+                if entity_files.is_empty() {
+                    Ok(StagedEntity::empty(spec))
+                } else {
+                    stage_entity(name, spec, &entity_files, csv)
+                }
+            },
+            || {
+                entity_files
+                    .par_iter()
+                    .map(|(p, _)| sha256_file(p))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let st = st?;
+        for ((path, fmt), h) in entity_files.iter().zip(hashes) {
+            let (sha, bytes) = h?;
+            self.inputs.push(serde_json::json!({
+                "entity": name, "file": path.display().to_string(), "format": fmt,
+                "sha256": sha, "bytes": bytes,
+            }));
+        }
+        self.reports.insert(
+            name.to_string(),
+            EntityReport::new(name, &st, t0.elapsed().as_secs_f64()),
+        );
+        Ok(st)
+    }
+
+    /// Closes an entity's report and keeps its refused rows.
+    fn finish(&mut self, name: &str, st: StagedEntity, orphaned: u64) {
+        if let Some(r) = self.reports.get_mut(name) {
+            r.finish(&st, orphaned);
+        }
+        self.rejects.extend(st.rejects);
+    }
+
+    /// Takes a built fact: records its rejects and orphans, writes it, frees its sources.
+    fn absorb(
+        &mut self,
+        table: &str,
+        out: conform::FactOutput,
+        sources: &mut [(&str, &mut Option<StagedEntity>)],
+    ) -> Result<()> {
+        for (entity, rejects) in out.rejects {
+            if let Some((_, Some(st))) = sources.iter_mut().find(|(n, _)| *n == entity) {
+                for (row, col, value, reason) in rejects {
+                    st.reject(entity, row, Some(col), Some(value), reason);
+                }
+            }
+        }
+        for (entity, slot) in sources.iter_mut() {
+            if let Some(st) = slot.take() {
+                let orphaned = out
+                    .orphaned
+                    .iter()
+                    .filter(|(e, _)| e == entity)
+                    .map(|(_, n)| *n)
+                    .sum();
+                self.finish(entity, st, orphaned);
+            }
+        }
+        if let Some(p) = self
+            .opts
+            .schema
+            .table(table)
+            .and_then(|d| d.partition_by.clone())
+        {
+            if let Some((lo, hi)) = ts_day_range(&out.batch, &p) {
+                self.day_range = Some(match self.day_range {
+                    None => (lo, hi),
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                });
+            }
+        }
+        self.write(table, &out.batch)
+    }
+
+    /// Writes one table into the staging directory.
+    fn write(&mut self, name: &str, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        self.progress.step(&format!("writing {name}"));
+        let t0 = Instant::now();
+        let (partition_by, sort_by) = match self.opts.schema.table(name) {
+            Some(def) => (def.partition_by.as_deref(), def.sort_by.as_slice()),
+            None => (None, &[][..]),
+        };
+        let w = write::write_table(&self.staging, name, partition_by, sort_by, batch)?;
+        self.written.push(w);
+        self.write_seconds += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
 }
 
 fn conform_ids(st: &StagedEntity, col: &str) -> HashSet<String> {
@@ -339,12 +452,14 @@ fn conform_ids(st: &StagedEntity, col: &str) -> HashSet<String> {
 }
 
 fn build_resolver<'a>(
-    staged: &HashMap<String, StagedEntity>,
+    products: &StagedEntity,
+    campaigns: &StagedEntity,
+    regions: &StagedEntity,
     versions: &'a conform::CustomerVersions,
     channel_def: &crmcube_model::TableDef,
 ) -> Result<Resolver<'a>> {
     use arrow::array::Array;
-    let p = conform::Cols::new("products", &staged["products"]);
+    let p = conform::Cols::new("products", products);
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);
     let mut products = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
@@ -355,7 +470,7 @@ fn build_resolver<'a>(
         };
         products.insert(ids.value(i).to_string(), (key_of(ids.value(i)), c));
     }
-    let c = conform::Cols::new("campaigns", &staged["campaigns"]);
+    let c = conform::Cols::new("campaigns", campaigns);
     let (ids, ch) = (c.str("campaign_id")?, c.str("channel")?);
     let mut campaigns = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for i in 0..ids.len() {
@@ -367,7 +482,7 @@ fn build_resolver<'a>(
     Ok(Resolver {
         customers: versions,
         products,
-        regions: conform_ids(&staged["regions"], "region_id"),
+        regions: conform_ids(regions, "region_id"),
         campaigns,
         channels: channel_def
             .members

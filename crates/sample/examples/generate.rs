@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crmcube_sample::{ExportFormat, SampleConfig, generate};
+use crmcube_sample::{generate, ExportFormat, SampleConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

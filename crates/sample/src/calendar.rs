@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn seasonality_averages_to_one() {
         let start = i64::from(days_from_civil(2023, 1, 1));
-        let mean: f64 = (0..365).map(|d| seasonality((start + d) * DAY)).sum::<f64>() / 365.0;
+        let mean: f64 = (0..365)
+            .map(|d| seasonality((start + d) * DAY))
+            .sum::<f64>()
+            / 365.0;
         assert!((mean - 1.0).abs() < 0.01, "{mean}");
         assert!(seasonality_max() > 1.5);
     }

@@ -123,7 +123,12 @@ const THEMES: [&str; 12] = [
 ];
 
 /// About 40 campaigns per three years of the period [start, end] (day numbers).
-pub(crate) fn build_campaigns(rng: &mut Rng, start: i32, end: i32, regions: usize) -> Vec<Campaign> {
+pub(crate) fn build_campaigns(
+    rng: &mut Rng,
+    start: i32,
+    end: i32,
+    regions: usize,
+) -> Vec<Campaign> {
     let days = f64::from(end - start + 1);
     let count = ((40.0 * days / 1096.0).round() as usize).max(1);
     let spacing = days / count as f64;
@@ -161,7 +166,7 @@ pub(crate) fn build_campaigns(rng: &mut Rng, start: i32, end: i32, regions: usiz
         let open_rate = rng.uniform(0.25, 0.45);
         let click_rate = rng.uniform(0.02, 0.08);
         let convert_rate = rng.uniform(0.005, 0.03).min(click_rate * 0.5);
-        let target_region = if rng.chance(0.25) {
+        let target_region = if rng.chance(0.15) {
             Some(rng.below(regions as u64) as usize)
         } else {
             None

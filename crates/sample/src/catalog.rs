@@ -100,11 +100,55 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.06,
         brands: &["Voltra", "Sonique", "Nexa", "Pixelon"],
         subcategories: &[
-            sub("Audio", 25.0, 350.0, &["Wireless Headphones", "Bluetooth Speaker", "Earbuds", "Soundbar", "Turntable"]),
-            sub("Phones", 150.0, 1200.0, &["Smartphone", "Smartphone Pro", "Flip Phone"]),
-            sub("Computers", 350.0, 2200.0, &["Laptop 14\"", "Laptop 16\"", "Desktop Tower", "Tablet 11\"", "Monitor 27\", 4K"]),
-            sub("TV & Video", 250.0, 1800.0, &["55\" 4K TV", "65\" OLED TV", "Projector", "Streaming Box"]),
-            sub("Accessories", 8.0, 80.0, &["USB-C Cable", "Phone Case", "Charger", "Power Bank", "Mouse", "Keyboard"]),
+            sub(
+                "Audio",
+                25.0,
+                350.0,
+                &[
+                    "Wireless Headphones",
+                    "Bluetooth Speaker",
+                    "Earbuds",
+                    "Soundbar",
+                    "Turntable",
+                ],
+            ),
+            sub(
+                "Phones",
+                150.0,
+                1200.0,
+                &["Smartphone", "Smartphone Pro", "Flip Phone"],
+            ),
+            sub(
+                "Computers",
+                350.0,
+                2200.0,
+                &[
+                    "Laptop 14\"",
+                    "Laptop 16\"",
+                    "Desktop Tower",
+                    "Tablet 11\"",
+                    "Monitor 27\", 4K",
+                ],
+            ),
+            sub(
+                "TV & Video",
+                250.0,
+                1800.0,
+                &["55\" 4K TV", "65\" OLED TV", "Projector", "Streaming Box"],
+            ),
+            sub(
+                "Accessories",
+                8.0,
+                80.0,
+                &[
+                    "USB-C Cable",
+                    "Phone Case",
+                    "Charger",
+                    "Power Bank",
+                    "Mouse",
+                    "Keyboard",
+                ],
+            ),
         ],
     },
     CategorySpec {
@@ -113,10 +157,49 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.04,
         brands: &["Casa Nova", "Hearthwell", "Lumo"],
         subcategories: &[
-            sub("Kitchen", 10.0, 300.0, &["Chef's Knife", "Knife Set, 6-Piece", "Blender", "Coffee Maker", "Frying Pan", "Kettle"]),
-            sub("Furniture", 60.0, 900.0, &["Armchair", "Bookshelf", "Desk", "Dining Chair", "Coffee Table"]),
-            sub("Decor", 8.0, 120.0, &["Table Lamp", "Vase", "Wall Mirror", "Picture Frame", "Candle Set"]),
-            sub("Bedding", 20.0, 200.0, &["Duvet", "Pillow", "Sheet Set", "Throw Blanket"]),
+            sub(
+                "Kitchen",
+                10.0,
+                300.0,
+                &[
+                    "Chef's Knife",
+                    "Knife Set, 6-Piece",
+                    "Blender",
+                    "Coffee Maker",
+                    "Frying Pan",
+                    "Kettle",
+                ],
+            ),
+            sub(
+                "Furniture",
+                60.0,
+                900.0,
+                &[
+                    "Armchair",
+                    "Bookshelf",
+                    "Desk",
+                    "Dining Chair",
+                    "Coffee Table",
+                ],
+            ),
+            sub(
+                "Decor",
+                8.0,
+                120.0,
+                &[
+                    "Table Lamp",
+                    "Vase",
+                    "Wall Mirror",
+                    "Picture Frame",
+                    "Candle Set",
+                ],
+            ),
+            sub(
+                "Bedding",
+                20.0,
+                200.0,
+                &["Duvet", "Pillow", "Sheet Set", "Throw Blanket"],
+            ),
         ],
     },
     CategorySpec {
@@ -125,10 +208,30 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.14,
         brands: &["Northwind", "Urbane", "Strider"],
         subcategories: &[
-            sub("Shoes", 40.0, 220.0, &["Running Shoes", "Sneakers", "Leather Boots", "Sandals"]),
-            sub("Men", 15.0, 150.0, &["Oxford Shirt", "Chinos", "Hoodie", "Rain Jacket", "Polo"]),
-            sub("Women", 15.0, 180.0, &["Summer Dress", "Blouse", "Jeans", "Wool Coat", "Cardigan"]),
-            sub("Kids", 8.0, 60.0, &["T-Shirt", "Pyjamas", "Rain Boots", "Hoodie"]),
+            sub(
+                "Shoes",
+                40.0,
+                220.0,
+                &["Running Shoes", "Sneakers", "Leather Boots", "Sandals"],
+            ),
+            sub(
+                "Men",
+                15.0,
+                150.0,
+                &["Oxford Shirt", "Chinos", "Hoodie", "Rain Jacket", "Polo"],
+            ),
+            sub(
+                "Women",
+                15.0,
+                180.0,
+                &["Summer Dress", "Blouse", "Jeans", "Wool Coat", "Cardigan"],
+            ),
+            sub(
+                "Kids",
+                8.0,
+                60.0,
+                &["T-Shirt", "Pyjamas", "Rain Boots", "Hoodie"],
+            ),
         ],
     },
     CategorySpec {
@@ -137,9 +240,24 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.03,
         brands: &["Aurelle", "Glowe"],
         subcategories: &[
-            sub("Skincare", 8.0, 90.0, &["Face Cream", "Serum", "Cleanser", "Sunscreen SPF 50"]),
-            sub("Makeup", 6.0, 60.0, &["Lipstick", "Mascara", "Foundation", "Eyeshadow Palette"]),
-            sub("Fragrance", 30.0, 150.0, &["Eau de Parfum", "Eau de Toilette", "Body Mist"]),
+            sub(
+                "Skincare",
+                8.0,
+                90.0,
+                &["Face Cream", "Serum", "Cleanser", "Sunscreen SPF 50"],
+            ),
+            sub(
+                "Makeup",
+                6.0,
+                60.0,
+                &["Lipstick", "Mascara", "Foundation", "Eyeshadow Palette"],
+            ),
+            sub(
+                "Fragrance",
+                30.0,
+                150.0,
+                &["Eau de Parfum", "Eau de Toilette", "Body Mist"],
+            ),
         ],
     },
     CategorySpec {
@@ -148,9 +266,34 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.05,
         brands: &["Peakline", "Trailforge", "Velox"],
         subcategories: &[
-            sub("Fitness", 10.0, 400.0, &["Yoga Mat", "Dumbbell Set", "Resistance Bands", "Rowing Machine"]),
-            sub("Outdoor", 15.0, 500.0, &["Tent, 2-Person", "Sleeping Bag", "Hiking Backpack", "Headlamp"]),
-            sub("Cycling", 20.0, 1500.0, &["Road Bike", "Bike Helmet", "Bike Light", "Cycling Gloves"]),
+            sub(
+                "Fitness",
+                10.0,
+                400.0,
+                &[
+                    "Yoga Mat",
+                    "Dumbbell Set",
+                    "Resistance Bands",
+                    "Rowing Machine",
+                ],
+            ),
+            sub(
+                "Outdoor",
+                15.0,
+                500.0,
+                &[
+                    "Tent, 2-Person",
+                    "Sleeping Bag",
+                    "Hiking Backpack",
+                    "Headlamp",
+                ],
+            ),
+            sub(
+                "Cycling",
+                20.0,
+                1500.0,
+                &["Road Bike", "Bike Helmet", "Bike Light", "Cycling Gloves"],
+            ),
         ],
     },
     CategorySpec {
@@ -159,9 +302,24 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.02,
         brands: &["Paperleaf Press", "Inkwell"],
         subcategories: &[
-            sub("Fiction", 6.0, 30.0, &["Novel", "Thriller", "Short Stories", "Fantasy Saga"]),
-            sub("Non-fiction", 8.0, 45.0, &["Cookbook", "Biography", "History of Europe", "Travel Guide"]),
-            sub("Children", 5.0, 25.0, &["Picture Book", "Activity Book", "Bedtime Stories"]),
+            sub(
+                "Fiction",
+                6.0,
+                30.0,
+                &["Novel", "Thriller", "Short Stories", "Fantasy Saga"],
+            ),
+            sub(
+                "Non-fiction",
+                8.0,
+                45.0,
+                &["Cookbook", "Biography", "History of Europe", "Travel Guide"],
+            ),
+            sub(
+                "Children",
+                5.0,
+                25.0,
+                &["Picture Book", "Activity Book", "Bedtime Stories"],
+            ),
         ],
     },
     CategorySpec {
@@ -170,15 +328,37 @@ const SPECS: &[CategorySpec] = &[
         return_rate: 0.04,
         brands: &["Brickhaus", "Funfair"],
         subcategories: &[
-            sub("Games", 10.0, 80.0, &["Board Game", "Card Game", "Puzzle 1000 pcs"]),
-            sub("Building", 15.0, 200.0, &["Building Set", "Marble Run", "Robot Kit"]),
+            sub(
+                "Games",
+                10.0,
+                80.0,
+                &["Board Game", "Card Game", "Puzzle 1000 pcs"],
+            ),
+            sub(
+                "Building",
+                15.0,
+                200.0,
+                &["Building Set", "Marble Run", "Robot Kit"],
+            ),
         ],
     },
 ];
 
 const MODEL_SUFFIXES: &[&str] = &[
-    "Classic", "Pro", "Lite", "Max", "Mini", "Plus", "Air", "Sport", "Essential", "Signature",
-    "X2", "S3", "Edge", "Studio",
+    "Classic",
+    "Pro",
+    "Lite",
+    "Max",
+    "Mini",
+    "Plus",
+    "Air",
+    "Sport",
+    "Essential",
+    "Signature",
+    "X2",
+    "S3",
+    "Edge",
+    "Studio",
 ];
 
 /// How many products each subcategory gets.
@@ -197,7 +377,10 @@ pub(crate) fn build_catalog(rng: &mut Rng, start: i32, end: i32) -> Catalog {
                 let mut name = format!("{brand} {item} {}", rng.choose(MODEL_SUFFIXES));
                 let mut generation = 2;
                 while !names.insert(name.clone()) {
-                    name = format!("{brand} {item} {} Gen {generation}", rng.choose(MODEL_SUFFIXES));
+                    name = format!(
+                        "{brand} {item} {} Gen {generation}",
+                        rng.choose(MODEL_SUFFIXES)
+                    );
                     generation += 1;
                 }
                 let price = (subcat.lo.ln() + rng.f64() * (subcat.hi / subcat.lo).ln()).exp();
@@ -321,7 +504,9 @@ mod tests {
         let inactive = cat.products.iter().filter(|p| !p.active()).count();
         assert!(inactive > 5 && inactive < 50, "{inactive}");
         for p in &cat.products {
-            assert!(p.cost_cents >= p.list_cents * 39 / 100 && p.cost_cents <= p.list_cents * 76 / 100);
+            assert!(
+                p.cost_cents >= p.list_cents * 39 / 100 && p.cost_cents <= p.list_cents * 76 / 100
+            );
             if let (Some(l), Some(d)) = (p.launched_on, p.discontinued_on) {
                 assert!(l < d);
             }

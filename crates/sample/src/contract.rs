@@ -122,152 +122,152 @@ impl Entity {
         match self {
             Entity::Regions => {
                 const COLUMNS: &[Column] = &[
-                col("region_id", Str),
-                col("city", Str),
-                col("country", Str),
-                col("country_code", Str),
-                col("region", Str),
-            ];
+                    col("region_id", Str),
+                    col("city", Str),
+                    col("country", Str),
+                    col("country_code", Str),
+                    col("region", Str),
+                ];
                 COLUMNS
             }
             Entity::Customers => {
                 const COLUMNS: &[Column] = &[
-                col("customer_id", Str),
-                col("updated_at", Timestamp),
-                null("email", Str),
-                null("first_name", Str),
-                null("last_name", Str),
-                null("birth_date", Date),
-                null("gender", Str),
-                col("signup_date", Date),
-                col("acquisition_channel", Str),
-                col("segment", Str),
-                col("region_id", Str),
-                col("opt_in_email", Bool),
-                col("opt_in_sms", Bool),
-            ];
+                    col("customer_id", Str),
+                    col("updated_at", Timestamp),
+                    null("email", Str),
+                    null("first_name", Str),
+                    null("last_name", Str),
+                    null("birth_date", Date),
+                    null("gender", Str),
+                    col("signup_date", Date),
+                    col("acquisition_channel", Str),
+                    col("segment", Str),
+                    col("region_id", Str),
+                    col("opt_in_email", Bool),
+                    col("opt_in_sms", Bool),
+                ];
                 COLUMNS
             }
             Entity::Products => {
                 const COLUMNS: &[Column] = &[
-                col("product_id", Str),
-                col("name", Str),
-                col("category", Str),
-                col("subcategory", Str),
-                col("brand", Str),
-                col("list_price", Decimal),
-                col("unit_cost", Decimal),
-                null("launched_on", Date),
-                col("active", Bool),
-            ];
+                    col("product_id", Str),
+                    col("name", Str),
+                    col("category", Str),
+                    col("subcategory", Str),
+                    col("brand", Str),
+                    col("list_price", Decimal),
+                    col("unit_cost", Decimal),
+                    null("launched_on", Date),
+                    col("active", Bool),
+                ];
                 COLUMNS
             }
             Entity::Campaigns => {
                 const COLUMNS: &[Column] = &[
-                col("campaign_id", Str),
-                col("name", Str),
-                col("channel", Str),
-                col("objective", Str),
-                col("start_date", Date),
-                col("end_date", Date),
-                col("budget", Decimal),
-            ];
+                    col("campaign_id", Str),
+                    col("name", Str),
+                    col("channel", Str),
+                    col("objective", Str),
+                    col("start_date", Date),
+                    col("end_date", Date),
+                    col("budget", Decimal),
+                ];
                 COLUMNS
             }
             Entity::Orders => {
                 const COLUMNS: &[Column] = &[
-                col("order_id", Str),
-                col("customer_id", Str),
-                col("order_ts", Timestamp),
-                col("channel", Str),
-                col("region_id", Str),
-                null("campaign_id", Str),
-            ];
+                    col("order_id", Str),
+                    col("customer_id", Str),
+                    col("order_ts", Timestamp),
+                    col("channel", Str),
+                    col("region_id", Str),
+                    null("campaign_id", Str),
+                ];
                 COLUMNS
             }
             Entity::OrderLines => {
                 const COLUMNS: &[Column] = &[
-                col("order_id", Str),
-                col("line_no", Int),
-                col("product_id", Str),
-                col("quantity", Int),
-                col("unit_price", Decimal),
-                col("discount", Decimal),
-                col("returned", Bool),
-            ];
+                    col("order_id", Str),
+                    col("line_no", Int),
+                    col("product_id", Str),
+                    col("quantity", Int),
+                    col("unit_price", Decimal),
+                    col("discount", Decimal),
+                    col("returned", Bool),
+                ];
                 COLUMNS
             }
             Entity::CampaignContacts => {
                 const COLUMNS: &[Column] = &[
-                col("contact_id", Str),
-                col("campaign_id", Str),
-                col("customer_id", Str),
-                col("sent_ts", Timestamp),
-                col("opened", Bool),
-                col("clicked", Bool),
-                col("converted", Bool),
-            ];
+                    col("contact_id", Str),
+                    col("campaign_id", Str),
+                    col("customer_id", Str),
+                    col("sent_ts", Timestamp),
+                    col("opened", Bool),
+                    col("clicked", Bool),
+                    col("converted", Bool),
+                ];
                 COLUMNS
             }
             Entity::WebSessions => {
                 const COLUMNS: &[Column] = &[
-                col("session_id", Str),
-                null("customer_id", Str),
-                col("started_at", Timestamp),
-                col("device", Str),
-                col("traffic_source", Str),
-                col("pages_viewed", Int),
-                col("duration_s", Int),
-            ];
+                    col("session_id", Str),
+                    null("customer_id", Str),
+                    col("started_at", Timestamp),
+                    col("device", Str),
+                    col("traffic_source", Str),
+                    col("pages_viewed", Int),
+                    col("duration_s", Int),
+                ];
                 COLUMNS
             }
             Entity::CartEvents => {
                 const COLUMNS: &[Column] = &[
-                col("event_id", Str),
-                col("session_id", Str),
-                null("customer_id", Str),
-                col("event_ts", Timestamp),
-                col("event_type", Str),
-                null("product_id", Str),
-                col("quantity", Int),
-            ];
+                    col("event_id", Str),
+                    col("session_id", Str),
+                    null("customer_id", Str),
+                    col("event_ts", Timestamp),
+                    col("event_type", Str),
+                    null("product_id", Str),
+                    col("quantity", Int),
+                ];
                 COLUMNS
             }
             Entity::EmailEvents => {
                 const COLUMNS: &[Column] = &[
-                col("event_id", Str),
-                col("customer_id", Str),
-                null("campaign_id", Str),
-                col("event_ts", Timestamp),
-                col("event_type", Str),
-            ];
+                    col("event_id", Str),
+                    col("customer_id", Str),
+                    null("campaign_id", Str),
+                    col("event_ts", Timestamp),
+                    col("event_type", Str),
+                ];
                 COLUMNS
             }
             Entity::Tickets => {
                 const COLUMNS: &[Column] = &[
-                col("ticket_id", Str),
-                col("customer_id", Str),
-                null("order_id", Str),
-                col("opened_at", Timestamp),
-                null("closed_at", Timestamp),
-                col("channel", Str),
-                col("category", Str),
-                col("priority", Str),
-                col("is_complaint", Bool),
-                null("satisfaction_score", Int),
-            ];
+                    col("ticket_id", Str),
+                    col("customer_id", Str),
+                    null("order_id", Str),
+                    col("opened_at", Timestamp),
+                    null("closed_at", Timestamp),
+                    col("channel", Str),
+                    col("category", Str),
+                    col("priority", Str),
+                    col("is_complaint", Bool),
+                    null("satisfaction_score", Int),
+                ];
                 COLUMNS
             }
             Entity::Truth => {
                 const COLUMNS: &[Column] = &[
-                col("customer_id", Str),
-                col("lambda", Float),
-                col("dropout_p", Float),
-                col("mean_spend", Float),
-                null("dropped_out_on", Date),
-                col("alive_at_end", Bool),
-                col("purchases", Int),
-            ];
+                    col("customer_id", Str),
+                    col("lambda", Float),
+                    col("dropout_p", Float),
+                    col("mean_spend", Float),
+                    null("dropped_out_on", Date),
+                    col("alive_at_end", Bool),
+                    col("purchases", Int),
+                ];
                 COLUMNS
             }
         }
@@ -285,19 +285,40 @@ pub(crate) struct IdKind {
 }
 
 /// `C0000001`
-pub(crate) const CUSTOMER_ID: IdKind = IdKind { prefix: "C", width: 7 };
+pub(crate) const CUSTOMER_ID: IdKind = IdKind {
+    prefix: "C",
+    width: 7,
+};
 /// `O000000001`
-pub(crate) const ORDER_ID: IdKind = IdKind { prefix: "O", width: 9 };
+pub(crate) const ORDER_ID: IdKind = IdKind {
+    prefix: "O",
+    width: 9,
+};
 /// `CC0000000001`
-pub(crate) const CONTACT_ID: IdKind = IdKind { prefix: "CC", width: 10 };
+pub(crate) const CONTACT_ID: IdKind = IdKind {
+    prefix: "CC",
+    width: 10,
+};
 /// `S0000000001`
-pub(crate) const SESSION_ID: IdKind = IdKind { prefix: "S", width: 10 };
+pub(crate) const SESSION_ID: IdKind = IdKind {
+    prefix: "S",
+    width: 10,
+};
 /// `CE00000000001`
-pub(crate) const CART_EVENT_ID: IdKind = IdKind { prefix: "CE", width: 11 };
+pub(crate) const CART_EVENT_ID: IdKind = IdKind {
+    prefix: "CE",
+    width: 11,
+};
 /// `EE00000000001`
-pub(crate) const EMAIL_EVENT_ID: IdKind = IdKind { prefix: "EE", width: 11 };
+pub(crate) const EMAIL_EVENT_ID: IdKind = IdKind {
+    prefix: "EE",
+    width: 11,
+};
 /// `T00000001`
-pub(crate) const TICKET_ID: IdKind = IdKind { prefix: "T", width: 8 };
+pub(crate) const TICKET_ID: IdKind = IdKind {
+    prefix: "T",
+    width: 8,
+};
 
 /// Largest customer count whose keys keep their fixed width.
 pub(crate) const MAX_CUSTOMERS: usize = 9_999_999;

@@ -2,21 +2,21 @@
 //! latent parameters, master-data changes, the BG/NBD purchase process with complaint-driven
 //! churn, campaign responses, web traffic and tickets.
 
-use crate::calendar::{DAY, HOUR, MINUTE, day_of_ts, seasonality, seasonality_max};
+use crate::calendar::{day_of_ts, seasonality, seasonality_max, DAY, HOUR, MINUTE};
 use crate::history::{ChangeKind, History};
-use crate::marketing::{Audience, run_campaigns};
-use crate::names::{EMAIL_DOMAINS, names};
-use crate::orders::{SPEND_SHAPE, Shopper, apply_discounts, build_order, retime, time_of_day};
+use crate::marketing::{run_campaigns, Audience};
+use crate::names::{names, EMAIL_DOMAINS};
+use crate::orders::{apply_discounts, build_order, retime, time_of_day, Shopper, SPEND_SHAPE};
 use crate::records::{
     Acquisition, CustomerRecords, CustomerVersion, EmailEvent, EmailEventType, Gender, Order,
     OrderChannel, OrderLine, Profile, Segment, Ticket, TicketCategory, Truth,
 };
 use crate::rng::{Rng, Stream};
 use crate::tickets::{
-    TicketDraw, UNRESOLVED_COMPLAINT_DROPOUT, background_category, draw_ticket,
-    dropout_after_complaint,
+    background_category, draw_ticket, dropout_after_complaint, TicketDraw,
+    UNRESOLVED_COMPLAINT_DROPOUT,
 };
-use crate::web::{Traffic, Visitor, anonymous_sessions, customer_sessions, growth_fraction};
+use crate::web::{anonymous_sessions, customer_sessions, growth_fraction, Traffic, Visitor};
 use crate::world::World;
 
 /// Population parameters of the generative model (documented in docs/sample-data.md).
@@ -75,7 +75,7 @@ pub(crate) fn email_address(profile: &Profile, n: u64, variant: u8) -> String {
     let first = slug(profile.first_name, "customer");
     let last = slug(profile.last_name, "x");
     let domain = EMAIL_DOMAINS[((n + u64::from(variant)) % EMAIL_DOMAINS.len() as u64) as usize];
-    if variant % 2 == 0 {
+    if variant.is_multiple_of(2) {
         format!("{first}.{last}.{n}@{domain}")
     } else {
         format!("{first}{last}{n}@{domain}")
@@ -143,7 +143,11 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
         signup_ts,
         acquisition,
     };
-    let no_email_p = if acquisition == Acquisition::Store { 0.25 } else { 0.01 };
+    let no_email_p = if acquisition == Acquisition::Store {
+        0.25
+    } else {
+        0.01
+    };
     let email = (!rng.chance(no_email_p)).then_some(0u8);
     let bad_email = email.is_some() && rng.chance(0.02);
     let base = CustomerVersion {
@@ -152,8 +156,12 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
         segment,
         city: city as u16,
         opt_in_email: email.is_some()
-            && rng.chance(if acquisition == Acquisition::Email { 0.9 } else { 0.65 }),
-        opt_in_sms: rng.chance(0.3),
+            && rng.chance(if acquisition == Acquisition::Email {
+                0.9
+            } else {
+                0.65
+            }),
+        opt_in_sms: rng.chance(0.4),
     };
 
     // Latent behaviour.
@@ -236,7 +244,8 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
     let mut orders: Vec<Order> = Vec::new();
     let mut lines: Vec<OrderLine> = Vec::new();
     let mut death: Option<i64> = None;
-    let first_ts = signup_ts + 60 + (rng.lognormal(20.0, 1.0) * MINUTE as f64).min(2.0 * DAY as f64) as i64;
+    let first_ts =
+        signup_ts + 60 + (rng.lognormal(20.0, 1.0) * MINUTE as f64).min(2.0 * DAY as f64) as i64;
     if first_ts <= world.end_ts {
         let mut t = first_ts;
         let smax = seasonality_max();
@@ -263,13 +272,22 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
             let home_city = history.state_at(t).city;
             let order_index = orders.len() as u32;
             let line_start = lines.len();
-            if let Some(order) = build_order(world, &mut rng, &shopper, t, home_city, order_index, &mut lines) {
+            if let Some(order) = build_order(
+                world,
+                &mut rng,
+                &shopper,
+                t,
+                home_city,
+                order_index,
+                &mut lines,
+            ) {
                 let returned = lines[line_start..].iter().any(|l| l.returned);
                 if let Some(draw) =
                     order_ticket(world, &mut rng, &order, order_index, returned, near_store)
                 {
                     if draw.unresolved_complaint && rng.chance(UNRESOLVED_COMPLAINT_DROPOUT) {
-                        kill_at = kill_at.min(dropout_after_complaint(&mut rng, draw.ticket.opened));
+                        kill_at =
+                            kill_at.min(dropout_after_complaint(&mut rng, draw.ticket.opened));
                     }
                     ticket_draws.push(draw);
                 }
@@ -281,15 +299,15 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
             }
             first = false;
         }
-        if death.is_none() && kill_at <= world.end_ts {
-            death = Some(kill_at);
-        }
+    }
+    if death.is_none() && kill_at <= world.end_ts {
+        death = Some(kill_at);
     }
     if bad_email {
         if let Some(o) = orders.first() {
             // The order confirmation bounced.
             email_events.push(EmailEvent {
-                ts: o.ts + rng.range_i64(5, 120),
+                ts: (o.ts + rng.range_i64(5, 120)).min(world.end_ts),
                 campaign: None,
                 kind: EmailEventType::Bounce,
             });
@@ -313,7 +331,15 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
     for &(ts, campaign) in &marketing.induced_orders {
         let home_city = history.state_at(ts).city;
         let order_index = orders.len() as u32;
-        if let Some(mut order) = build_order(world, &mut mrng, &shopper, ts, home_city, order_index, &mut lines) {
+        if let Some(mut order) = build_order(
+            world,
+            &mut mrng,
+            &shopper,
+            ts,
+            home_city,
+            order_index,
+            &mut lines,
+        ) {
             order.campaign = Some(campaign);
             order.natural = false;
             orders.push(order);
@@ -342,13 +368,28 @@ pub(crate) fn simulate(world: &World, seed: u64, index: u64) -> CustomerRecords 
             mobile_share: mobile_share.min(0.95),
             category_weights: &category_weights,
         };
-        customer_sessions(world, &mut wrng, &mut traffic, &visitor, &orders, &lines, &marketing.clicks);
+        customer_sessions(
+            world,
+            &mut wrng,
+            &mut traffic,
+            &visitor,
+            &orders,
+            &lines,
+            &marketing.clicks,
+        );
         let mut arng = Rng::stream(seed, index, Stream::Anonymous);
         anonymous_sessions(world, &mut arng, &mut traffic);
         traffic.sort();
     }
 
-    let tickets = finish_tickets(&mut rng, ticket_draws, background_tickets, &orders, &order_map, death);
+    let tickets = finish_tickets(
+        &mut rng,
+        ticket_draws,
+        background_tickets,
+        &orders,
+        &order_map,
+        death,
+    );
     let truth = Truth {
         lambda,
         dropout_p,
@@ -392,7 +433,10 @@ fn plan_changes(
             0 => {
                 let here = &world.cities[state.city as usize];
                 let same_country: Vec<usize> = (0..world.cities.len())
-                    .filter(|&c| c != state.city as usize && world.cities[c].country_code == here.country_code)
+                    .filter(|&c| {
+                        c != state.city as usize
+                            && world.cities[c].country_code == here.country_code
+                    })
                     .collect();
                 let to = if !same_country.is_empty() && rng.chance(0.6) {
                     *rng.choose(&same_country)
@@ -438,7 +482,10 @@ fn order_ticket(
     } else if order.channel != OrderChannel::Store && rng.chance(0.015) {
         (TicketCategory::Delivery, rng.range_i64(2 * DAY, 10 * DAY))
     } else if rng.chance(0.01) {
-        (TicketCategory::ProductQuality, rng.range_i64(5 * DAY, 60 * DAY))
+        (
+            TicketCategory::ProductQuality,
+            rng.range_i64(5 * DAY, 60 * DAY),
+        )
     } else {
         return None;
     };
@@ -446,7 +493,14 @@ fn order_ticket(
     if opened > world.end_ts {
         return None;
     }
-    Some(draw_ticket(rng, opened, category, Some(order_index), world.end_ts, near_store))
+    Some(draw_ticket(
+        rng,
+        opened,
+        category,
+        Some(order_index),
+        world.end_ts,
+        near_store,
+    ))
 }
 
 /// Sorts orders by time and renumbers their lines; returns old index -> new index.

@@ -2,8 +2,8 @@
 //! implements [`RowSink`], and the functions here call it field by field in contract order.
 
 use crate::contract::{
-    CART_EVENT_ID, CONTACT_ID, CUSTOMER_ID, EMAIL_EVENT_ID, Entity, IdKind, ORDER_ID,
-    SESSION_ID, TICKET_ID,
+    Entity, IdKind, CART_EVENT_ID, CONTACT_ID, CUSTOMER_ID, EMAIL_EVENT_ID, ORDER_ID, SESSION_ID,
+    TICKET_ID,
 };
 use crate::customers::email_address;
 use crate::records::CustomerRecords;
@@ -257,7 +257,10 @@ pub(crate) fn emit_chunk<S: RowSink>(
                     sink.opt_id(CUSTOMER_ID, (!anonymous).then_some(customer));
                     sink.ts(e.ts);
                     sink.sym(e.kind.as_str());
-                    sink.opt_sym(e.product.map(|p| world.catalog.products[p as usize].id.as_str()));
+                    sink.opt_sym(
+                        e.product
+                            .map(|p| world.catalog.products[p as usize].id.as_str()),
+                    );
                     sink.int(i64::from(e.quantity));
                     sink.end_row();
                 }
@@ -278,7 +281,10 @@ pub(crate) fn emit_chunk<S: RowSink>(
                     id += 1;
                     sink.id(TICKET_ID, id);
                     sink.id(CUSTOMER_ID, customer);
-                    sink.opt_id(ORDER_ID, t.order.map(|o| chunk.order_base[i] + u64::from(o) + 1));
+                    sink.opt_id(
+                        ORDER_ID,
+                        t.order.map(|o| chunk.order_base[i] + u64::from(o) + 1),
+                    );
                     sink.ts(t.opened);
                     sink.opt_ts(t.closed);
                     sink.sym(t.channel.as_str());

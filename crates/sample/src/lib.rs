@@ -125,7 +125,11 @@ pub enum ExportFormat {
 
 impl ExportFormat {
     /// All formats.
-    pub const ALL: [ExportFormat; 3] = [ExportFormat::Csv, ExportFormat::Jsonl, ExportFormat::Parquet];
+    pub const ALL: [ExportFormat; 3] = [
+        ExportFormat::Csv,
+        ExportFormat::Jsonl,
+        ExportFormat::Parquet,
+    ];
 
     /// File extension without the dot: `csv`, `jsonl`, `parquet`.
     pub fn extension(&self) -> &'static str {
@@ -239,7 +243,13 @@ pub fn generate(
                     .filter(|f| !f.entity.is_static())
                     .try_for_each(|f| f.write_chunk(&world, &chunk))
             },
-            || if next < total { simulate(next) } else { Vec::new() },
+            || {
+                if next < total {
+                    simulate(next)
+                } else {
+                    Vec::new()
+                }
+            },
         );
         written?;
         pending = upcoming;
@@ -273,7 +283,11 @@ fn remove_other_formats(out: &Path, format: ExportFormat) -> SampleResult<()> {
     Ok(())
 }
 
-fn write_settings(cfg: &SampleConfig, format: ExportFormat, out: &Path) -> SampleResult<GeneratedFile> {
+fn write_settings(
+    cfg: &SampleConfig,
+    format: ExportFormat,
+    out: &Path,
+) -> SampleResult<GeneratedFile> {
     let path = out.join("_settings.json");
     let settings = Settings {
         generator: concat!("crmcube-sample ", env!("CARGO_PKG_VERSION")),
@@ -283,10 +297,11 @@ fn write_settings(cfg: &SampleConfig, format: ExportFormat, out: &Path) -> Sampl
         end: cfg.end.format("%Y-%m-%d").to_string(),
         format: format.extension(),
     };
-    let mut text = serde_json::to_string_pretty(&settings).map_err(|source| SampleError::Settings {
-        path: path.clone(),
-        source,
-    })?;
+    let mut text =
+        serde_json::to_string_pretty(&settings).map_err(|source| SampleError::Settings {
+            path: path.clone(),
+            source,
+        })?;
     text.push('\n');
     fs::write(&path, text.as_bytes()).map_err(io_at(&path))?;
     Ok(GeneratedFile {

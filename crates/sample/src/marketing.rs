@@ -39,7 +39,7 @@ pub(crate) struct MarketingOutcome {
 }
 
 /// How long after a contact an order can still be attributed to it.
-const ATTRIBUTION_WINDOW: i64 = 21 * DAY;
+const ATTRIBUTION_WINDOW: i64 = 45 * DAY;
 /// How long after a click a converting customer has to buy.
 const CONVERSION_WINDOW: i64 = 14 * DAY;
 
@@ -62,7 +62,9 @@ pub(crate) fn run_campaigns(
             continue;
         }
         let send_days = i64::from((campaign.end - campaign.start).min(5));
-        let mut sent = first_ts + rng.range_i64(0, send_days) * DAY + rng.range_i64(7, 20) * HOUR
+        let mut sent = first_ts
+            + rng.range_i64(0, send_days) * DAY
+            + rng.range_i64(7, 20) * HOUR
             + rng.range_i64(0, 59) * MINUTE;
         if campaign.objective == Objective::Acquisition && audience.signup_ts >= sent {
             // Welcome journeys start shortly after signing up during the campaign.
@@ -88,7 +90,7 @@ pub(crate) fn run_campaigns(
         let before = audience.natural_orders.partition_point(|&t| t < sent);
         let last_order = before.checked_sub(1).map(|i| audience.natural_orders[i]);
         let eligible = match campaign.objective {
-            Objective::Acquisition => sent - audience.signup_ts <= 90 * DAY,
+            Objective::Acquisition => sent - audience.signup_ts <= 120 * DAY,
             Objective::Retention => last_order.is_some_and(|t| sent - t <= 365 * DAY),
             Objective::Winback => last_order.is_some_and(|t| sent - t >= 75 * DAY),
             Objective::Upsell => before >= 2,
@@ -107,7 +109,7 @@ pub(crate) fn run_campaigns(
         let is_email = campaign.channel == CampaignChannel::Email;
         if is_email && (audience.bad_email || rng.chance(0.01)) {
             out.email_events.push(EmailEvent {
-                ts: sent + rng.range_i64(5, 120),
+                ts: (sent + rng.range_i64(5, 120)).min(world.end_ts),
                 campaign: Some(ci as u16),
                 kind: EmailEventType::Bounce,
             });
@@ -116,7 +118,7 @@ pub(crate) fn run_campaigns(
         }
         if is_email {
             out.email_events.push(EmailEvent {
-                ts: sent + rng.range_i64(5, 300),
+                ts: (sent + rng.range_i64(5, 300)).min(world.end_ts),
                 campaign: Some(ci as u16),
                 kind: EmailEventType::Delivered,
             });
@@ -147,13 +149,18 @@ pub(crate) fn run_campaigns(
                 }
                 let p_convert = campaign.convert_rate / campaign.click_rate;
                 if alive && rng.chance(p_convert) {
-                    contact.converted = convert(rng, audience, &mut out, ci as u16, click_ts, world.end_ts);
+                    contact.converted =
+                        convert(rng, audience, &mut out, ci as u16, click_ts, world.end_ts);
                 }
             }
         }
         // Opt-outs: mostly from people who looked at the mail and did not want it.
         if is_email && rng.chance(if contact.opened { 0.006 } else { 0.002 }) {
-            let ts = if contact.opened { open_ts + 30 } else { sent + rng.range_i64(HOUR, 3 * DAY) };
+            let ts = if contact.opened {
+                open_ts + 30
+            } else {
+                sent + rng.range_i64(HOUR, 3 * DAY)
+            };
             if ts <= world.end_ts {
                 out.email_events.push(EmailEvent {
                     ts,
@@ -217,16 +224,16 @@ fn attribute_natural_orders(
             continue;
         };
         let campaign = &world.campaigns[contact.campaign as usize];
-        let campaign_over = i64::from(campaign.end) * DAY + 4 * DAY;
+        let campaign_over = i64::from(campaign.end) * DAY + 8 * DAY;
         if ts - contact.sent > ATTRIBUTION_WINDOW || ts > campaign_over {
             continue;
         }
         let p = if contact.clicked {
-            0.85
+            0.95
         } else if contact.opened {
-            0.5
+            0.8
         } else {
-            0.25
+            0.55
         };
         if rng.chance(p) {
             out.attributed[i] = Some(contact.campaign);

@@ -1,7 +1,7 @@
 //! Turning a purchase into an order: channel, ship-to / store city, and basket lines whose
 //! value follows the customer's Gamma-Gamma spend process; then promotions and discounts.
 
-use crate::calendar::{DAY, civil_from_days, day_of_ts};
+use crate::calendar::{civil_from_days, day_of_ts, DAY};
 use crate::campaigns::Campaign;
 use crate::records::{Order, OrderChannel, OrderLine};
 use crate::rng::Rng;
@@ -92,7 +92,11 @@ pub(crate) fn build_order(
         } else {
             p.list_cents
         };
-        let return_factor = if channel == OrderChannel::Store { 0.6 } else { 1.0 };
+        let return_factor = if channel == OrderChannel::Store {
+            0.6
+        } else {
+            1.0
+        };
         let returned = rng.chance(catalog.categories[p.category].return_rate * return_factor);
         line_no += 1;
         lines.push(OrderLine {
@@ -172,5 +176,9 @@ pub(crate) fn time_of_day(rng: &mut Rng) -> i64 {
 /// Re-times `ts` to a realistic time of day on the same date, if that stays after `after`.
 pub(crate) fn retime(rng: &mut Rng, ts: i64, after: i64) -> i64 {
     let candidate = i64::from(day_of_ts(ts)) * DAY + time_of_day(rng);
-    if candidate > after { candidate } else { ts }
+    if candidate > after {
+        candidate
+    } else {
+        ts
+    }
 }

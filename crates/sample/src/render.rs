@@ -102,6 +102,9 @@ mod tests {
         push_i64(&mut b, -7);
         b.push(b' ');
         push_u64(&mut b, 0);
-        assert_eq!(String::from_utf8_lossy(&b), "12.30 0.05 -1.99 O000000042 -7 0");
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            "12.30 0.05 -1.99 O000000042 -7 0"
+        );
     }
 }

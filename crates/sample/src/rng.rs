@@ -356,10 +356,16 @@ mod tests {
         assert!((m - 0.7 / 3.7).abs() < 0.01, "beta mean {m}");
         let p: Vec<f64> = (0..n).map(|_| r.poisson(3.5) as f64).collect();
         let (m, v) = mean_var(&p);
-        assert!((m - 3.5).abs() < 0.08 && (v - 3.5).abs() < 0.25, "poisson {m} {v}");
+        assert!(
+            (m - 3.5).abs() < 0.08 && (v - 3.5).abs() < 0.25,
+            "poisson {m} {v}"
+        );
         let p: Vec<f64> = (0..n).map(|_| r.poisson(250.0) as f64).collect();
         let (m, v) = mean_var(&p);
-        assert!((m - 250.0).abs() < 0.7 && (v - 250.0).abs() < 15.0, "poisson {m} {v}");
+        assert!(
+            (m - 250.0).abs() < 0.7 && (v - 250.0).abs() < 15.0,
+            "poisson {m} {v}"
+        );
         let z: Vec<f64> = (0..n).map(|_| r.normal()).collect();
         let (m, v) = mean_var(&z);
         assert!(m.abs() < 0.03 && (v - 1.0).abs() < 0.04, "normal {m} {v}");

@@ -50,9 +50,17 @@ pub(crate) fn draw_ticket(
     };
     let complaint = rng.chance(complaint_p);
     let priority = if complaint {
-        rng.pick(&[(Priority::Low, 0.15), (Priority::Medium, 0.45), (Priority::High, 0.40)])
+        rng.pick(&[
+            (Priority::Low, 0.15),
+            (Priority::Medium, 0.45),
+            (Priority::High, 0.40),
+        ])
     } else {
-        rng.pick(&[(Priority::Low, 0.45), (Priority::Medium, 0.45), (Priority::High, 0.10)])
+        rng.pick(&[
+            (Priority::Low, 0.45),
+            (Priority::Medium, 0.45),
+            (Priority::High, 0.10),
+        ])
     };
     let channel = rng.pick(&[
         (TicketChannel::Phone, 0.35),

@@ -2,7 +2,7 @@
 //! (rate tied to their purchase rate, fading after they drop out), the sessions in which
 //! web/app orders were placed, sessions started by e-mail clicks, and anonymous traffic.
 
-use crate::calendar::{DAY, day_of_ts, seasonality, seasonality_max};
+use crate::calendar::{day_of_ts, seasonality, seasonality_max, DAY};
 use crate::campaigns::CampaignChannel;
 use crate::orders::retime;
 use crate::records::{
@@ -214,7 +214,11 @@ fn order_session(
     lines: &[OrderLine],
 ) {
     let device = if order.channel == OrderChannel::MobileApp {
-        if rng.chance(0.88) { Device::Mobile } else { Device::Tablet }
+        if rng.chance(0.88) {
+            Device::Mobile
+        } else {
+            Device::Tablet
+        }
     } else if rng.chance(visitor.mobile_share * 0.5) {
         Device::Mobile
     } else if rng.chance(0.12) {
@@ -315,9 +319,9 @@ pub(crate) fn customer_sessions(
         return;
     }
     let smax = seasonality_max();
-    let horizon = visitor
-        .death
-        .map_or(world.end_ts, |d| world.end_ts.min(d + (6.0 * FADE_DAYS) as i64 * DAY));
+    let horizon = visitor.death.map_or(world.end_ts, |d| {
+        world.end_ts.min(d + (6.0 * FADE_DAYS) as i64 * DAY)
+    });
     let mut t = visitor.signup_ts;
     loop {
         let gap = (rng.exp_mean(1.0 / (rate * smax)) * DAY as f64).min(1e12) as i64;
@@ -325,9 +329,13 @@ pub(crate) fn customer_sessions(
         if t > horizon {
             break;
         }
-        let fade = visitor
-            .death
-            .map_or(1.0, |d| if t <= d { 1.0 } else { (-((t - d) as f64) / (FADE_DAYS * DAY as f64)).exp() });
+        let fade = visitor.death.map_or(1.0, |d| {
+            if t <= d {
+                1.0
+            } else {
+                (-((t - d) as f64) / (FADE_DAYS * DAY as f64)).exp()
+            }
+        });
         if !rng.chance(seasonality(t) / smax * fade) {
             continue;
         }
@@ -353,13 +361,18 @@ pub(crate) fn anonymous_sessions(world: &World, rng: &mut Rng, traffic: &mut Tra
     for _ in 0..count {
         let day = loop {
             let x = growth_fraction(rng);
-            let day = world.start_day + ((x * world.period_days()) as i32).min(world.end_day - world.start_day);
+            let day = world.start_day
+                + ((x * world.period_days()) as i32).min(world.end_day - world.start_day);
             if rng.chance(seasonality(i64::from(day) * DAY) / smax) {
                 break day;
             }
         };
         let start = retime(rng, i64::from(day) * DAY, i64::MIN);
-        let device = rng.pick(&[(Device::Desktop, 0.40), (Device::Mobile, 0.50), (Device::Tablet, 0.10)]);
+        let device = rng.pick(&[
+            (Device::Desktop, 0.40),
+            (Device::Mobile, 0.50),
+            (Device::Tablet, 0.10),
+        ]);
         let source = rng.pick(&[
             (TrafficSource::Direct, 0.20),
             (TrafficSource::Organic, 0.35),

@@ -1,10 +1,10 @@
 //! The static world every customer lives in: cities and stores, the product catalog, the
 //! campaign calendar, and the period boundaries.
 
-use crate::calendar::{DAY, day_of};
-use crate::campaigns::{Campaign, build_campaigns};
-use crate::catalog::{Catalog, build_catalog};
-use crate::geography::{City, REGIONS, cities, nearest_stores};
+use crate::calendar::{day_of, DAY};
+use crate::campaigns::{build_campaigns, Campaign};
+use crate::catalog::{build_catalog, Catalog};
+use crate::geography::{cities, nearest_stores, City, REGIONS};
 use crate::rng::{Rng, Stream, WeightedTable};
 use crate::SampleConfig;
 

@@ -76,7 +76,12 @@ pub(super) fn read(
     let (mapping, ignored_columns) = map_columns(path, entity, spec, &names)?;
     let field_count = names.len();
 
-    let chunks = split_chunks(&body[header_end..], opts.quote, header_lines + 1);
+    let chunks = split_chunks(
+        &body[header_end..],
+        opts.quote,
+        header_lines + 1,
+        CHUNK_BYTES,
+    );
     let results: Vec<Result<ChunkOut>> = chunks
         .par_iter()
         .map(|c| {
@@ -167,13 +172,13 @@ struct Chunk {
 }
 
 /// Splits `data` into chunks ending at unquoted line ends.
-fn split_chunks(data: &[u8], quote: u8, first_line: u64) -> Vec<Chunk> {
+fn split_chunks(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut line = first_line;
     let mut chunk_first_line = first_line;
     let mut in_quote = false;
-    let mut target = CHUNK_BYTES.min(data.len());
+    let mut target = chunk_bytes.min(data.len());
     for (i, &b) in data.iter().enumerate() {
         if b == quote {
             in_quote = !in_quote;
@@ -187,7 +192,7 @@ fn split_chunks(data: &[u8], quote: u8, first_line: u64) -> Vec<Chunk> {
                 });
                 start = i + 1;
                 chunk_first_line = line;
-                target = start + CHUNK_BYTES;
+                target = start + chunk_bytes;
             }
         }
     }
@@ -307,7 +312,7 @@ mod tests {
         for i in 0..200_000 {
             data.extend_from_slice(format!("{i},\"a\nb\",x\n").as_bytes());
         }
-        let chunks = split_chunks(&data, b'"', 2);
+        let chunks = split_chunks(&data, b'"', 2, 64 * 1024);
         assert!(chunks.len() > 1);
         for c in &chunks {
             let s = &data[c.start..c.end];

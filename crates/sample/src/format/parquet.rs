@@ -2,7 +2,6 @@
 //! Types: string Utf8, int Int64, decimal Decimal128(18, 2), bool Boolean, date Date32,
 //! timestamp Timestamp(Microsecond, None).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -15,6 +14,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::contract::{Column, ColumnType, IdKind};
 use crate::emit::RowSink;
+use crate::render::push_id;
 
 /// Precision and scale of money columns.
 const DECIMAL_PRECISION: u8 = 18;
@@ -97,7 +97,7 @@ pub(crate) struct ParquetSink {
     builders: Vec<Builder>,
     col: usize,
     rows: usize,
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 impl ParquetSink {
@@ -108,7 +108,7 @@ impl ParquetSink {
             builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
             col: 0,
             rows: 0,
-            scratch: String::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -140,11 +140,16 @@ impl ParquetSink {
 impl RowSink for ParquetSink {
     fn id(&mut self, kind: IdKind, n: u64) {
         self.scratch.clear();
-        // Writing into a String cannot fail.
-        let _ = write!(self.scratch, "{}{:0width$}", kind.prefix, n, width = kind.width);
-        let value = std::mem::take(&mut self.scratch);
-        self.sym(&value);
-        self.scratch = value;
+        push_id(&mut self.scratch, kind, n);
+        match (
+            self.builders.get_mut(self.col),
+            std::str::from_utf8(&self.scratch),
+        ) {
+            (Some(Builder::Str(b)), Ok(s)) => b.append_value(s),
+            (Some(other), _) => other.append_null(),
+            (None, _) => {}
+        }
+        self.col += 1;
     }
 
     fn sym(&mut self, s: &str) {
