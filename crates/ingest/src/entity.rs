@@ -4,8 +4,10 @@ use crate::quarantine::QuarantineRow;
 use crate::read::{read_file, CsvOptions, FileFormat};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use crmcube_model::keys::FastMap as HashMap;
+use crmcube_model::keys::FxHasher;
 use crmcube_model::{EntitySpec, Error, Result};
+use rayon::prelude::*;
+use std::hash::Hasher;
 use std::path::PathBuf;
 
 /// The accepted rows of one entity, from all its files.
@@ -125,38 +127,49 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
     let mut keep = vec![true; n];
     // (duplicate row, first row)
     let mut dups: Vec<(usize, usize)> = Vec::new();
-    match arrays.as_slice() {
-        [one] if one.data_type() == &DataType::Utf8 => {
-            let a = one.as_string::<i32>();
-            let mut first_seen: HashMap<&str, usize> =
-                HashMap::with_capacity_and_hasher(n, Default::default());
-            for (row, k) in keep.iter_mut().enumerate() {
-                if let Some(&first) = first_seen.get(a.value(row)) {
-                    *k = false;
-                    dups.push((row, first));
-                } else {
-                    first_seen.insert(a.value(row), row);
-                }
+    // Hash every key in parallel, sort (hash, row), and compare keys only within runs of
+    // equal hashes: rows of a run are in file order, so the first row of a key wins.
+    let mut hashed: Vec<(u64, u32)> = (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, row| {
+            buf.clear();
+            for a in &arrays {
+                key_bytes(*a, row, buf);
+            }
+            let mut h = FxHasher::default();
+            h.write(buf);
+            (h.finish(), row as u32)
+        })
+        .collect();
+    hashed.par_sort_unstable();
+    let same_key = |x: usize, y: usize| {
+        let (mut kx, mut ky) = (Vec::new(), Vec::new());
+        for a in &arrays {
+            key_bytes(*a, x, &mut kx);
+            key_bytes(*a, y, &mut ky);
+        }
+        kx == ky
+    };
+    let mut i = 0;
+    while i < hashed.len() {
+        let mut j = i + 1;
+        while j < hashed.len() && hashed[j].0 == hashed[i].0 {
+            j += 1;
+        }
+        for k in i + 1..j {
+            let row = hashed[k].1 as usize;
+            if let Some(first) = hashed[i..k]
+                .iter()
+                .map(|h| h.1 as usize)
+                .find(|&f| keep[f] && same_key(f, row))
+            {
+                keep[row] = false;
+                dups.push((row, first));
             }
         }
-        _ => {
-            let mut first_seen: HashMap<Vec<u8>, usize> =
-                HashMap::with_capacity_and_hasher(n, Default::default());
-            let mut key = Vec::new();
-            for (row, k) in keep.iter_mut().enumerate() {
-                key.clear();
-                for a in &arrays {
-                    key_bytes(*a, row, &mut key);
-                }
-                if let Some(&first) = first_seen.get(&key) {
-                    *k = false;
-                    dups.push((row, first));
-                } else {
-                    first_seen.insert(key.clone(), row);
-                }
-            }
-        }
+        i = j;
     }
+    dups.sort_unstable();
     let dups: Vec<(usize, usize, String)> = dups
         .into_iter()
         .map(|(row, first)| {
