@@ -107,20 +107,13 @@ impl ExportContract {
 
     /// Reads a contract file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::ordered::read_schema_file(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and checks a contract; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let contract: ExportContract = serde_yaml::from_str(text).map_err(|e| Error::Schema {
-            file: origin.to_string(),
-            key: e
-                .location()
-                .map(|l| format!("line {}", l.line()))
-                .unwrap_or_else(|| "document".into()),
-            message: e.to_string(),
-        })?;
+        let contract: ExportContract = crate::ordered::parse_yaml(text, origin)?;
         contract.check(origin)?;
         Ok(contract)
     }

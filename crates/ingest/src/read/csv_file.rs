@@ -42,30 +42,13 @@ pub(super) fn read(
     spec: &EntitySpec,
     opts: &CsvOptions,
 ) -> Result<FileStage> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if data.starts_with(&[0xff, 0xfe]) || data.starts_with(&[0xfe, 0xff]) {
-        return Err(Error::Data(format!(
-            "{}: file is UTF-16 encoded; export it as UTF-8",
-            path.display()
-        )));
-    }
-    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) {
-        3
+    let expected = if opts.has_header {
+        format!("a header line naming the columns, then a row per {entity}")
     } else {
-        0
+        format!("a row per {entity}")
     };
+    let (data, bom) = super::read_text(path, &expected)?;
     let body = &data[bom..];
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::Data(format!(
-            "{}: file is empty; expected {}a row per {entity}",
-            path.display(),
-            if opts.has_header {
-                "a header line naming the columns, then "
-            } else {
-                ""
-            }
-        )));
-    }
 
     let (names, header_end, header_lines) = if opts.has_header {
         read_header(path, body, opts)?

@@ -10,19 +10,8 @@ use std::path::Path;
 const CHUNK_BYTES: usize = 8 << 20;
 
 pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) {
-        3
-    } else {
-        0
-    };
+    let (data, bom) = super::read_text(path, &format!("one JSON object per {entity} per line"))?;
     let body = &data[bom..];
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::Data(format!(
-            "{}: file is empty; expected one JSON object per {entity} per line",
-            path.display()
-        )));
-    }
     // Split at line ends: JSON text cannot hold a raw newline inside a string.
     let mut bounds = vec![(0usize, 1u64)];
     let mut line = 1u64;

@@ -73,6 +73,30 @@ pub fn read_file(
     }
 }
 
+/// Reads a text export file. Returns its bytes and the length of a UTF-8 byte order mark;
+/// refuses UTF-16 and empty files (`expected` says what the file should hold).
+pub(crate) fn read_text(path: &Path, expected: &str) -> Result<(Vec<u8>, usize)> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if data.starts_with(&[0xff, 0xfe]) || data.starts_with(&[0xfe, 0xff]) {
+        return Err(Error::Data(format!(
+            "{}: file is UTF-16 encoded; export it as UTF-8",
+            path.display()
+        )));
+    }
+    let bom = if data.starts_with(&[0xef, 0xbb, 0xbf]) {
+        3
+    } else {
+        0
+    };
+    if data[bom..].iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::Data(format!(
+            "{}: file is empty; expected {expected}",
+            path.display()
+        )));
+    }
+    Ok((data, bom))
+}
+
 /// Builds a quarantine row from a rejection.
 pub(crate) fn reject_row(
     entity: &str,
