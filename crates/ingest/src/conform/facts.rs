@@ -265,7 +265,6 @@ pub fn build_fact_interaction(
     emails: &StagedEntity,
     r: &Resolver,
 ) -> Result<FactOutput> {
-    let mut out = Interactions::default();
     let web_key = r.channel(Some("web")).0;
     let email_key = r.channel(Some("email")).0;
 
@@ -279,28 +278,6 @@ pub fn build_fact_interaction(
         s.int("pages_viewed")?,
         s.int("duration_s")?,
     );
-    let mut session_idx: HashMap<&str, usize> =
-        HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
-    let mut s_orph = 0;
-    for i in 0..s_id.len() {
-        session_idx.insert(s_id.value(i), i);
-        let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
-        s_orph += u64::from(orph);
-        let _ = write!(out.id, "web:{}", s_id.value(i));
-        out.id.append_value("");
-        out.kind.append_value("web_visit");
-        out.ts.push(s_ts.value(i));
-        out.customer.push(ck);
-        out.channel.push(web_key);
-        out.campaign.push(UNKNOWN_KEY);
-        out.product.push(UNKNOWN_KEY);
-        out.device.append_option(opt_str(s_dev, i));
-        out.source.append_option(opt_str(s_src, i));
-        out.pages.push(Some(s_pages.value(i)));
-        out.duration.push(Some(s_dur.value(i)));
-        out.quantity.push(None);
-    }
-
     let c = Cols::new("cart_events", carts);
     let (c_id, c_sess, c_cust, c_ts, c_type, c_prod, c_qty) = (
         c.str("event_id")?,
@@ -311,39 +288,6 @@ pub fn build_fact_interaction(
         c.str("product_id")?,
         c.int("quantity")?,
     );
-    let mut c_orph = 0;
-    for i in 0..c_id.len() {
-        let sess = session_idx.get(c_sess.value(i)).copied();
-        // An anonymous cart event belongs to its session's customer, when there is one.
-        let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
-        let (ck, orph1) = r.customers.resolve(cust_id, c_ts.value(i));
-        let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
-        if orph1 || orph2 || sess.is_none() {
-            c_orph += 1;
-        }
-        match c_type.value(i) {
-            "checkout" => out.kind.append_value("checkout"),
-            other => {
-                let _ = write!(out.kind, "cart_{other}");
-                out.kind.append_value("");
-            }
-        }
-        let _ = write!(out.id, "cart:{}", c_id.value(i));
-        out.id.append_value("");
-        out.ts.push(c_ts.value(i));
-        out.customer.push(ck);
-        out.channel.push(web_key);
-        out.campaign.push(UNKNOWN_KEY);
-        out.product.push(pk);
-        out.device
-            .append_option(sess.and_then(|si| opt_str(s_dev, si)));
-        out.source
-            .append_option(sess.and_then(|si| opt_str(s_src, si)));
-        out.pages.push(None);
-        out.duration.push(None);
-        out.quantity.push(Some(c_qty.value(i)));
-    }
-
     let e = Cols::new("email_events", emails);
     let (e_id, e_cust, e_camp, e_ts, e_type) = (
         e.str("event_id")?,
@@ -352,47 +296,102 @@ pub fn build_fact_interaction(
         e.ts("event_ts")?,
         e.str("event_type")?,
     );
-    let mut e_orph = 0;
-    for i in 0..e_id.len() {
-        let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
-        let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
-        e_orph += u64::from(orph1 || orph2);
-        let _ = write!(out.id, "email:{}", e_id.value(i));
-        out.id.append_value("");
-        let _ = write!(out.kind, "email_{}", e_type.value(i));
-        out.kind.append_value("");
-        out.ts.push(e_ts.value(i));
-        out.customer.push(ck);
-        out.channel.push(email_key);
-        out.campaign.push(mk);
-        out.product.push(UNKNOWN_KEY);
-        out.device.append_null();
-        out.source.append_null();
-        out.pages.push(None);
-        out.duration.push(None);
-        out.quantity.push(None);
+    let mut session_idx: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
+    for i in 0..s_id.len() {
+        session_idx.insert(s_id.value(i), i);
     }
 
-    let rows = out.ts.len();
-    let mut t = TableAssembler::new("fact_interaction", def);
-    t.set("interaction_id", Arc::new(out.id.finish()))
-        .set("interaction_type", Arc::new(out.kind.finish()))
-        .set("date_key", date_keys(&out.ts))
-        .set(
-            "event_ts",
-            Arc::new(TimestampMicrosecondArray::from(out.ts)),
-        )
-        .set("customer_key", ints(out.customer))
-        .set("channel_key", ints(out.channel))
-        .set("campaign_key", ints(out.campaign))
-        .set("product_key", ints(out.product))
-        .set("device", Arc::new(out.device.finish()))
-        .set("traffic_source", Arc::new(out.source.finish()))
-        .set("pages_viewed", Arc::new(Int64Array::from(out.pages)))
-        .set("duration_s", Arc::new(Int64Array::from(out.duration)))
-        .set("quantity", Arc::new(Int64Array::from(out.quantity)));
+    // The three sources are independent once sessions are indexed: build them in parallel.
+    let web = || {
+        let mut out = Interactions::default();
+        let mut orphaned = 0;
+        for i in 0..s_id.len() {
+            let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
+            orphaned += u64::from(orph);
+            let _ = write!(out.id, "web:{}", s_id.value(i));
+            out.id.append_value("");
+            out.kind.append_value("web_visit");
+            out.ts.push(s_ts.value(i));
+            out.customer.push(ck);
+            out.channel.push(web_key);
+            out.campaign.push(UNKNOWN_KEY);
+            out.product.push(UNKNOWN_KEY);
+            out.device.append_option(opt_str(s_dev, i));
+            out.source.append_option(opt_str(s_src, i));
+            out.pages.push(Some(s_pages.value(i)));
+            out.duration.push(Some(s_dur.value(i)));
+            out.quantity.push(None);
+        }
+        (out, orphaned)
+    };
+    let cart = || {
+        let mut out = Interactions::default();
+        let mut orphaned = 0;
+        for i in 0..c_id.len() {
+            let sess = session_idx.get(c_sess.value(i)).copied();
+            // An anonymous cart event belongs to its session's customer, when there is one.
+            let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
+            let (ck, orph1) = r.customers.resolve(cust_id, c_ts.value(i));
+            let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
+            if orph1 || orph2 || sess.is_none() {
+                orphaned += 1;
+            }
+            match c_type.value(i) {
+                "checkout" => out.kind.append_value("checkout"),
+                other => {
+                    let _ = write!(out.kind, "cart_{other}");
+                    out.kind.append_value("");
+                }
+            }
+            let _ = write!(out.id, "cart:{}", c_id.value(i));
+            out.id.append_value("");
+            out.ts.push(c_ts.value(i));
+            out.customer.push(ck);
+            out.channel.push(web_key);
+            out.campaign.push(UNKNOWN_KEY);
+            out.product.push(pk);
+            out.device
+                .append_option(sess.and_then(|si| opt_str(s_dev, si)));
+            out.source
+                .append_option(sess.and_then(|si| opt_str(s_src, si)));
+            out.pages.push(None);
+            out.duration.push(None);
+            out.quantity.push(Some(c_qty.value(i)));
+        }
+        (out, orphaned)
+    };
+    let email = || {
+        let mut out = Interactions::default();
+        let mut orphaned = 0;
+        for i in 0..e_id.len() {
+            let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
+            let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
+            orphaned += u64::from(orph1 || orph2);
+            let _ = write!(out.id, "email:{}", e_id.value(i));
+            out.id.append_value("");
+            let _ = write!(out.kind, "email_{}", e_type.value(i));
+            out.kind.append_value("");
+            out.ts.push(e_ts.value(i));
+            out.customer.push(ck);
+            out.channel.push(email_key);
+            out.campaign.push(mk);
+            out.product.push(UNKNOWN_KEY);
+            out.device.append_null();
+            out.source.append_null();
+            out.pages.push(None);
+            out.duration.push(None);
+            out.quantity.push(None);
+        }
+        (out, orphaned)
+    };
+    let ((web, s_orph), ((cart, c_orph), (email, e_orph))) =
+        rayon::join(web, || rayon::join(cart, email));
+    let parts = [web.finish(def)?, cart.finish(def)?, email.finish(def)?];
+    let batch = arrow::compute::concat_batches(&def.arrow_schema(), &parts)
+        .map_err(|e| Error::format("fact_interaction", e))?;
     Ok(FactOutput {
-        batch: t.finish(rows)?,
+        batch,
         orphaned: vec![
             ("web_sessions", s_orph),
             ("cart_events", c_orph),
@@ -400,6 +399,31 @@ pub fn build_fact_interaction(
         ],
         rejects: vec![],
     })
+}
+
+impl Interactions {
+    /// The collected rows as fact_interaction rows.
+    fn finish(mut self, def: &TableDef) -> Result<RecordBatch> {
+        let rows = self.ts.len();
+        let mut t = TableAssembler::new("fact_interaction", def);
+        t.set("interaction_id", Arc::new(self.id.finish()))
+            .set("interaction_type", Arc::new(self.kind.finish()))
+            .set("date_key", date_keys(&self.ts))
+            .set(
+                "event_ts",
+                Arc::new(TimestampMicrosecondArray::from(self.ts)),
+            )
+            .set("customer_key", ints(self.customer))
+            .set("channel_key", ints(self.channel))
+            .set("campaign_key", ints(self.campaign))
+            .set("product_key", ints(self.product))
+            .set("device", Arc::new(self.device.finish()))
+            .set("traffic_source", Arc::new(self.source.finish()))
+            .set("pages_viewed", Arc::new(Int64Array::from(self.pages)))
+            .set("duration_s", Arc::new(Int64Array::from(self.duration)))
+            .set("quantity", Arc::new(Int64Array::from(self.quantity)));
+        t.finish(rows)
+    }
 }
 
 /// fact_ticket from service tickets.
