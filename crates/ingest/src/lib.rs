@@ -214,11 +214,7 @@ impl Load<'_> {
             ("dim_product", "products", &products_st),
             ("dim_campaign", "campaigns", &campaigns_st),
         ] {
-            let spec = self
-                .opts
-                .contract
-                .entity(entity)
-                .ok_or_else(|| Error::Usage(format!("no entity {entity}")))?;
+            let spec = self.spec(entity)?;
             dims.push((
                 table,
                 conform::build_simple_dims(table, schema.require(table)?, entity, spec, st)?,

@@ -66,3 +66,16 @@ pub fn num(v: &serde_json::Value) -> f64 {
         other => panic!("not a number: {other}"),
     }
 }
+
+/// Runs `crmcube ingest` and requires it to succeed.
+pub fn ingest_ok(source: &Path, warehouse: &Path) -> Run {
+    let r = crmcube(&[
+        "ingest",
+        "--source",
+        source.to_str().expect("utf-8 path"),
+        "--warehouse",
+        warehouse.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(r.code, 0, "ingest failed: {}", r.stderr);
+    r
+}

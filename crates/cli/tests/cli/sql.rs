@@ -17,14 +17,7 @@ fn small_warehouse(dir: &Path) -> std::path::PathBuf {
         out.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = crmcube(&[
-        "ingest",
-        "--source",
-        out.to_str().unwrap(),
-        "--warehouse",
-        wh.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    crate::common::ingest_ok(&out, &wh);
     wh
 }
 
