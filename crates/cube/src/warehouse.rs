@@ -1,5 +1,4 @@
-//! crmcube query layer: a DataFusion session with every warehouse table registered,
-//! answering SQL over the star schema (and over any folder of Parquet files).
+//! Opening a warehouse (or a folder of Parquet files) as a DataFusion session.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
