@@ -34,6 +34,10 @@ enum Command {
     Tables(commands::sql::TablesArgs),
     /// Run SQL over a warehouse (or a folder of Parquet files).
     Sql(commands::sql::SqlArgs),
+    /// List the versions of a warehouse: loads, their inputs and row counts.
+    History(commands::history::HistoryArgs),
+    /// Delete data files that no retained warehouse version uses.
+    Vacuum(commands::history::VacuumArgs),
     /// Customer mining: RFM scores and segments.
     #[command(subcommand)]
     Mine(commands::mine::MineCommand),
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Ingest(a) => commands::ingest::run(&ctx, a),
         Command::Tables(a) => commands::sql::run_tables(&ctx, a),
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
+        Command::History(a) => commands::history::run_history(&ctx, a),
+        Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
         Command::Mine(c) => commands::mine::run(&ctx, c),
     };
     match result {

@@ -3,16 +3,15 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use crmcube_model::{Error, Result};
+use crmcube_store::{delta, AsOf, Snapshot};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Name of the manifest a crmcube warehouse carries.
-pub const MANIFEST_FILE: &str = "_manifest.json";
 
 /// One registered table.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -29,6 +28,7 @@ pub struct TableInfo {
 pub struct Warehouse {
     ctx: SessionContext,
     tables: Vec<TableInfo>,
+    version: Option<u64>,
 }
 
 /// A query's answer.
@@ -56,16 +56,43 @@ fn session() -> SessionContext {
 }
 
 impl Warehouse {
-    /// Opens a crmcube warehouse: every table folder in it becomes a SQL table.
+    /// Opens the newest version of a crmcube warehouse: every table becomes a SQL table.
     pub async fn open(dir: &Path) -> Result<Self> {
-        let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-        if !meta.is_dir() || !dir.join(MANIFEST_FILE).is_file() {
-            return Err(Error::Usage(format!(
-                "{}: not a crmcube warehouse (no {MANIFEST_FILE}); build one with `crmcube ingest`, or use --data to query any folder of Parquet files",
-                dir.display()
-            )));
+        Self::open_at(dir, AsOf::Latest).await
+    }
+
+    /// Opens a crmcube warehouse as of a version or a time. Every table is read at the
+    /// Delta version that warehouse version names, so a query sees one consistent
+    /// version even while a load commits.
+    pub async fn open_at(dir: &Path, as_of: AsOf) -> Result<Self> {
+        Self::from_snapshot(&Snapshot::open(dir, as_of)?).await
+    }
+
+    /// Opens the tables of a snapshot (also one not yet committed, to check a load
+    /// before publishing it).
+    pub async fn from_snapshot(snap: &Snapshot) -> Result<Self> {
+        let dir = &snap.dir;
+        let ctx = session();
+        let mut tables = Vec::new();
+        for (name, t) in &snap.tables {
+            let files = snap.file_paths(name);
+            register_files(&ctx, name, &files, t.schema.clone()).await?;
+            tables.push(TableInfo {
+                name: name.clone(),
+                path: dir.join(name),
+                files: files.len(),
+            });
         }
-        Self::open_data(dir).await
+        Ok(Warehouse {
+            ctx,
+            tables,
+            version: Some(snap.commit.version),
+        })
+    }
+
+    /// The warehouse version being read (none for a plain data folder).
+    pub fn version(&self) -> Option<u64> {
+        self.version
     }
 
     /// Registers a folder of Parquet data: each `NAME.parquet` file or `NAME/` folder of
@@ -96,10 +123,28 @@ impl Warehouse {
             } else {
                 continue;
             };
+            if path.join(delta::DELTA_LOG).is_dir() {
+                // A Delta table: read its newest version, not every file in the folder.
+                let versions = delta::versions(&path)?;
+                let Some(&v) = versions.last() else { continue };
+                let t = delta::snapshot(&path, v)?;
+                let paths: Vec<PathBuf> = t.files.keys().map(|p| path.join(p)).collect();
+                register_files(&ctx, &name, &paths, t.schema.clone()).await?;
+                tables.push(TableInfo {
+                    name,
+                    path,
+                    files: paths.len(),
+                });
+                continue;
+            }
             register(&ctx, &name, &path).await?;
             tables.push(TableInfo { name, path, files });
         }
-        Ok(Warehouse { ctx, tables })
+        Ok(Warehouse {
+            ctx,
+            tables,
+            version: None,
+        })
     }
 
     /// The registered tables, by name.
@@ -119,6 +164,38 @@ impl Warehouse {
         let batches = df.collect().await.map_err(query_error)?;
         Ok(QueryResult { schema, batches })
     }
+}
+
+/// Registers a table made of exactly these Parquet files.
+async fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    files: &[PathBuf],
+    schema: SchemaRef,
+) -> Result<()> {
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::format(name, e))?;
+        ctx.register_table(name, Arc::new(empty))
+            .map_err(|e| Error::format(name, e))?;
+        return Ok(());
+    }
+    let mut urls = Vec::with_capacity(files.len());
+    for f in files {
+        let abs = std::fs::canonicalize(f).map_err(|e| Error::io(f, e))?;
+        urls.push(
+            ListingTableUrl::parse(abs.display().to_string())
+                .map_err(|e| Error::format(f.display(), e))?,
+        );
+    }
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| Error::format(name, e))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| Error::format(name, e))?;
+    Ok(())
 }
 
 async fn register(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {

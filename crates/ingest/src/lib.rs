@@ -5,12 +5,12 @@
 
 pub mod conform;
 pub mod entity;
-pub mod publish;
 pub mod quarantine;
 pub mod read;
 mod report;
 pub mod source;
 pub mod stage;
+pub mod state;
 pub mod value;
 pub mod write;
 
@@ -56,23 +56,89 @@ pub struct IngestOptions<'a> {
     pub csv: CsvOptions,
     /// Refuse to publish when more than this fraction of all rows read is quarantined.
     pub max_reject_rate: Option<f64>,
+    /// Only load files whose name matches this pattern (`*` and `?` wildcards).
+    pub pattern: Option<String>,
 }
 
 /// Loads an export into the warehouse; returns the run report.
 ///
-/// Entities are staged group by group (dimensions, then each fact with its sources) and
-/// each finished table is written to the staging directory at once, so memory holds one
-/// group at a time. Nothing is visible in the warehouse until every table is written.
+/// Input files whose sha256 an earlier version loaded are skipped. The new files are
+/// staged group by group (dimensions, then each fact with its sources); dimensions are
+/// rebuilt from their source state plus the new rows, facts are merged into the month
+/// partitions the new rows touch. Every table is written as new files under fresh
+/// names and published as one new warehouse version (see `crmcube_store`), so readers
+/// see the previous version until the commit and the new one after it.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport> {
+    prepare(opts, progress)?.commit()
+}
+
+/// A load whose tables are written but not yet published. Dropping it publishes
+/// nothing (its files stay unused until `vacuum`).
+pub struct PreparedLoad {
+    writer: crmcube_store::Writer,
+    report: IngestReport,
+    info: serde_json::Value,
+    started: Instant,
+}
+
+impl PreparedLoad {
+    /// The report so far (no version yet).
+    pub fn report(&self) -> &IngestReport {
+        &self.report
+    }
+
+    /// Whether the load found no new input file.
+    pub fn is_empty(&self) -> bool {
+        self.report.entities.is_empty()
+    }
+
+    /// The warehouse as it will be after the commit.
+    pub fn pending(&self) -> Result<crmcube_store::Snapshot> {
+        self.writer.pending()
+    }
+
+    /// Adds one more table change to the same commit (e.g. a run log row).
+    pub fn add_table(
+        &mut self,
+        table: &str,
+        batch: &arrow::record_batch::RecordBatch,
+        mode: crmcube_store::Mode,
+    ) -> Result<()> {
+        stage_batch(&mut self.writer, table, None, batch, mode)
+    }
+
+    /// Publishes the load as one new warehouse version.
+    pub fn commit(mut self) -> Result<IngestReport> {
+        let commit = if self.is_empty() && self.writer_staged_nothing() {
+            None
+        } else {
+            self.writer.commit(self.info)?
+        };
+        self.report.version = commit.map(|c| c.version);
+        self.report.seconds = self.started.elapsed().as_secs_f64();
+        Ok(self.report)
+    }
+
+    fn writer_staged_nothing(&self) -> bool {
+        !self.writer.has_staged()
+    }
+}
+
+/// Reads, checks and conforms an export and writes the new table files, without
+/// publishing them; see [`PreparedLoad::commit`].
+pub fn prepare(opts: &IngestOptions, progress: &dyn Progress) -> Result<PreparedLoad> {
     let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    let load_id = format!(
-        "{}-{}",
-        started_at.format("%Y%m%dT%H%M%S%.6fZ"),
-        std::process::id()
-    );
-    let files = source::discover(&opts.source, opts.contract)?;
-    if files.entities.is_empty() {
+    let mut all_files = source::discover(&opts.source, opts.contract)?;
+    if let Some(p) = &opts.pattern {
+        for files in all_files.entities.values_mut() {
+            files.retain(|(f, _)| {
+                f.file_name()
+                    .is_some_and(|n| source::matches(p, &n.to_string_lossy()))
+            });
+        }
+        all_files.entities.retain(|_, v| !v.is_empty());
+    }
+    if all_files.entities.is_empty() {
         return Err(Error::Usage(format!(
             "{}: no export files found; expected files named after the contract's entities, e.g. customers.csv, orders.jsonl, order_lines.parquet",
             opts.source.display()
@@ -87,39 +153,118 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             });
         }
     }
-    let _lock = publish::WriterLock::acquire(&opts.warehouse)?;
-    publish::clean_stale_staging(&opts.warehouse)?;
-    let staging = opts.warehouse.join(format!(".staging-{load_id}"));
+    let mut writer = crmcube_store::Writer::begin(&opts.warehouse, "ingest")?;
+    let load_id = writer.load_id().to_string();
+
+    // Inputs already loaded (same sha256) are skipped: loading a file twice is a no-op.
+    progress.step("hashing inputs");
+    let loaded = loaded_hashes(&opts.warehouse, writer.base().is_some())?;
+    let listed: Vec<(String, PathBuf, FileFormat)> = all_files
+        .entities
+        .iter()
+        .flat_map(|(e, fs)| fs.iter().map(move |(p, f)| (e.clone(), p.clone(), *f)))
+        .collect();
+    let hashes: Vec<Result<(String, u64)>> =
+        listed.par_iter().map(|(_, p, _)| sha256_file(p)).collect();
+    let mut files = source::ExportFiles {
+        entities: Default::default(),
+        unmatched: all_files.unmatched.clone(),
+    };
+    let mut inputs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen_now: HashSet<String> = HashSet::default();
+    for ((entity, path, fmt), h) in listed.into_iter().zip(hashes) {
+        let (sha, bytes) = h?;
+        let entry = serde_json::json!({
+            "entity": entity, "file": path.display().to_string(), "format": fmt,
+            "sha256": sha, "bytes": bytes,
+        });
+        if loaded.contains(&sha) || !seen_now.insert(sha.clone()) {
+            skipped.push(entry);
+            continue;
+        }
+        inputs.push(entry);
+        files.entities.entry(entity).or_default().push((path, fmt));
+    }
+    crmcube_store::failpoint("before-write");
+    let skipped_files: Vec<String> = skipped
+        .iter()
+        .filter_map(|e| e["file"].as_str().map(str::to_string))
+        .collect();
+    let mut report = IngestReport {
+        load_id: load_id.clone(),
+        source: opts.source.display().to_string(),
+        warehouse: opts.warehouse.display().to_string(),
+        version: None,
+        entities: Vec::new(),
+        tables: Vec::new(),
+        quarantined: 0,
+        skipped_files,
+        missing_entities: opts
+            .contract
+            .entities
+            .iter()
+            .filter(|(n, _)| !all_files.entities.contains_key(n))
+            .map(|(n, _)| n.clone())
+            .collect(),
+        unmatched_files: all_files
+            .unmatched
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        conform_seconds: 0.0,
+        write_seconds: 0.0,
+        seconds: 0.0,
+    };
+    if files.entities.is_empty() {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(PreparedLoad {
+            writer,
+            report,
+            info: serde_json::json!({"skipped": skipped}),
+            started,
+        });
+    }
+
+    let base = writer.base().cloned();
     let mut load = Load {
         opts,
         files: &files,
-        staging: staging.clone(),
+        base: base.as_ref(),
+        writer: &mut writer,
         progress,
         reports: HashMap::default(),
-        inputs: Vec::new(),
         rejects: Vec::new(),
         written: Vec::new(),
         day_range: None,
         conform_seconds: 0.0,
         write_seconds: 0.0,
     };
-    if let Err(e) = load.run() {
-        let _ = std::fs::remove_dir_all(&staging);
+    let result = load.run();
+    let Load {
+        mut reports,
+        rejects,
+        written,
+        conform_seconds,
+        write_seconds,
+        ..
+    } = load;
+    if let Err(e) = result {
+        drop(writer); // releases the lock; the files written so far are orphans for vacuum
         return Err(e);
     }
 
     // Reject limit, then publish.
-    let reports: Vec<EntityReport> = opts
+    let entity_reports: Vec<EntityReport> = opts
         .contract
         .entities
         .iter()
-        .filter_map(|(n, _)| load.reports.remove(n))
+        .filter_map(|(n, _)| reports.remove(n))
         .collect();
-    let total_read: u64 = reports.iter().map(|r| r.read).sum();
-    let total_rejected = load.rejects.len() as u64;
+    let total_read: u64 = entity_reports.iter().map(|r| r.read).sum();
+    let total_rejected = rejects.len() as u64;
     if let Some(limit) = opts.max_reject_rate {
         if total_read > 0 && total_rejected as f64 / total_read as f64 > limit {
-            let _ = std::fs::remove_dir_all(&staging);
             return Err(Error::Data(format!(
                 "{total_rejected} of {total_read} rows failed their checks ({:.2}%), over the limit of {:.2}%; nothing was published. Run again without --max-reject-rate to load the good rows and inspect _quarantine",
                 100.0 * total_rejected as f64 / total_read as f64,
@@ -128,43 +273,71 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
         }
     }
     progress.step("publishing");
-    let names: Vec<String> = load.written.iter().map(|w| w.table.clone()).collect();
-    let manifest = serde_json::json!({
-        "format_version": 1,
-        "load_id": load_id,
-        "started_at": started_at.to_rfc3339(),
-        "finished_at": chrono::Utc::now().to_rfc3339(),
+    let counts: Vec<serde_json::Value> = entity_reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({"entity": r.entity, "read": r.read, "loaded": r.loaded,
+                "quarantined": r.quarantined, "orphaned": r.orphaned})
+        })
+        .collect();
+    let info = serde_json::json!({
         "source": opts.source.display().to_string(),
-        "inputs": load.inputs,
-        "tables": load.written,
+        "inputs": inputs,
+        "skipped": skipped,
+        "entities": counts,
     });
-    if let Err(e) = publish::swap_in(&opts.warehouse, &staging, &load_id, &names, &manifest) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    Ok(IngestReport {
-        load_id,
-        source: opts.source.display().to_string(),
-        warehouse: opts.warehouse.display().to_string(),
-        entities: reports,
-        tables: load.written,
-        quarantined: total_rejected,
-        missing_entities: opts
-            .contract
-            .entities
-            .iter()
-            .filter(|(n, _)| !files.entities.contains_key(n))
-            .map(|(n, _)| n.clone())
-            .collect(),
-        unmatched_files: files
-            .unmatched
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
-        conform_seconds: load.conform_seconds,
-        write_seconds: load.write_seconds,
-        seconds: started.elapsed().as_secs_f64(),
+    report.entities = entity_reports;
+    report.tables = written;
+    report.quarantined = total_rejected;
+    report.conform_seconds = conform_seconds;
+    report.write_seconds = write_seconds;
+    Ok(PreparedLoad {
+        writer,
+        report,
+        info,
+        started,
     })
+}
+
+/// Writes `batch` as one file of `table` (under `folder`) and stages it on `w`.
+fn stage_batch(
+    w: &mut crmcube_store::Writer,
+    table: &str,
+    folder: Option<&str>,
+    batch: &arrow::record_batch::RecordBatch,
+    mode: crmcube_store::Mode,
+) -> Result<()> {
+    let rel = w.new_file_path(folder, 0);
+    let (size, sha256) =
+        write::write_parquet(&w.dir().join(table).join(&rel), std::slice::from_ref(batch))?;
+    let file = crmcube_store::DataFile {
+        path: rel,
+        size,
+        rows: batch.num_rows() as u64,
+        sha256,
+        modified_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    w.stage(table, batch.schema(), vec![file], mode);
+    Ok(())
+}
+
+/// sha256 of every input file loaded by any earlier version.
+fn loaded_hashes(warehouse: &Path, exists: bool) -> Result<HashSet<String>> {
+    let mut out = HashSet::default();
+    if !exists {
+        return Ok(out);
+    }
+    for c in crmcube_store::history(warehouse)? {
+        if let Some(inputs) = c.info.get("inputs").and_then(|v| v.as_array()) {
+            out.extend(
+                inputs
+                    .iter()
+                    .filter_map(|i| i.get("sha256").and_then(|s| s.as_str()))
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Entities the star schema is built from.
@@ -186,10 +359,10 @@ const REQUIRED_ENTITIES: [&str; 11] = [
 struct Load<'a> {
     opts: &'a IngestOptions<'a>,
     files: &'a source::ExportFiles,
-    staging: PathBuf,
+    base: Option<&'a crmcube_store::Snapshot>,
+    writer: &'a mut crmcube_store::Writer,
     progress: &'a dyn Progress,
     reports: HashMap<String, EntityReport>,
-    inputs: Vec<serde_json::Value>,
     rejects: Vec<quarantine::QuarantineRow>,
     written: Vec<write::WrittenTable>,
     day_range: Option<(i32, i32)>,
@@ -201,10 +374,10 @@ impl Load<'_> {
     fn run(&mut self) -> Result<()> {
         let schema = self.opts.schema;
         // Dimensions.
-        let regions_st = self.stage("regions")?;
-        let products_st = self.stage("products")?;
-        let campaigns_st = self.stage("campaigns")?;
-        let customers_st = self.stage("customers")?;
+        let regions_st = self.stage_dimension("regions")?;
+        let products_st = self.stage_dimension("products")?;
+        let campaigns_st = self.stage_dimension("campaigns")?;
+        let customers_st = self.stage_dimension("customers")?;
         self.progress.step("building dimensions");
         let t0 = Instant::now();
         let regions = conform::region_lookup(&regions_st)?;
@@ -252,7 +425,7 @@ impl Load<'_> {
         let t0 = Instant::now();
         let out =
             conform::build_fact_sales(schema.require("fact_sales")?, &lines, &orders, &resolver)?;
-        let order_ids: HashSet<String> = conform_ids(&orders, "order_id");
+        let mut order_ids: HashSet<String> = conform_ids(&orders, "order_id");
         self.conform_seconds += t0.elapsed().as_secs_f64();
         self.absorb(
             "fact_sales",
@@ -289,6 +462,9 @@ impl Load<'_> {
 
         // fact_ticket.
         let tickets = self.stage("tickets")?;
+        if tickets.batch.num_rows() > 0 {
+            order_ids.extend(state::previous_order_ids(self.base)?);
+        }
         let t0 = Instant::now();
         let out = conform::build_fact_ticket(
             schema.require("fact_ticket")?,
@@ -316,6 +492,12 @@ impl Load<'_> {
         )?;
 
         // dim_date over the facts' dates, and the quarantine.
+        if let Some((a, b)) = state::previous_day_range(self.base)? {
+            self.day_range = Some(match self.day_range {
+                None => (a, b),
+                Some((lo, hi)) => (lo.min(a), hi.max(b)),
+            });
+        }
         let (lo, hi) = self.day_range.unwrap_or_else(|| {
             let today = value::days_of_date(chrono::Utc::now().date_naive());
             (today, today)
@@ -328,7 +510,13 @@ impl Load<'_> {
         });
         let q = quarantine::quarantine_batch(&rejects)?;
         self.rejects = rejects;
-        self.write(QUARANTINE_TABLE, &q)
+        let exists = self
+            .base
+            .is_some_and(|b| b.tables.contains_key(QUARANTINE_TABLE));
+        if q.num_rows() > 0 || !exists {
+            self.write_mode(QUARANTINE_TABLE, &q, crmcube_store::Mode::Append)?;
+        }
+        Ok(())
     }
 
     fn spec(&self, entity: &str) -> Result<&crmcube_model::EntitySpec> {
@@ -338,40 +526,33 @@ impl Load<'_> {
             .ok_or_else(|| Error::Usage(format!("no entity {entity}")))
     }
 
-    /// Reads and checks every file of an entity (hashing them alongside).
+    /// Reads and checks every new file of an entity.
     fn stage(&mut self, name: &str) -> Result<StagedEntity> {
         let spec = self.spec(name)?;
         let t0 = Instant::now();
         let entity_files = self.files.entities.get(name).cloned().unwrap_or_default();
         self.progress.step(&format!("reading {name}"));
-        let csv = &self.opts.csv;
-        let (st, hashes) = rayon::join(
-            || -> Result<StagedEntity> {
-                if entity_files.is_empty() {
-                    Ok(StagedEntity::empty(spec))
-                } else {
-                    stage_entity(name, spec, &entity_files, csv)
-                }
-            },
-            || {
-                entity_files
-                    .par_iter()
-                    .map(|(p, _)| sha256_file(p))
-                    .collect::<Vec<_>>()
-            },
-        );
-        let st = st?;
-        for ((path, fmt), h) in entity_files.iter().zip(hashes) {
-            let (sha, bytes) = h?;
-            self.inputs.push(serde_json::json!({
-                "entity": name, "file": path.display().to_string(), "format": fmt,
-                "sha256": sha, "bytes": bytes,
-            }));
-        }
+        let st = if entity_files.is_empty() {
+            StagedEntity::empty(spec)
+        } else {
+            stage_entity(name, spec, &entity_files, &self.opts.csv)?
+        };
         self.reports.insert(
             name.to_string(),
             EntityReport::new(name, &st, t0.elapsed().as_secs_f64()),
         );
+        Ok(st)
+    }
+
+    /// Stages a dimension entity's new rows, adds the rows of earlier loads to them and
+    /// keeps the union as the entity's source state.
+    fn stage_dimension(&mut self, name: &str) -> Result<StagedEntity> {
+        let st = self.stage(name)?;
+        let spec = self.spec(name)?;
+        let previous = state::previous_source(self.base, name, spec)?;
+        let st = state::union_previous(spec, st, previous)?;
+        let batch = state::source_batch(spec, &st)?;
+        self.write(&state::source_table(name), &batch)?;
         Ok(st)
     }
 
@@ -421,19 +602,38 @@ impl Load<'_> {
                 });
             }
         }
-        self.write(table, &out.batch)
+        let def = self.opts.schema.require(table)?;
+        let exists = self.base.is_some_and(|b| b.tables.contains_key(table));
+        if out.batch.num_rows() == 0 && exists {
+            return Ok(());
+        }
+        let merged = state::merge_fact(self.base, table, def, out.batch)?;
+        self.write_mode(table, &merged, crmcube_store::Mode::ReplacePartitions)
     }
 
-    /// Writes one table into the staging directory.
+    /// Writes a whole table (a new version replaces it).
     fn write(&mut self, name: &str, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        self.write_mode(name, batch, crmcube_store::Mode::Replace)
+    }
+
+    /// Writes new files of a table and stages them for the commit.
+    fn write_mode(
+        &mut self,
+        name: &str,
+        batch: &arrow::record_batch::RecordBatch,
+        mode: crmcube_store::Mode,
+    ) -> Result<()> {
         self.progress.step(&format!("writing {name}"));
         let t0 = Instant::now();
         let (partition_by, sort_by) = match self.opts.schema.table(name) {
             Some(def) => (def.partition_by.as_deref(), def.sort_by.as_slice()),
             None => (None, &[][..]),
         };
-        let w = write::write_table(&self.staging, name, partition_by, sort_by, batch)?;
-        self.written.push(w);
+        let file_name = self.writer.new_file_path(None, 0);
+        let dir = self.writer.dir().join(name);
+        let files = write::write_table(&dir, &file_name, partition_by, sort_by, batch)?;
+        self.written.push(write::summarize(name, &files));
+        self.writer.stage(name, batch.schema(), files, mode);
         self.write_seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
@@ -515,4 +715,28 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
     }
     let digest = h.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), n))
+}
+
+/// Publishes one table's new rows as a new warehouse version: the batch is written as
+/// one file under `folder` (e.g. `as_of=2025-12-31`) and committed with `mode` (replace
+/// the table, append, or replace the files of that folder). Used by jobs that write
+/// derived tables (customer scores, pre-aggregations). The warehouse must exist.
+pub fn commit_table(
+    warehouse: &Path,
+    operation: &str,
+    table: &str,
+    folder: Option<&str>,
+    batch: &arrow::record_batch::RecordBatch,
+    mode: crmcube_store::Mode,
+    info: serde_json::Value,
+) -> Result<Option<crmcube_store::Commit>> {
+    if !crmcube_store::is_warehouse(warehouse) {
+        return Err(Error::Usage(format!(
+            "{}: not a crmcube warehouse; build one with `crmcube ingest` first",
+            warehouse.display()
+        )));
+    }
+    let mut w = crmcube_store::Writer::begin(warehouse, operation)?;
+    stage_batch(&mut w, table, folder, batch, mode)?;
+    w.commit(info)
 }

@@ -61,12 +61,16 @@ pub struct IngestReport {
     pub source: String,
     /// Warehouse directory.
     pub warehouse: String,
+    /// Warehouse version this load published (none when nothing changed).
+    pub version: Option<u64>,
     /// Per entity, in contract order.
     pub entities: Vec<EntityReport>,
     /// Per table written.
     pub tables: Vec<WrittenTable>,
     /// Rows quarantined in total.
     pub quarantined: u64,
+    /// Input files skipped because an earlier load read the same bytes.
+    pub skipped_files: Vec<String>,
     /// Contract entities with no file in the export.
     pub missing_entities: Vec<String>,
     /// Files in the export that belong to no entity.

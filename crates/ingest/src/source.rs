@@ -75,3 +75,42 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
     v.sort();
     Ok(v)
 }
+
+/// Whether `name` matches a pattern with `*` (any run of characters) and `?` (one).
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::matches;
+
+    #[test]
+    fn wildcards() {
+        assert!(matches("*.csv", "orders.csv"));
+        assert!(!matches("*.csv", "orders.jsonl"));
+        assert!(matches("orders_2025-??-*.csv", "orders_2025-01-31.csv"));
+        assert!(!matches("orders_2025-??-*.csv", "orders_2025-1-31.csv"));
+        assert!(matches("*", ""));
+        assert!(matches("a*b*c", "axxbyyc"));
+        assert!(!matches("a*b*c", "axxbyy"));
+    }
+}

@@ -1,18 +1,20 @@
 //! Writing warehouse tables as Parquet: dimensions as one file, facts partitioned by
 //! month (`year=YYYY/month=MM`) and sorted inside each file so row-group statistics
-//! prune well. All files are zstd-compressed.
+//! prune well. All files are zstd-compressed; each file's sha256 is computed while it
+//! is written.
 
 use arrow::array::{AsArray, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use crmcube_model::keys::FastSet;
 use crmcube_model::{Error, Result};
+use crmcube_store::{DataFile, HashingWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Rows per row group: small enough for useful min/max pruning, big enough to compress.
@@ -71,8 +73,8 @@ fn mostly_distinct(a: &dyn arrow::array::Array) -> bool {
     distinct * 2 > n
 }
 
-/// Writes one Parquet file.
-pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
+/// Writes one Parquet file; returns its size and sha256.
+pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(u64, String)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -81,55 +83,55 @@ pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
         None => return Err(Error::format(path.display(), "nothing to write")),
     };
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(properties(&batches[0])))
+    let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let mut w = ArrowWriter::try_new(out, schema, Some(properties(&batches[0])))
         .map_err(|e| Error::format(path.display(), e))?;
     for b in batches {
         w.write(b).map_err(|e| Error::format(path.display(), e))?;
     }
-    let f = w
+    let out = w
         .into_inner()
         .map_err(|e| Error::format(path.display(), e))?;
+    let (buf, sha, len) = out.finish();
+    let f = buf
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     f.sync_all().map_err(|e| Error::io(path, e))?;
-    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
-    Ok(len)
+    Ok((len, sha))
 }
 
-/// Writes a table into `dir/<table>/`: partitioned by the month of `partition_by` when
-/// given, sorted by `sort_by` inside each file.
+/// Writes a table's rows into `table_dir` as files named `file_name`: one per month of
+/// `partition_by` (under `year=YYYY/month=MM/`) when given, else one; rows sorted by
+/// `sort_by` inside each file. Returns the files written, paths relative to `table_dir`.
 pub fn write_table(
-    dir: &Path,
-    table: &str,
+    table_dir: &Path,
+    file_name: &str,
     partition_by: Option<&str>,
     sort_by: &[String],
     batch: &RecordBatch,
-) -> Result<WrittenTable> {
-    let root = dir.join(table);
-    let rows = batch.num_rows() as u64;
-    let Some(part_col) = partition_by else {
-        let sorted = sort(table, sort_by, batch, None)?;
-        let bytes = write_parquet(&root.join("part-00000.parquet"), &[sorted])?;
-        return Ok(WrittenTable {
-            table: table.into(),
-            rows,
-            files: 1,
-            bytes,
-        });
+) -> Result<Vec<DataFile>> {
+    let table = table_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp_millis();
+    let one = |rel: String, b: &RecordBatch| -> Result<DataFile> {
+        let (size, sha256) = write_parquet(&table_dir.join(&rel), std::slice::from_ref(b))?;
+        Ok(DataFile {
+            path: rel,
+            size,
+            rows: b.num_rows() as u64,
+            sha256,
+            modified_ms: now,
+        })
     };
-    if batch.num_rows() == 0 {
-        // An empty table is still a table: one empty file keeps its schema readable.
-        let bytes = write_parquet(
-            &root.join("part-00000.parquet"),
-            std::slice::from_ref(batch),
-        )?;
-        return Ok(WrittenTable {
-            table: table.into(),
-            rows,
-            files: 1,
-            bytes,
-        });
-    }
+    let Some(part_col) = partition_by.filter(|_| batch.num_rows() > 0) else {
+        // Unpartitioned, or an empty table (one empty file keeps its schema readable).
+        let sorted = sort(&table, sort_by, batch, None)?;
+        return Ok(vec![one(file_name.to_string(), &sorted)?]);
+    };
     let month = sorted_partition(batch, part_col)?;
-    let sorted = sort(table, sort_by, batch, Some(&month))?;
+    let sorted = sort(&table, sort_by, batch, Some(&month))?;
     let sorted_month = sorted_partition(&sorted, part_col)?;
     // Contiguous runs of one month become one file each.
     let mut runs: Vec<(i32, usize, usize)> = Vec::new();
@@ -140,26 +142,34 @@ pub fn write_table(
             start = i;
         }
     }
-    let written: Vec<Result<u64>> = runs
-        .par_iter()
+    runs.par_iter()
         .map(|&(ym, off, len)| {
-            let path: PathBuf = root
-                .join(format!("year={:04}", ym / 100))
-                .join(format!("month={:02}", ym % 100))
-                .join("part-00000.parquet");
-            write_parquet(&path, &[sorted.slice(off, len)])
+            one(
+                format!("{}/{file_name}", partition_folder(ym)),
+                &sorted.slice(off, len),
+            )
         })
-        .collect();
-    let mut bytes = 0;
-    for w in written {
-        bytes += w?;
+        .collect()
+}
+
+/// The partition folder of a `YYYYMM` month.
+pub fn partition_folder(ym: i32) -> String {
+    format!("year={:04}/month={:02}", ym / 100, ym % 100)
+}
+
+/// The partition folder of every row (by the month of `part_col`).
+pub fn row_partitions(batch: &RecordBatch, part_col: &str) -> Result<Vec<Option<i32>>> {
+    Ok(sorted_partition(batch, part_col)?.iter().collect())
+}
+
+/// Sums files into a table's line of the report.
+pub fn summarize(table: &str, files: &[DataFile]) -> WrittenTable {
+    WrittenTable {
+        table: table.to_string(),
+        rows: files.iter().map(|f| f.rows).sum(),
+        files: files.len() as u64,
+        bytes: files.iter().map(|f| f.size).sum(),
     }
-    Ok(WrittenTable {
-        table: table.into(),
-        rows,
-        files: runs.len() as u64,
-        bytes,
-    })
 }
 
 /// The `YYYYMM` month of each row's partition timestamp.

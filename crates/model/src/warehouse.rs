@@ -74,6 +74,10 @@ pub struct TableDef {
     /// Sort order inside each file.
     #[serde(default)]
     pub sort_by: Vec<String>,
+    /// Columns identifying a fact row across loads: a row that arrives again with the
+    /// same natural key replaces the earlier one.
+    #[serde(default)]
+    pub natural_key: Vec<String>,
     /// Columns in file order.
     pub columns: Vec<WarehouseColumn>,
 }
@@ -165,6 +169,14 @@ impl WarehouseSchema {
                             format!("`{p}` is not a column of {name}"),
                         ))
                     }
+                }
+            }
+            for k in &t.natural_key {
+                if t.column(k).is_none() {
+                    return Err(err(
+                        format!("{base}.natural_key"),
+                        format!("`{k}` is not a column of {name}"),
+                    ));
                 }
             }
             for s in &t.sort_by {

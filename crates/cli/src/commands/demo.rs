@@ -108,6 +108,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
             schema: &schema,
             csv: CsvOptions::default(),
             max_reject_rate: None,
+            pattern: None,
         },
         &crate::progress::Spinner::new(ctx.quiet),
     )?;

@@ -36,6 +36,10 @@ pub struct IngestArgs {
     /// Publish nothing and exit 1 when more than this fraction (0..1) of rows is quarantined.
     #[arg(long)]
     pub max_reject_rate: Option<f64>,
+    /// Only load files whose name matches this pattern (`*` and `?` wildcards),
+    /// e.g. "*_2025-11-23.csv".
+    #[arg(long)]
+    pub pattern: Option<String>,
     /// Directory holding oltp.yaml and warehouse.yaml (default: the built-in schemas).
     #[arg(long)]
     pub schemas: Option<PathBuf>,
@@ -66,6 +70,7 @@ pub fn run(ctx: &Context, a: IngestArgs) -> Result<()> {
             has_header: !a.no_header,
         },
         max_reject_rate: a.max_reject_rate,
+        pattern: a.pattern.clone(),
     };
     let spinner = Spinner::new(ctx.quiet);
     let report = ingest(&opts, &spinner)?;
@@ -91,12 +96,17 @@ pub fn render_report(r: &IngestReport) -> String {
         ));
     }
     let read: u64 = r.entities.iter().map(|e| e.read).sum();
+    let published = match r.version {
+        Some(v) => format!("published as version {v} of {}", r.warehouse),
+        None if r.entities.is_empty() => format!("nothing new for {}", r.warehouse),
+        None => format!("no table of {} changed", r.warehouse),
+    };
     s.push_str(&format!(
-        "{} rows read, {} quarantined, load {} published to {} in {:.2}s ({:.0} rows/s)\n",
+        "{} rows read, {} quarantined, load {}: {} in {:.2}s ({:.0} rows/s)\n",
         read,
         r.quarantined,
         r.load_id,
-        r.warehouse,
+        published,
         r.seconds,
         if r.seconds > 0.0 {
             read as f64 / r.seconds
@@ -104,6 +114,13 @@ pub fn render_report(r: &IngestReport) -> String {
             0.0
         }
     ));
+    if !r.skipped_files.is_empty() {
+        s.push_str(&format!(
+            "skipped {} file(s) loaded before (same sha256): {}\n",
+            r.skipped_files.len(),
+            r.skipped_files.join(", ")
+        ));
+    }
     if r.quarantined > 0 {
         s.push_str(&format!(
             "inspect refused rows with: crmcube sql --warehouse {} \"SELECT * FROM _quarantine\"\n",

@@ -222,14 +222,19 @@ fn segment_summary(scores: &[RfmScore]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
-/// Writes (or replaces) the scores of one as-of day: `customer_scores/as_of_<day>.parquet`.
+/// Writes (or replaces) the scores of one as-of day as a new warehouse version: the
+/// partition `customer_scores/as_of=<day>/` is replaced, other days stay.
 pub fn write_scores(warehouse: &Path, scores: &[RfmScore], as_of: NaiveDate) -> Result<PathBuf> {
-    let _lock = crmcube_ingest::publish::WriterLock::acquire(warehouse)?;
     let batch = scores_batch(scores, as_of)?;
-    let dir = warehouse.join(SCORES_TABLE);
-    let dest = dir.join(format!("as_of_{as_of}.parquet"));
-    let tmp = dir.join(format!(".as_of_{as_of}.parquet.tmp"));
-    crmcube_ingest::write::write_parquet(&tmp, &[batch])?;
-    std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-    Ok(dest)
+    let folder = format!("as_of={as_of}");
+    crmcube_ingest::commit_table(
+        warehouse,
+        "mine score",
+        SCORES_TABLE,
+        Some(&folder),
+        &batch,
+        crmcube_store::Mode::ReplacePartitions,
+        serde_json::json!({"as_of": as_of.to_string(), "customers": scores.len()}),
+    )?;
+    Ok(warehouse.join(SCORES_TABLE).join(folder))
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod history;
 pub mod ingest;
 pub mod mine;
 pub mod sample;

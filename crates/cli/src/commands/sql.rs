@@ -19,11 +19,63 @@ pub struct SourceArgs {
     pub data: Option<PathBuf>,
 }
 
+/// Which warehouse version to read (time travel); the newest when neither is given.
+#[derive(clap::Args, Default, Clone)]
+pub struct AsOfArgs {
+    /// Read warehouse version N (see `crmcube history`).
+    #[arg(long, value_name = "N", conflicts_with = "as_of_time")]
+    pub as_of_version: Option<u64>,
+    /// Read the newest version committed at or before this time
+    /// (RFC 3339, e.g. 2026-11-23T18:00:00Z, or a date meaning its end, 2026-11-23).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl AsOfArgs {
+    /// The version selector.
+    pub fn as_of(&self) -> crmcube_cube::AsOf {
+        match (self.as_of_version, self.as_of_time) {
+            (Some(v), _) => crmcube_cube::AsOf::Version(v),
+            (None, Some(t)) => crmcube_cube::AsOf::Time(t),
+            (None, None) => crmcube_cube::AsOf::Latest,
+        }
+    }
+}
+
+/// Parses an RFC 3339 time, a `YYYY-MM-DDTHH:MM:SS` UTC time or a date (its last instant).
+pub fn parse_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(t.and_utc());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_micro_opt(23, 59, 59, 999_999) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!(
+        "expected a time like 2026-11-23T18:00:00Z or a date like 2026-11-23, found `{s}`"
+    ))
+}
+
 impl SourceArgs {
-    /// Opens the session.
+    /// Opens the session at the newest version.
     pub async fn open(&self) -> Result<Warehouse> {
+        self.open_at(&AsOfArgs::default()).await
+    }
+
+    /// Opens the session at the version `as_of` selects.
+    pub async fn open_at(&self, as_of: &AsOfArgs) -> Result<Warehouse> {
+        if self.data.is_some() && (as_of.as_of_version.is_some() || as_of.as_of_time.is_some()) {
+            return Err(Error::Usage(
+                "--as-of-version / --as-of-time need --warehouse (a plain data folder has no versions)".into(),
+            )
+            .into());
+        }
         Ok(match (&self.warehouse, &self.data) {
-            (Some(w), _) => Warehouse::open(w).await?,
+            (Some(w), _) => Warehouse::open_at(w, as_of.as_of()).await?,
             (None, Some(d)) => Warehouse::open_data(d).await?,
             (None, None) => {
                 return Err(Error::Usage("give --warehouse DIR or --data DIR".into()).into())
@@ -37,6 +89,8 @@ impl SourceArgs {
 pub struct SqlArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
     /// The SQL statement (or use --file).
     pub query: Option<String>,
     /// Read the SQL statement from a file.
@@ -55,6 +109,8 @@ pub struct SqlArgs {
 pub struct TablesArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
     /// Result format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -74,7 +130,7 @@ pub fn run_sql(ctx: &Context, a: SqlArgs) -> Result<()> {
     };
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let wh = a.source.open().await?;
+        let wh = a.source.open_at(&a.as_of).await?;
         anyhow::Ok(wh.sql(&query).await?)
     })?;
     emit(
@@ -91,7 +147,7 @@ pub fn run_sql(ctx: &Context, a: SqlArgs) -> Result<()> {
 pub fn run_tables(_ctx: &Context, a: TablesArgs) -> Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let wh = a.source.open().await?;
+        let wh = a.source.open_at(&a.as_of).await?;
         anyhow::Ok(wh.sql(&table_listing_sql(&wh)).await?)
     })?;
     emit(None::<&Path>, &result.schema, &result.batches, a.format)?;

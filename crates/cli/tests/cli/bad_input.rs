@@ -213,7 +213,7 @@ fn bad_input_corpus() {
                 if run.stderr.trim().lines().count() != 1 {
                     problems.push("error is not one line".into());
                 }
-                if wh.join("_manifest.json").exists() {
+                if wh.join("_crmcube_log").exists() {
                     problems.push("a warehouse was published".into());
                 }
                 problems

@@ -129,9 +129,16 @@ fn sample_warehouse_matches_the_export() {
     );
     assert!(num(&c[0]["n"]) > 0.0, "the sample has customer history");
 
-    // Facts are partitioned by month.
+    // Facts are partitioned by month; every table is a Delta table.
+    let month = wh.join("fact_sales/year=2024/month=11");
+    let parquet = std::fs::read_dir(&month)
+        .expect("partition folder")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert_eq!(parquet, 1, "one file per month partition");
     assert!(wh
-        .join("fact_sales/year=2024/month=11/part-00000.parquet")
+        .join("fact_sales/_delta_log/00000000000000000000.json")
         .is_file());
 
     // Surrogate keys are stable across loads.

@@ -5,3 +5,4 @@ mod bad_input;
 mod common;
 mod end_to_end;
 mod sql;
+mod versions;

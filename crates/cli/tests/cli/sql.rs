@@ -114,11 +114,12 @@ fn sql_formats_files_errors_and_data_folders() {
     let r = crmcube_in(tmp.path(), &["sql", "--warehouse", w, "SELECT 1"]);
     assert_eq!(r.code, 0);
     copy_dir(&wh.join("fact_sales"), &data.join("sales"));
-    std::fs::copy(
-        wh.join("dim_region/part-00000.parquet"),
-        data.join("regions.parquet"),
-    )
-    .unwrap();
+    let region_file = std::fs::read_dir(wh.join("dim_region"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("dim_region file");
+    std::fs::copy(region_file, data.join("regions.parquet")).unwrap();
     let d = data.to_str().unwrap();
     let a = crmcube(&[
         "sql",

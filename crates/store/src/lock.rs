@@ -1,11 +1,6 @@
-//! Publishing a load: a writer lock, a staging directory, and the swap of finished
-//! tables into place followed by the manifest.
-//!
-//! A load writes every table into `<warehouse>/.staging-<load id>/` first. Only when all
-//! of them are complete are they moved into place, one directory rename per table, and
-//! `_manifest.json` is replaced last (write to a temporary name, then rename). A crash
-//! before the swap leaves the previous tables untouched; the staging directory is
-//! removed by the next load.
+//! The writer lock `.crmcube.lock`: one writer per warehouse. The file names the holder
+//! (pid, host, start time); a lock whose process no longer runs on this host is stale
+//! and taken over.
 
 use crmcube_model::{Error, Result};
 use std::io::Write;
@@ -13,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 /// Name of the lock file inside the warehouse.
 pub const LOCK_FILE: &str = ".crmcube.lock";
-/// Name of the manifest inside the warehouse.
-pub const MANIFEST_FILE: &str = "_manifest.json";
 
 /// Exclusive right to write a warehouse, released on drop.
 pub struct WriterLock {
@@ -88,46 +81,4 @@ fn is_stale(holder: &str) -> bool {
         return false;
     };
     host == hostname() && Path::new("/proc").is_dir() && !Path::new("/proc").join(pid).exists()
-}
-
-/// Removes staging directories left by loads that did not finish.
-pub fn clean_stale_staging(warehouse: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(warehouse) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".staging-") || name.starts_with(".replaced-") {
-            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
-        }
-    }
-    Ok(())
-}
-
-/// Moves finished tables from `staging` into the warehouse, then writes the manifest.
-pub fn swap_in(
-    warehouse: &Path,
-    staging: &Path,
-    load_id: &str,
-    tables: &[String],
-    manifest: &serde_json::Value,
-) -> Result<()> {
-    let replaced = warehouse.join(format!(".replaced-{load_id}"));
-    for t in tables {
-        let live = warehouse.join(t);
-        if live.exists() {
-            std::fs::create_dir_all(&replaced).map_err(|e| Error::io(&replaced, e))?;
-            std::fs::rename(&live, replaced.join(t)).map_err(|e| Error::io(&live, e))?;
-        }
-        let new = staging.join(t);
-        std::fs::rename(&new, &live).map_err(|e| Error::io(&new, e))?;
-    }
-    let tmp = warehouse.join(format!(".{MANIFEST_FILE}.{load_id}"));
-    let text = serde_json::to_vec_pretty(manifest).map_err(|e| Error::format(MANIFEST_FILE, e))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    let dest = warehouse.join(MANIFEST_FILE);
-    std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-    let _ = std::fs::remove_dir_all(&replaced);
-    let _ = std::fs::remove_dir_all(staging);
-    Ok(())
 }
