@@ -127,7 +127,7 @@ fn clv_from_warehouse_and_log_agree_and_p_alive_ranks_the_living() {
 
     let (a, b) = (params(&pw), params(&pl));
     assert_eq!(a["customers"], b["customers"]);
-    assert_eq!(a["transactions"], b["transactions"]);
+    assert_eq!(a["purchase_days"], b["purchase_days"]);
     for k in ["r", "alpha", "a", "b"] {
         let (x, y) = (num(&a["params"][k]), num(&b["params"][k]));
         assert!((x - y).abs() <= 1e-6 * x.abs(), "{k}: {x} vs {y}");

@@ -319,7 +319,7 @@ pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
             "customers": run.customers.len(),
             "repeat_customers": run.customers.iter().filter(|c| c.history.x >= 1.0).count(),
             "distinct_histories": run.distinct_histories,
-            "transactions": rows.len(),
+            "purchase_days": run.customers.iter().map(|c| u64::from(c.summary.transactions)).sum::<u64>(),
             "time_unit": settings.unit,
             "calibration_end": date_of_days(calibration_end).to_string(),
             "holdout_end": holdout_end.map(|h| date_of_days(h).to_string()),
