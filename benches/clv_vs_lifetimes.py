@@ -17,6 +17,7 @@ and prints both timings, their ratio, and the relative parameter differences.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -90,8 +91,11 @@ def main():
         "--output", str(work / "crmcube_predictions.csv"),
     ]
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     t_crm = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_crm = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     cp = json.loads(params.read_text())
 
     # lifetimes
@@ -100,6 +104,7 @@ def main():
     from lifetimes.utils import summary_data_from_transaction_data
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     df = pd.read_csv(log, parse_dates=["date"])
     summ = summary_data_from_transaction_data(
         df, "customer", "date", monetary_value_col="amount",
@@ -122,6 +127,7 @@ def main():
     )
     t_clv = time.perf_counter() - t1
     t_lt = time.perf_counter() - t0
+    cpu_lt = time.process_time() - c0
 
     lp = bgf.params_
     gp = ggf.params_
@@ -140,7 +146,9 @@ def main():
     print(f"crmcube mine clv     {t_crm:8.2f} s  (whole command)")
     print(f"lifetimes            {t_lt:8.2f} s  (summary {t_summary:.2f}, BG/NBD fit {t_bg:.2f}, "
           f"Gamma-Gamma fit {t_gg:.2f}, CLV {t_clv:.2f})")
-    print(f"ratio                {t_lt / t_crm:8.1f}x")
+    print(f"ratio                {t_lt / t_crm:8.1f}x  wall clock")
+    print(f"CPU time             crmcube {cpu_crm:.2f} s, lifetimes {cpu_lt:.2f} s, "
+          f"ratio {cpu_lt / cpu_crm:.1f}x")
     print(f"{'model':<12}{'param':<8}{'crmcube':>14}{'lifetimes':>14}{'rel diff':>12}")
     for m, k, a, b in rows:
         print(f"{m:<12}{k:<8}{a:>14.6f}{b:>14.6f}{abs(a - b) / abs(b):>12.2e}")
@@ -149,7 +157,8 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps({
             "customers": args.customers, "rows": nrows, "crmcube_s": t_crm,
-            "lifetimes_s": t_lt, "lifetimes_parts_s": {
+            "lifetimes_s": t_lt, "crmcube_cpu_s": cpu_crm, "lifetimes_cpu_s": cpu_lt,
+            "lifetimes_parts_s": {
                 "summary": t_summary, "bgnbd": t_bg, "gammagamma": t_gg, "clv": t_clv},
             "params": [{"model": m, "param": k, "crmcube": a, "lifetimes": b}
                        for m, k, a, b in rows],
