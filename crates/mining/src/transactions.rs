@@ -3,7 +3,16 @@
 //! Conventions: rows of the same customer on the same day are one transaction (their
 //! amounts add up); rows after the as-of date are ignored; frequency counts repeat
 //! transactions (all transactions but the first), as in the BTYD literature.
+//! For the customer-base models, recency `t_x` is the time from the first to the
+//! last transaction and age `T` the time from the first transaction to the end of
+//! the calibration period, in days or weeks (= days / 7); the monetary value is the
+//! mean of the repeat transactions (the first purchase excluded, as in `lifetimes`).
+//! Amounts must be positive: a non-positive amount is an error naming its row, or,
+//! when asked, the row is dropped and counted.
 
+use crate::gammagamma::Spend;
+use crate::history::History;
+use crmcube_model::{Error, Result};
 use std::collections::HashMap;
 
 /// One purchase row.
@@ -81,6 +90,168 @@ pub fn summarize(rows: &[Transaction], as_of: i32) -> Vec<CustomerSummary> {
     out
 }
 
+/// Time unit of recency, age and horizons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    /// Days.
+    Days,
+    /// Weeks of 7 days.
+    Weeks,
+}
+
+impl TimeUnit {
+    /// Days per unit.
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Days => 1.0,
+            TimeUnit::Weeks => 7.0,
+        }
+    }
+    /// Units per month in CLV discounting: 30 days or 4.345 weeks (the `lifetimes`
+    /// package's factors, so results compare).
+    pub fn per_month(self) -> f64 {
+        match self {
+            TimeUnit::Days => 30.0,
+            TimeUnit::Weeks => 4.345,
+        }
+    }
+}
+
+/// What to do with amounts ≤ 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonPositiveAmounts {
+    /// Stop with an error naming the first such row.
+    Reject,
+    /// Drop such rows and count them.
+    Exclude,
+}
+
+/// The error for a non-positive amount in data row `row` (1-based) of `origin`.
+pub fn non_positive_amount(
+    origin: &str,
+    row: usize,
+    amount_column: &str,
+    amount: f64,
+    customer: &str,
+) -> Error {
+    Error::Data(format!(
+        "{origin}: data row {row}, column `{amount_column}`: amount {amount} is not positive \
+         (customer `{customer}`); amounts must be > 0 — fix the row or pass \
+         --exclude-nonpositive to drop such rows"
+    ))
+}
+
+/// Applies the amount policy to `rows`, whose `i`-th element is data row `i + 1` of
+/// `origin`; returns the kept rows and how many were dropped.
+pub fn check_amounts(
+    rows: Vec<Transaction>,
+    policy: NonPositiveAmounts,
+    origin: &str,
+    amount_column: &str,
+) -> Result<(Vec<Transaction>, usize)> {
+    let bad = |t: &Transaction| !(t.amount > 0.0 && t.amount.is_finite());
+    if policy == NonPositiveAmounts::Reject {
+        if let Some((i, t)) = rows.iter().enumerate().find(|(_, t)| bad(t)) {
+            return Err(non_positive_amount(
+                origin,
+                i + 1,
+                amount_column,
+                t.amount,
+                &t.customer,
+            ));
+        }
+        return Ok((rows, 0));
+    }
+    let before = rows.len();
+    let kept: Vec<Transaction> = rows.into_iter().filter(|t| !bad(t)).collect();
+    let dropped = before - kept.len();
+    Ok((kept, dropped))
+}
+
+/// A customer's calibration-period history for the customer-base models, with the
+/// holdout purchases that followed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationHistory {
+    /// Customer identifier.
+    pub customer: String,
+    /// Repeat purchases, recency and age in the chosen unit.
+    pub history: History,
+    /// Repeat purchases and their mean amount (0 without repeat purchases).
+    pub spend: Spend,
+    /// Transactions (distinct purchase days) in the holdout period.
+    pub holdout_purchases: u32,
+    /// Day of the purchase before the last one in the calibration period.
+    pub previous_day: Option<i32>,
+    /// Summary of the calibration period.
+    pub summary: CustomerSummary,
+}
+
+/// Histories of every customer whose first purchase is on or before
+/// `calibration_end`, with purchases in (`calibration_end`, `holdout_end`] counted as
+/// holdout purchases; sorted by customer.
+pub fn calibration_histories(
+    rows: &[Transaction],
+    calibration_end: i32,
+    holdout_end: Option<i32>,
+    unit: TimeUnit,
+) -> Vec<CalibrationHistory> {
+    // customer -> day -> amount (same-day rows merged)
+    let mut days: HashMap<&str, Vec<(i32, f64)>> = HashMap::new();
+    for t in rows {
+        days.entry(&t.customer).or_default().push((t.day, t.amount));
+    }
+    let u = unit.days();
+    let mut out: Vec<CalibrationHistory> = days
+        .into_iter()
+        .filter_map(|(customer, mut v)| {
+            v.sort_by_key(|d| d.0);
+            let mut merged: Vec<(i32, f64)> = Vec::with_capacity(v.len());
+            for (d, a) in v {
+                match merged.last_mut() {
+                    Some(last) if last.0 == d => last.1 += a,
+                    _ => merged.push((d, a)),
+                }
+            }
+            let cal: Vec<&(i32, f64)> = merged.iter().filter(|d| d.0 <= calibration_end).collect();
+            let first = cal.first()?;
+            let last = cal.last()?;
+            let holdout = match holdout_end {
+                Some(h) => merged
+                    .iter()
+                    .filter(|d| d.0 > calibration_end && d.0 <= h)
+                    .count() as u32,
+                None => 0,
+            };
+            let total: f64 = cal.iter().map(|d| d.1).sum();
+            let x = (cal.len() - 1) as f64;
+            Some(CalibrationHistory {
+                customer: customer.to_string(),
+                history: History {
+                    x,
+                    t_x: f64::from(last.0 - first.0) / u,
+                    t: f64::from(calibration_end - first.0) / u,
+                },
+                spend: Spend {
+                    x,
+                    mean: if x > 0.0 { (total - first.1) / x } else { 0.0 },
+                },
+                holdout_purchases: holdout,
+                previous_day: cal.len().checked_sub(2).map(|i| cal[i].0),
+                summary: CustomerSummary {
+                    customer: customer.to_string(),
+                    first_day: first.0,
+                    last_day: last.0,
+                    transactions: cal.len() as u32,
+                    monetary_total: total,
+                },
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.customer.cmp(&b.customer));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +280,73 @@ mod tests {
         assert_eq!(s[0].monetary_total, 13.0);
         assert_eq!(s[0].recency_days(50), 30);
         assert_eq!(s[1].frequency(), 0);
+    }
+}
+
+#[cfg(test)]
+mod calibration_tests {
+    use super::*;
+
+    fn t(c: &str, day: i32, amount: f64) -> Transaction {
+        Transaction {
+            customer: c.into(),
+            day,
+            amount,
+        }
+    }
+
+    #[test]
+    fn calibration_histories_follow_the_conventions() {
+        let rows = vec![
+            t("a", 0, 10.0),
+            t("a", 0, 5.0),
+            t("a", 7, 20.0),
+            t("a", 14, 40.0),
+            t("a", 30, 1.0),
+            t("a", 31, 1.0),
+            t("a", 99, 1.0),
+            t("b", 21, 3.0),
+            t("c", 25, 3.0),
+        ];
+        let h = calibration_histories(&rows, 21, Some(31), TimeUnit::Weeks);
+        assert_eq!(h.len(), 2, "c starts after the calibration end");
+        let a = &h[0];
+        assert_eq!(
+            a.history,
+            History {
+                x: 2.0,
+                t_x: 2.0,
+                t: 3.0
+            }
+        );
+        assert_eq!(a.spend.mean, 30.0, "repeat purchases only");
+        assert_eq!(a.summary.monetary_total, 75.0);
+        assert_eq!(a.holdout_purchases, 2);
+        assert_eq!(a.previous_day, Some(7));
+        assert_eq!(
+            h[1].history,
+            History {
+                x: 0.0,
+                t_x: 0.0,
+                t: 0.0
+            }
+        );
+        let d = calibration_histories(&rows, 21, None, TimeUnit::Days);
+        assert_eq!(d[0].history.t, 21.0);
+    }
+
+    #[test]
+    fn non_positive_amounts_are_rejected_or_counted() {
+        let rows = vec![t("a", 0, 1.0), t("b", 0, 0.0), t("c", 1, -2.0)];
+        let err = check_amounts(rows.clone(), NonPositiveAmounts::Reject, "tx.csv", "amt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tx.csv") && err.contains("row 2") && err.contains("`amt`"),
+            "{err}"
+        );
+        let (kept, dropped) =
+            check_amounts(rows, NonPositiveAmounts::Exclude, "tx.csv", "amt").unwrap();
+        assert_eq!((kept.len(), dropped), (1, 2));
     }
 }

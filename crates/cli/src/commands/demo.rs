@@ -2,7 +2,7 @@
 
 use super::{load_schemas, runtime, Context};
 use crate::commands::ingest::render_report;
-use crate::commands::mine::{rfm_scores, write_scores};
+use crate::commands::mine::{rfm_scores, write_scores, CustomerScore};
 use crate::output::{write_batches, Format};
 use anyhow::Result;
 use crmcube_cube::Warehouse;
@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         }
         let map = SegmentMap::builtin()?;
         let (scores, as_of) = rfm_scores(&wh, None, &map).await?;
-        write_scores(&a.warehouse, &scores, as_of)?;
+        write_scores(&a.warehouse, &CustomerScore::rfm_only(&scores), as_of)?;
         anyhow::Ok(as_of)
     })
     .and_then(|as_of| {

@@ -17,11 +17,23 @@ use std::sync::Arc;
 /// Name of the scores table.
 pub const SCORES_TABLE: &str = "customer_scores";
 
+mod clv;
+mod score;
+
+pub use clv::ClvArgs;
+pub use score::ScoreArgs;
+
 /// Mining commands.
 #[derive(clap::Subcommand)]
 pub enum MineCommand {
     /// RFM scores (1-5) and segments per customer, written to the customer_scores table.
     Rfm(RfmArgs),
+    /// Predictive customer lifetime value: BG/NBD, MBG/NBD or Pareto/NBD purchases
+    /// with Gamma-Gamma spend, fitted on a warehouse or a transaction log.
+    Clv(ClvArgs),
+    /// RFM, CLV, P(alive), churn score, value tier and lifecycle stage per customer,
+    /// written to the customer_scores table (one partition per as-of day).
+    Score(ScoreArgs),
 }
 
 /// Flags of `mine rfm`.
@@ -52,7 +64,11 @@ pub struct RfmArgs {
 
 /// Runs a mining command.
 pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
-    let MineCommand::Rfm(a) = cmd;
+    let a = match cmd {
+        MineCommand::Rfm(a) => a,
+        MineCommand::Clv(a) => return clv::run(ctx, a),
+        MineCommand::Score(a) => return score::run(ctx, a),
+    };
     let map = match &a.segments {
         Some(p) => SegmentMap::parse(
             &std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
@@ -65,8 +81,9 @@ pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
         let wh = Warehouse::open(&a.warehouse).await?;
         rfm_scores(&wh, a.as_of, &map).await
     })?;
+    let rows = CustomerScore::rfm_only(&scores);
     if !a.dry_run {
-        let path = write_scores(&a.warehouse, &scores, as_of)?;
+        let path = write_scores(&a.warehouse, &rows, as_of)?;
         ctx.note(format!(
             "wrote {} customer scores as of {as_of} to {}",
             scores.len(),
@@ -74,7 +91,7 @@ pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
         ));
     }
     let batch = if a.customers {
-        scores_batch(&scores, as_of)?
+        scores_batch(&rows, as_of)?
     } else {
         segment_summary(&scores)?
     };
@@ -88,29 +105,7 @@ pub async fn rfm_scores(
     as_of: Option<NaiveDate>,
     map: &SegmentMap,
 ) -> Result<(Vec<RfmScore>, NaiveDate)> {
-    let q = "SELECT c.customer_id, CAST(f.order_ts AS DATE) AS day, CAST(SUM(f.revenue) AS DOUBLE) AS amount \
-             FROM fact_sales f JOIN dim_customer c ON f.customer_key = c.customer_key \
-             WHERE f.customer_key <> 0 GROUP BY 1, 2";
-    let r = wh.sql(q).await?;
-    let mut rows = Vec::with_capacity(r.num_rows());
-    for b in &r.batches {
-        // Cast to the plain types: the engine may hand back view or dictionary arrays.
-        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
-        let days = arrow::compute::cast(b.column(1), &DataType::Date32)?;
-        let amounts = arrow::compute::cast(b.column(2), &DataType::Float64)?;
-        let (ids, days, amounts) = (
-            ids.as_string::<i32>(),
-            days.as_primitive::<Date32Type>(),
-            amounts.as_primitive::<Float64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            rows.push(Transaction {
-                customer: ids.value(i).to_string(),
-                day: days.value(i),
-                amount: amounts.value(i),
-            });
-        }
-    }
+    let rows = warehouse_transactions(wh, false).await?;
     let as_of_day = match as_of {
         Some(d) => crmcube_ingest::value::days_of_date(d),
         None => rows.iter().map(|t| t.day).max().ok_or_else(|| {
@@ -131,12 +126,98 @@ pub async fn rfm_scores(
     ))
 }
 
+/// Purchases of known customers in fact_sales, one row per customer and day:
+/// revenue summed over the day's lines (only lines not returned when
+/// `exclude_returned`), customers by their natural key `dim_customer.customer_id`.
+pub async fn warehouse_transactions(
+    wh: &Warehouse,
+    exclude_returned: bool,
+) -> Result<Vec<Transaction>> {
+    let filter = if exclude_returned {
+        " AND NOT f.returned"
+    } else {
+        ""
+    };
+    let q = format!(
+        "SELECT c.customer_id, CAST(f.order_ts AS DATE) AS day, CAST(SUM(f.revenue) AS DOUBLE) AS amount \
+         FROM fact_sales f JOIN dim_customer c ON f.customer_key = c.customer_key \
+         WHERE f.customer_key <> 0{filter} GROUP BY 1, 2"
+    );
+    let r = wh.sql(&q).await?;
+    let mut rows = Vec::with_capacity(r.num_rows());
+    for b in &r.batches {
+        // Cast to the plain types: the engine may hand back view or dictionary arrays.
+        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let days = arrow::compute::cast(b.column(1), &DataType::Date32)?;
+        let amounts = arrow::compute::cast(b.column(2), &DataType::Float64)?;
+        let (ids, days, amounts) = (
+            ids.as_string::<i32>(),
+            days.as_primitive::<Date32Type>(),
+            amounts.as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            rows.push(Transaction {
+                customer: ids.value(i).to_string(),
+                day: days.value(i),
+                amount: amounts.value(i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// One row of customer_scores: RFM always, the model columns when computed.
+#[derive(Debug, Clone)]
+pub struct CustomerScore {
+    /// RFM scores and segment.
+    pub rfm: RfmScore,
+    /// dim_customer.customer_key of the customer's current version.
+    pub customer_key: Option<i64>,
+    /// CLV-model columns (`mine score`).
+    pub clv: Option<ClvScore>,
+}
+
+impl CustomerScore {
+    /// Rows with RFM only (the model columns left null).
+    pub fn rfm_only(scores: &[RfmScore]) -> Vec<CustomerScore> {
+        scores
+            .iter()
+            .map(|r| CustomerScore {
+                rfm: r.clone(),
+                customer_key: None,
+                clv: None,
+            })
+            .collect()
+    }
+}
+
+/// The model columns of customer_scores.
+#[derive(Debug, Clone)]
+pub struct ClvScore {
+    /// Expected discounted CLV over the horizon.
+    pub expected_clv: f64,
+    /// Probability of being active.
+    pub p_alive: f64,
+    /// 1 − P(alive).
+    pub churn_score: f64,
+    /// Probability of no purchase over the horizon.
+    pub p_no_purchase: f64,
+    /// Expected purchases over the horizon.
+    pub expected_purchases: f64,
+    /// "Top 1%", "Top 5%", "Top 20%" or "Rest".
+    pub value_tier: &'static str,
+    /// new, active, at risk, churned or reactivated.
+    pub lifecycle_stage: &'static str,
+}
+
 /// Scores as a batch of the customer_scores table.
-pub fn scores_batch(scores: &[RfmScore], as_of: NaiveDate) -> Result<RecordBatch> {
+pub fn scores_batch(rows: &[CustomerScore], as_of: NaiveDate) -> Result<RecordBatch> {
     let day = crmcube_ingest::value::days_of_date(as_of);
+    let scores: Vec<&RfmScore> = rows.iter().map(|r| &r.rfm).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Utf8, false),
         Field::new("as_of", DataType::Date32, false),
+        Field::new("customer_key", DataType::Int64, true),
         Field::new("recency_days", DataType::Int64, false),
         Field::new("transactions", DataType::Int64, false),
         Field::new("monetary", DataType::Float64, false),
@@ -145,12 +226,30 @@ pub fn scores_batch(scores: &[RfmScore], as_of: NaiveDate) -> Result<RecordBatch
         Field::new("m_score", DataType::Int64, false),
         Field::new("rfm_cell", DataType::Utf8, false),
         Field::new("rfm_segment", DataType::Utf8, false),
+        Field::new("expected_clv", DataType::Float64, true),
+        Field::new("p_alive", DataType::Float64, true),
+        Field::new("churn_score", DataType::Float64, true),
+        Field::new("p_no_purchase", DataType::Float64, true),
+        Field::new("expected_purchases", DataType::Float64, true),
+        Field::new("value_tier", DataType::Utf8, true),
+        Field::new("lifecycle_stage", DataType::Utf8, true),
     ]));
+    let f = |g: fn(&ClvScore) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(
+            rows.iter().map(|r| r.clv.as_ref().map(g)),
+        ))
+    };
+    let s = |g: fn(&ClvScore) -> &'static str| -> ArrayRef {
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.clv.as_ref().map(g)),
+        ))
+    };
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             scores.iter().map(|s| s.customer.as_str()),
         )),
         Arc::new(Date32Array::from(vec![day; scores.len()])),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.customer_key))),
         Arc::new(Int64Array::from_iter_values(
             scores.iter().map(|s| i64::from(s.recency_days)),
         )),
@@ -175,6 +274,13 @@ pub fn scores_batch(scores: &[RfmScore], as_of: NaiveDate) -> Result<RecordBatch
         Arc::new(StringArray::from_iter_values(
             scores.iter().map(|s| s.segment.as_str()),
         )),
+        f(|c| c.expected_clv),
+        f(|c| c.p_alive),
+        f(|c| c.churn_score),
+        f(|c| c.p_no_purchase),
+        f(|c| c.expected_purchases),
+        s(|c| c.value_tier),
+        s(|c| c.lifecycle_stage),
     ];
     Ok(RecordBatch::try_new(schema, cols)?)
 }
@@ -223,8 +329,13 @@ fn segment_summary(scores: &[RfmScore]) -> Result<RecordBatch> {
 }
 
 /// Writes (or replaces) the scores of one as-of day as a new warehouse version: the
-/// partition `customer_scores/as_of=<day>/` is replaced, other days stay.
-pub fn write_scores(warehouse: &Path, scores: &[RfmScore], as_of: NaiveDate) -> Result<PathBuf> {
+/// partition `customer_scores/as_of=<day>/` is replaced, other days stay. `mine rfm`
+/// leaves the model columns null; `mine score` fills them.
+pub fn write_scores(
+    warehouse: &Path,
+    scores: &[CustomerScore],
+    as_of: NaiveDate,
+) -> Result<PathBuf> {
     let batch = scores_batch(scores, as_of)?;
     let folder = format!("as_of={as_of}");
     crmcube_ingest::commit_table(
