@@ -4,6 +4,13 @@
 pub mod rfm;
 pub mod transactions;
 
+pub mod calendar;
+pub mod churn;
+pub mod logistic;
+pub mod metrics;
+#[cfg(test)]
+mod rng;
+
 pub use rfm::{score_rfm, RfmScore, SegmentMap};
 pub use transactions::{summarize, CustomerSummary, Transaction};
 
