@@ -4,10 +4,13 @@
 pub mod rfm;
 pub mod transactions;
 
+pub mod basket;
 pub mod calendar;
 pub mod churn;
+pub mod cohorts;
 pub mod logistic;
 pub mod metrics;
+pub mod migration;
 #[cfg(test)]
 mod rng;
 
