@@ -22,6 +22,14 @@ pub const SCORES_TABLE: &str = "customer_scores";
 pub enum MineCommand {
     /// RFM scores (1-5) and segments per customer, written to the customer_scores table.
     Rfm(RfmArgs),
+    /// Churn model: logistic regression on customer features, tested on a later window.
+    Churn(super::mine_more::ChurnArgs),
+    /// Cohort retention matrix by acquisition (first purchase) month.
+    Cohorts(super::mine_more::CohortsArgs),
+    /// RFM segment migration between two as-of days.
+    Migration(super::mine_more::MigrationArgs),
+    /// Market-basket association rules and cross-sell suggestions.
+    Basket(super::mine_more::BasketArgs),
 }
 
 /// Flags of `mine rfm`.
@@ -52,7 +60,13 @@ pub struct RfmArgs {
 
 /// Runs a mining command.
 pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
-    let MineCommand::Rfm(a) = cmd;
+    let a = match cmd {
+        MineCommand::Rfm(a) => a,
+        MineCommand::Churn(a) => return super::mine_more::run_churn(ctx, a),
+        MineCommand::Cohorts(a) => return super::mine_more::run_cohorts(ctx, a),
+        MineCommand::Migration(a) => return super::mine_more::run_migration(ctx, a),
+        MineCommand::Basket(a) => return super::mine_more::run_basket(ctx, a),
+    };
     let map = match &a.segments {
         Some(p) => SegmentMap::parse(
             &std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod ingest;
 pub mod mine;
+pub mod mine_more;
 pub mod sample;
 pub mod sql;
 
