@@ -307,15 +307,20 @@ pub struct Suggestion {
     pub because: String,
 }
 
-/// Up to `k` suggestions per customer: consequents of single-item-consequent rules whose
-/// antecedent the customer has bought, leaving out items already bought; each item scored
-/// by its best rule (confidence, then lift). `bought` maps customers to items.
+/// Up to `k` suggestions per customer: consequents of single-item-consequent rules with
+/// lift above 1 whose antecedent the customer has bought, leaving out items already bought;
+/// each item scored by its best rule (confidence, then lift). `bought` maps customers to
+/// items. Rules with lift at or below 1 are left out: their antecedent makes the consequent
+/// no more likely than it is anyway.
 pub fn suggestions(
     rules: &[Rule],
     bought: &BTreeMap<String, BTreeSet<String>>,
     k: usize,
 ) -> Vec<Suggestion> {
-    let single: Vec<&Rule> = rules.iter().filter(|r| r.consequent.len() == 1).collect();
+    let single: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| r.consequent.len() == 1 && r.lift > 1.0)
+        .collect();
     let per_customer: Vec<Vec<Suggestion>> = bought
         .par_iter()
         .map(|(customer, items)| {
@@ -507,6 +512,20 @@ mod tests {
         // bob has everything the rules can offer; carol bought nothing rules know.
         assert!(s.iter().all(|x| x.customer == "alice"));
         assert_eq!(suggestions(&rules, &bought, 1).len(), 1);
+        // A confident rule with lift below 1 is no reason to suggest its consequent.
+        let rule = |c: &str, confidence: f64, lift: f64| Rule {
+            antecedent: vec!["X".into()],
+            consequent: vec![c.into()],
+            count: 1,
+            support: 0.1,
+            confidence,
+            lift,
+        };
+        let rules = vec![rule("Y", 0.9, 0.8), rule("Z", 0.3, 1.5)];
+        let bought = BTreeMap::from([("dave".to_string(), BTreeSet::from(["X".to_string()]))]);
+        let s = suggestions(&rules, &bought, 5);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].item.as_str(), s[0].because.as_str()), ("Z", "X"));
     }
 
     #[test]
