@@ -597,3 +597,51 @@ fn basket_rules_match_sql_counts_and_suggestions_are_new_items() {
         r.stderr
     );
 }
+
+#[test]
+fn every_command_explains_an_empty_sales_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("sample_data")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let body = std::fs::read_to_string(&path).unwrap();
+        // Orders and their lines keep only the header line.
+        let body = if name == "orders.csv" || name == "order_lines.csv" {
+            format!("{}\n", body.lines().next().unwrap())
+        } else {
+            body
+        };
+        std::fs::write(src.join(name), body).unwrap();
+    }
+    let wh = tmp.path().join("wh");
+    ingest_ok(&src, &wh);
+    let w = s(&wh);
+    for args in [
+        vec!["mine", "churn", "--warehouse", w],
+        vec!["mine", "cohorts", "--warehouse", w],
+        vec![
+            "mine",
+            "migration",
+            "--warehouse",
+            w,
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-06-30",
+        ],
+    ] {
+        let r = crmcube(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("fact_sales holds no purchases"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty());
+    }
+    let r = crmcube(&["mine", "basket", "--warehouse", w]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("no baskets to mine"), "{}", r.stderr);
+}
