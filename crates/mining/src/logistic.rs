@@ -244,8 +244,11 @@ mod tests {
     #[test]
     fn recovers_known_coefficients_on_simulated_data() {
         // y ~ Bernoulli(σ(-0.5 + 1.2 x1 - 0.8 x2 + 0 x3)), x1 ~ N(2, 3²), x2 ~ N(0,1),
-        // x3 ~ U(0, 10); n = 40,000. The MLE's standard errors here are about 0.02 on
-        // the raw scale, so a tolerance of 0.08 (4 s.e.) fails only on a real error.
+        // x3 ~ U(0, 10); n = 40,000. Standard errors of the MLE here: about 0.006 for the
+        // x1 and x3 slopes, 0.02 for x2, and 0.03–0.04 for the intercept (estimated at
+        // x = 0, away from the centre of x1 and x3). Tolerances of about 3 standard errors:
+        // 0.05 for the slopes, 0.12 for the intercept. (Measured: -0.550, 1.209, -0.812,
+        // 0.008.)
         let mut rng = SplitMix(7);
         let truth = [-0.5, 1.2, -0.8, 0.0];
         let n = 40_000;
@@ -264,10 +267,10 @@ mod tests {
         let m = fit(&x, &y, &opts).unwrap();
         assert!(m.converged, "{m:?}");
         let (b0, b) = m.raw_coefficients();
-        assert!((b0 - truth[0]).abs() < 0.08, "intercept {b0}");
+        assert!((b0 - truth[0]).abs() < 0.12, "intercept {b0}");
         for j in 0..3 {
             assert!(
-                (b[j] - truth[j + 1]).abs() < 0.08,
+                (b[j] - truth[j + 1]).abs() < 0.05,
                 "coefficient {j}: {} vs {}",
                 b[j],
                 truth[j + 1]
