@@ -605,7 +605,11 @@ pub fn run_cohorts(_ctx: &Context, a: CohortsArgs) -> Result<()> {
             strings("cohort", cells.iter().map(|c| c.0.to_string())),
             ints("cohort_size", cells.iter().map(|c| c.1 as i64)),
             ints("months_since", cells.iter().map(|c| c.2 as i64)),
-            floats("value", cells.iter().map(|c| round(c.3, digits))),
+            if metric == CohortMetric::Customers {
+                ints("value", cells.iter().map(|c| c.3 as i64))
+            } else {
+                floats("value", cells.iter().map(|c| round(c.3, digits)))
+            },
             floats("pct", cells.iter().map(|c| round(c.4, 1))),
         ])?
     } else {
@@ -621,7 +625,19 @@ pub fn run_cohorts(_ctx: &Context, a: CohortsArgs) -> Result<()> {
                 matrix.iter().map(|c| c.size as i64),
             )),
         ];
+        // Customer counts are whole numbers; percentages and revenue are not.
+        let whole = metric == CohortMetric::Customers && a.values == CohortValues::Count;
         for k in 0..=a.max_months {
+            if whole {
+                fields.push(Field::new(format!("m{k}"), DataType::Int64, true));
+                cols.push(Arc::new(
+                    matrix
+                        .iter()
+                        .map(|c| c.values[k].map(|v| v as i64))
+                        .collect::<Int64Array>(),
+                ));
+                continue;
+            }
             fields.push(Field::new(format!("m{k}"), DataType::Float64, true));
             cols.push(Arc::new(
                 matrix

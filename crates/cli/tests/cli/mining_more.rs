@@ -337,6 +337,25 @@ fn cohorts_match_a_naive_count_over_sql_rows() {
         "{}",
         r.stdout
     );
+    // Wide counts: whole numbers, month 0 equal to the cohort size.
+    let r = crmcube(&[
+        "mine",
+        "cohorts",
+        "--warehouse",
+        s(&wh),
+        "--max-months",
+        "2",
+        "--values",
+        "count",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in r.stdout.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], f[2], "{line}");
+        assert!(!line.contains('.'), "{line}");
+    }
     let r = crmcube(&[
         "mine",
         "cohorts",
