@@ -20,6 +20,16 @@ pub use clv::{ClvSettings, ModelKind, Prediction, PurchaseModel};
 pub use gammagamma::{GammaGammaParams, Spend};
 pub use history::{GroupedHistories, History};
 pub use paretonbd::ParetoNbdParams;
+pub mod basket;
+pub mod calendar;
+pub mod churn;
+pub mod cohorts;
+pub mod logistic;
+pub mod metrics;
+pub mod migration;
+#[cfg(test)]
+mod rng;
+
 pub use rfm::{score_rfm, RfmScore, SegmentMap};
 pub use transactions::{summarize, CustomerSummary, TimeUnit, Transaction};
 

@@ -34,6 +34,14 @@ pub enum MineCommand {
     /// RFM, CLV, P(alive), churn score, value tier and lifecycle stage per customer,
     /// written to the customer_scores table (one partition per as-of day).
     Score(ScoreArgs),
+    /// Churn model: logistic regression on customer features, tested on a later window.
+    Churn(super::mine_more::ChurnArgs),
+    /// Cohort retention matrix by acquisition (first purchase) month.
+    Cohorts(super::mine_more::CohortsArgs),
+    /// RFM segment migration between two as-of days.
+    Migration(super::mine_more::MigrationArgs),
+    /// Market-basket association rules and cross-sell suggestions.
+    Basket(super::mine_more::BasketArgs),
 }
 
 /// Flags of `mine rfm`.
@@ -68,6 +76,10 @@ pub fn run(ctx: &Context, cmd: MineCommand) -> Result<()> {
         MineCommand::Rfm(a) => a,
         MineCommand::Clv(a) => return clv::run(ctx, a),
         MineCommand::Score(a) => return score::run(ctx, a),
+        MineCommand::Churn(a) => return super::mine_more::run_churn(ctx, a),
+        MineCommand::Cohorts(a) => return super::mine_more::run_cohorts(ctx, a),
+        MineCommand::Migration(a) => return super::mine_more::run_migration(ctx, a),
+        MineCommand::Basket(a) => return super::mine_more::run_basket(ctx, a),
     };
     let map = match &a.segments {
         Some(p) => SegmentMap::parse(

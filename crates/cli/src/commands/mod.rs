@@ -4,6 +4,7 @@ pub mod demo;
 pub mod history;
 pub mod ingest;
 pub mod mine;
+pub mod mine_more;
 pub mod sample;
 pub mod sql;
 

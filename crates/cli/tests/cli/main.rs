@@ -5,5 +5,6 @@ mod bad_input;
 mod common;
 mod end_to_end;
 mod mining;
+mod mining_more;
 mod sql;
 mod versions;
