@@ -1,0 +1,6 @@
+//! crmcube query layer: a DataFusion session with every warehouse table registered,
+//! answering SQL over the star schema (and over any folder of Parquet files).
+
+pub mod warehouse;
+
+pub use warehouse::{QueryResult, TableInfo, Warehouse, MANIFEST_FILE};
