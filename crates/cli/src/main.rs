@@ -34,6 +34,8 @@ enum Command {
     Tables(commands::sql::TablesArgs),
     /// Run SQL over a warehouse (or a folder of Parquet files).
     Sql(commands::sql::SqlArgs),
+    /// Run the data quality checks (schemas/checks.yaml) over a warehouse; exit 1 on an error-level failure.
+    Check(commands::check::CheckArgs),
     /// Customer mining: RFM scores and segments.
     #[command(subcommand)]
     Mine(commands::mine::MineCommand),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Ingest(a) => commands::ingest::run(&ctx, a),
         Command::Tables(a) => commands::sql::run_tables(&ctx, a),
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
+        Command::Check(a) => commands::check::run(&ctx, a),
         Command::Mine(c) => commands::mine::run(&ctx, c),
     };
     match result {
