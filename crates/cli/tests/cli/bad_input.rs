@@ -214,9 +214,9 @@ pub(crate) fn judge(expect: &Expect, run: &Run, wh: &Path) -> Vec<String> {
             if run.code != 0 {
                 vec![format!("exit code {}: {}", run.code, run.stderr)]
             } else {
-                let q = query(&wh, "SELECT COUNT(*) AS n FROM _quarantine");
+                let q = query(wh, "SELECT COUNT(*) AS n FROM _quarantine");
                 let n = crate::common::num(&q[0]["n"]);
-                let got = crate::common::num(&query(&wh, sql)[0]["n"]);
+                let got = crate::common::num(&query(wh, sql)[0]["n"]);
                 let mut p = Vec::new();
                 if n != 0.0 {
                     p.push(format!("{n} rows quarantined"));
@@ -231,7 +231,7 @@ pub(crate) fn judge(expect: &Expect, run: &Run, wh: &Path) -> Vec<String> {
             if run.code != 0 {
                 vec![format!("exit code {}: {}", run.code, run.stderr)]
             } else {
-                let got = query(&wh, "SELECT entity, source_file, line, \"column\", reason FROM _quarantine ORDER BY entity, line");
+                let got = query(wh, "SELECT entity, source_file, line, \"column\", reason FROM _quarantine ORDER BY entity, line");
                 let mut p = Vec::new();
                 if got.len() != rows.len() {
                     p.push(format!(
