@@ -410,12 +410,14 @@ fn parse_check(
             let allow_unknown = match p.take("allow_unknown") {
                 None | Some(Value::Null) => numeric.then_some(true),
                 Some(Value::Bool(b)) if numeric => Some(b),
-                Some(Value::Bool(_)) => return Err(r.err(
-                    format!("{pkey}.allow_unknown"),
-                    format!(
+                Some(Value::Bool(_)) => {
+                    return Err(r.err(
+                        format!("{pkey}.allow_unknown"),
+                        format!(
                         "`{c}` is not a key column; the Unknown key 0 applies to key columns only"
                     ),
-                )),
+                    ))
+                }
                 Some(other) => {
                     return Err(r.err(
                         format!("{pkey}.allow_unknown"),
