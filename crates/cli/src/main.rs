@@ -38,6 +38,8 @@ enum Command {
     History(commands::history::HistoryArgs),
     /// Delete data files that no retained warehouse version uses.
     Vacuum(commands::history::VacuumArgs),
+    /// Run the data quality checks (schemas/checks.yaml) over a warehouse; exit 1 on an error-level failure.
+    Check(commands::check::CheckArgs),
     /// Customer mining: RFM scores and segments.
     #[command(subcommand)]
     Mine(commands::mine::MineCommand),
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
         Command::History(a) => commands::history::run_history(&ctx, a),
         Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
+        Command::Check(a) => commands::check::run(&ctx, a),
         Command::Mine(c) => commands::mine::run(&ctx, c),
     };
     match result {

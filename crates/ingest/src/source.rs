@@ -43,6 +43,15 @@ pub fn discover(dir: &Path, contract: &ExportContract) -> Result<ExportFiles> {
                         out.entities.entry(name.clone()).or_default().push((f, fmt));
                     }
                 }
+            } else if FileFormat::from_path(&entry).is_some() {
+                let stem = name.split('.').next().unwrap_or_default();
+                if contract.entity(stem).is_some() {
+                    // Skipping it would silently load the export without this entity.
+                    return Err(Error::Usage(format!(
+                        "{}: is a directory, expected an export file; a folder of parts is named `{stem}/`",
+                        entry.display()
+                    )));
+                }
             }
             continue;
         }

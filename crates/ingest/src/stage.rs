@@ -259,6 +259,12 @@ fn check_cell(spec: &ColumnSpec, cell: Cell) -> Result<Parsed, String> {
     let text = text.as_ref();
     let parsed = match spec.ty {
         ColumnType::String => {
+            if text.contains('\0') {
+                return Err(
+                    "contains a NUL character (U+0000); the file is probably binary or UTF-16"
+                        .into(),
+                );
+            }
             if let Some(acc) = &spec.accepted {
                 if !acc.iter().any(|a| a == text) {
                     return Err(format!("expected one of: {}", acc.join(", ")));

@@ -2,12 +2,12 @@
 //! or a clear error with exit code 1 (data) or 2 (usage / I/O) — never a panic, never a
 //! half-published warehouse.
 
-use crate::common::{crmcube_in, query};
+use crate::common::{crmcube_in, query, Run};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A small export that satisfies the contract.
-fn base() -> BTreeMap<&'static str, Vec<u8>> {
+pub(crate) fn base() -> BTreeMap<&'static str, Vec<u8>> {
     let files: &[(&str, &str)] = &[
         ("regions.csv", "region_id,city,country,country_code,region\nR1,Berlin,Germany,DE,Europe\nR2,Paris,France,FR,Europe\n"),
         ("customers.csv", "customer_id,updated_at,email,first_name,last_name,birth_date,gender,signup_date,acquisition_channel,segment,region_id,opt_in_email,opt_in_sms\n\
@@ -29,7 +29,7 @@ C2,2024-02-01T10:00:00,b@x.com,Bob,Ray,,M,2024-02-01,email,corporate,R2,false,fa
         .collect()
 }
 
-enum Expect {
+pub(crate) enum Expect {
     /// Loads; exactly these (entity, line, column, reason fragment) are quarantined.
     Quarantined(&'static [(&'static str, i64, &'static str, &'static str)]),
     /// Loads with nothing quarantined; the SQL returns the given single number.
@@ -45,7 +45,12 @@ struct Case {
     expect: Expect,
 }
 
-fn replace(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, from: &str, to: &[u8]) {
+pub(crate) fn replace(
+    files: &mut BTreeMap<&'static str, Vec<u8>>,
+    file: &'static str,
+    from: &str,
+    to: &[u8],
+) {
     let text = files.get(file).expect("file in fixture").clone();
     let pos = text
         .windows(from.len())
@@ -57,11 +62,16 @@ fn replace(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, from
     files.insert(file, out);
 }
 
-fn append(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, line: &str) {
+pub(crate) fn append(files: &mut BTreeMap<&'static str, Vec<u8>>, file: &'static str, line: &str) {
     files
         .get_mut(file)
         .expect("file in fixture")
         .extend_from_slice(line.as_bytes());
+}
+
+/// Number of cases in this corpus.
+pub(crate) fn case_count() -> usize {
+    cases().len()
 }
 
 fn cases() -> Vec<Case> {
@@ -171,10 +181,84 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn write_export(dir: &Path, files: &BTreeMap<&'static str, Vec<u8>>) {
+pub(crate) fn write_export(dir: &Path, files: &BTreeMap<&'static str, Vec<u8>>) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+/// Compares a run of `crmcube ingest` into `wh` with what the case expects; returns the
+/// differences.
+pub(crate) fn judge(expect: &Expect, run: &Run, wh: &Path) -> Vec<String> {
+    match expect {
+        Expect::Fails(code, fragments) => {
+            let mut problems = Vec::new();
+            if run.code != *code {
+                problems.push(format!("exit code {} (expected {code})", run.code));
+            }
+            for f in *fragments {
+                if !run.stderr.contains(f) {
+                    problems.push(format!("stderr lacks `{f}`"));
+                }
+            }
+            if run.stderr.trim().lines().count() != 1 {
+                problems.push("error is not one line".into());
+            }
+            if wh.join("_manifest.json").exists() {
+                problems.push("a warehouse was published".into());
+            }
+            problems
+        }
+        Expect::Loads(sql, expected) => {
+            if run.code != 0 {
+                vec![format!("exit code {}: {}", run.code, run.stderr)]
+            } else {
+                let q = query(wh, "SELECT COUNT(*) AS n FROM _quarantine");
+                let n = crate::common::num(&q[0]["n"]);
+                let got = crate::common::num(&query(wh, sql)[0]["n"]);
+                let mut p = Vec::new();
+                if n != 0.0 {
+                    p.push(format!("{n} rows quarantined"));
+                }
+                if (got - expected).abs() > 1e-9 {
+                    p.push(format!("`{sql}` gave {got}, expected {expected}"));
+                }
+                p
+            }
+        }
+        Expect::Quarantined(rows) => {
+            if run.code != 0 {
+                vec![format!("exit code {}: {}", run.code, run.stderr)]
+            } else {
+                let got = query(wh, "SELECT entity, source_file, line, \"column\", reason FROM _quarantine ORDER BY entity, line");
+                let mut p = Vec::new();
+                if got.len() != rows.len() {
+                    p.push(format!(
+                        "{} quarantined rows, expected {}: {got:?}",
+                        got.len(),
+                        rows.len()
+                    ));
+                }
+                for ((entity, line, column, reason), g) in rows.iter().zip(&got) {
+                    let gl = crate::common::num(&g["line"]) as i64;
+                    let gc = g.get("column").and_then(|v| v.as_str()).unwrap_or("");
+                    let gr = g["reason"].as_str().unwrap_or("");
+                    let gf = g["source_file"].as_str().unwrap_or("");
+                    if g["entity"] != *entity
+                        || gl != *line
+                        || gc != *column
+                        || !gr.contains(reason)
+                        || !gf.contains(entity)
+                    {
+                        p.push(format!(
+                            "got {g:?}, expected ({entity}, line {line}, {column}, …{reason}…)"
+                        ));
+                    }
+                }
+                p
+            }
+        }
     }
 }
 
@@ -199,75 +283,7 @@ fn bad_input_corpus() {
         ];
         args.extend_from_slice(case.args);
         let run = crmcube_in(tmp.path(), &args);
-        let outcome = match &case.expect {
-            Expect::Fails(code, fragments) => {
-                let mut problems = Vec::new();
-                if run.code != *code {
-                    problems.push(format!("exit code {} (expected {code})", run.code));
-                }
-                for f in *fragments {
-                    if !run.stderr.contains(f) {
-                        problems.push(format!("stderr lacks `{f}`"));
-                    }
-                }
-                if run.stderr.trim().lines().count() != 1 {
-                    problems.push("error is not one line".into());
-                }
-                if wh.join("_crmcube_log").exists() {
-                    problems.push("a warehouse was published".into());
-                }
-                problems
-            }
-            Expect::Loads(sql, expected) => {
-                if run.code != 0 {
-                    vec![format!("exit code {}: {}", run.code, run.stderr)]
-                } else {
-                    let q = query(&wh, "SELECT COUNT(*) AS n FROM _quarantine");
-                    let n = crate::common::num(&q[0]["n"]);
-                    let got = crate::common::num(&query(&wh, sql)[0]["n"]);
-                    let mut p = Vec::new();
-                    if n != 0.0 {
-                        p.push(format!("{n} rows quarantined"));
-                    }
-                    if (got - expected).abs() > 1e-9 {
-                        p.push(format!("`{sql}` gave {got}, expected {expected}"));
-                    }
-                    p
-                }
-            }
-            Expect::Quarantined(rows) => {
-                if run.code != 0 {
-                    vec![format!("exit code {}: {}", run.code, run.stderr)]
-                } else {
-                    let got = query(&wh, "SELECT entity, source_file, line, \"column\", reason FROM _quarantine ORDER BY entity, line");
-                    let mut p = Vec::new();
-                    if got.len() != rows.len() {
-                        p.push(format!(
-                            "{} quarantined rows, expected {}: {got:?}",
-                            got.len(),
-                            rows.len()
-                        ));
-                    }
-                    for ((entity, line, column, reason), g) in rows.iter().zip(&got) {
-                        let gl = crate::common::num(&g["line"]) as i64;
-                        let gc = g.get("column").and_then(|v| v.as_str()).unwrap_or("");
-                        let gr = g["reason"].as_str().unwrap_or("");
-                        let gf = g["source_file"].as_str().unwrap_or("");
-                        if g["entity"] != *entity
-                            || gl != *line
-                            || gc != *column
-                            || !gr.contains(reason)
-                            || !gf.contains(entity)
-                        {
-                            p.push(format!(
-                                "got {g:?}, expected ({entity}, line {line}, {column}, …{reason}…)"
-                            ));
-                        }
-                    }
-                    p
-                }
-            }
-        };
+        let outcome = judge(&case.expect, &run, &wh);
         if !outcome.is_empty() {
             failures.push(format!("{}: {}", case.name, outcome.join("; ")));
         }

@@ -2,6 +2,8 @@
 //! stack is linked once).
 
 mod bad_input;
+mod bad_input_more;
+mod checks;
 mod common;
 mod end_to_end;
 mod mining;

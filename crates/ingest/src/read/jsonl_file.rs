@@ -95,16 +95,25 @@ fn parse_chunk(
         }
         read += 1;
         let text = String::from_utf8_lossy(raw);
-        let obj = match serde_json::from_slice::<Value>(raw) {
-            Ok(Value::Object(m)) => m,
-            Ok(other) => {
-                let kind = match other {
-                    Value::Array(_) => "an array",
-                    Value::String(_) => "a string",
-                    Value::Number(_) => "a number",
-                    Value::Bool(_) => "a boolean",
-                    _ => "null",
-                };
+        let obj = match serde_json::from_slice::<Line>(raw) {
+            Ok(Line::Object(m, None)) => m,
+            Ok(Line::Object(_, Some(key))) => {
+                rejects.push(reject_row(
+                    entity,
+                    path,
+                    line,
+                    Rejection {
+                        column: Some(key),
+                        value: None,
+                        reason:
+                            "key appears twice in the JSON object; which value is meant is unclear"
+                                .into(),
+                    },
+                    Some(text.into_owned()),
+                ));
+                continue;
+            }
+            Ok(Line::Other(kind)) => {
                 rejects.push(reject_row(
                     entity,
                     path,
@@ -170,4 +179,69 @@ fn parse_chunk(
     }
     let (batch, lines) = stager.finish()?;
     Ok((read, batch, lines, rejects, extra))
+}
+
+/// One parsed JSON line: an object (with the first key that appears twice, if any) or the
+/// kind of value found instead. Parsed in one pass; duplicate keys are kept apart because
+/// serde_json's own map silently keeps the last value.
+enum Line {
+    Object(serde_json::Map<String, Value>, Option<String>),
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LineVisitor)
+    }
+}
+
+struct LineVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LineVisitor {
+    type Value = Line;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+        let mut out = serde_json::Map::new();
+        let mut duplicate = None;
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            if out.contains_key(&k) {
+                duplicate.get_or_insert_with(|| k.clone());
+            }
+            out.insert(k, v);
+        }
+        Ok(Line::Object(out, duplicate))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Line, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Line::Other("an array"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Line, E> {
+        Ok(Line::Other("a string"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Line, E> {
+        Ok(Line::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Line, E> {
+        Ok(Line::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Line, E> {
+        Ok(Line::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Line, E> {
+        Ok(Line::Other("a number"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Line, E> {
+        Ok(Line::Other("null"))
+    }
 }

@@ -151,8 +151,17 @@ pub(crate) fn map_columns(
         mapping.push(found);
     }
     if !missing.is_empty() {
+        // A header read as one column that holds another separator: say which flag fixes it.
+        let hint = match names {
+            [only] if only.contains('\t') => "; the file looks tab-separated: use --delimiter tab",
+            [only] if only.contains(';') => {
+                "; the file looks semicolon-separated: use --delimiter ';'"
+            }
+            [only] if only.contains('|') => "; the file looks pipe-separated: use --delimiter '|'",
+            _ => "",
+        };
         return Err(Error::Data(format!(
-            "{}: {entity} is missing required column(s) {}; found columns: {}",
+            "{}: {entity} is missing required column(s) {}; found columns: {}{hint}",
             path.display(),
             missing.join(", "),
             if names.is_empty() {

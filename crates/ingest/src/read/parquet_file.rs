@@ -6,17 +6,21 @@ use crate::stage::{Cell, RowStager};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use crmcube_model::{EntitySpec, Error, Result};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use std::path::Path;
 
 pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-        Error::Data(format!(
-            "{}: not a readable Parquet file: {e}",
-            path.display()
-        ))
-    })?;
+    // The Arrow schema some writers embed is not read: the contract decides the types
+    // anyway, and a corrupt one makes arrow-ipc panic instead of returning an error.
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| {
+            Error::Data(format!(
+                "{}: not a readable Parquet file: {e}",
+                path.display()
+            ))
+        })?;
     let names: Vec<String> = builder
         .schema()
         .fields()
