@@ -34,6 +34,9 @@ enum Command {
     Tables(commands::sql::TablesArgs),
     /// Run SQL over a warehouse (or a folder of Parquet files).
     Sql(commands::sql::SqlArgs),
+    /// The OLAP cube: describe the model, query it with drill, slice, dice and pivot.
+    #[command(subcommand)]
+    Cube(commands::cube::CubeCommand),
     /// Customer mining: RFM scores and segments.
     #[command(subcommand)]
     Mine(commands::mine::MineCommand),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Ingest(a) => commands::ingest::run(&ctx, a),
         Command::Tables(a) => commands::sql::run_tables(&ctx, a),
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
+        Command::Cube(c) => commands::cube::run(&ctx, c),
         Command::Mine(c) => commands::mine::run(&ctx, c),
     };
     match result {

@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod common;
+mod cube;
 mod end_to_end;
 mod sql;

@@ -1,0 +1,16 @@
+//! crmcube query layer: a DataFusion session with every warehouse table registered,
+//! answering SQL over the star schema (and over any folder of Parquet files).
+
+pub mod warehouse;
+
+pub mod describe;
+pub mod engine;
+pub mod model;
+pub mod period;
+pub mod plan;
+pub mod query;
+
+pub use engine::{Cube, CubeResult};
+pub use model::{CubeModel, LevelRef};
+pub use query::{CubeQuery, Filter, FilterOp, OrderKey, ToDate, Totals};
+pub use warehouse::{QueryResult, TableInfo, Warehouse, MANIFEST_FILE};
