@@ -678,3 +678,62 @@ fn distinct_customers_are_not_summed() {
     assert_eq!(cell("All", "repeat_customers"), 1.0);
     assert_eq!(cell("North America", "repeat_customers"), 0.0);
 }
+
+/// Levels from the optional `customer_scores` table use its latest snapshot, and are
+/// unavailable (not a load failure) when the table is absent.
+#[test]
+fn customer_scores_are_optional_and_latest() {
+    let s = |customer, order| Sale {
+        order,
+        date: 0,
+        region: 1,
+        product: 1,
+        customer,
+        quantity: 1,
+        revenue_cents: 1000,
+        cost_cents: 500,
+    };
+    let sales = vec![s(1, 1), s(2, 2), s(3, 3), s(5, 4)];
+    let ctx = session(&sales, &[]);
+    let q = CubeQuery {
+        measures: vec!["customers".into(), "revenue".into()],
+        rows: vec![level_ref("customer.rfm_segment")],
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cube = rt.block_on(Cube::open(model(), &ctx)).unwrap();
+    let e = rt.block_on(cube.run(&ctx, &q)).err().unwrap().to_string();
+    assert!(e.contains("customer_scores"), "{e}");
+    ctx.register_batch(
+        "customer_scores",
+        batch(vec![
+            (
+                "as_of",
+                strings(vec![
+                    "2025-01-01".into(),
+                    "2025-06-30".into(),
+                    "2025-06-30".into(),
+                ]),
+            ),
+            (
+                "customer_id",
+                strings(vec!["c1".into(), "c1".into(), "c2".into()]),
+            ),
+            (
+                "rfm_segment",
+                strings(vec!["old".into(), "champions".into(), "at_risk".into()]),
+            ),
+        ]),
+    )
+    .unwrap();
+    let (_, got) = answer(&ctx, &q);
+    let cell = |r: &str, m: &str| got[&vec![r.to_string()]][m].unwrap();
+    // c1 (two SCD2 versions) is a champion in the latest snapshot; c3 has no score.
+    assert_eq!(cell("champions", "customers"), 1.0);
+    assert_eq!(cell("champions", "revenue"), 20.0);
+    assert_eq!(cell("at_risk", "customers"), 1.0);
+    assert_eq!(cell("Unknown", "customers"), 1.0);
+    assert!(!got.contains_key(&vec!["old".to_string()]));
+}
