@@ -34,12 +34,18 @@ enum Command {
     Tables(commands::sql::TablesArgs),
     /// Run SQL over a warehouse (or a folder of Parquet files).
     Sql(commands::sql::SqlArgs),
+    /// Nightly ETL: load new exports, check, publish, refresh scores, vacuum.
+    #[command(subcommand)]
+    Etl(commands::etl::EtlCommand),
     /// List the versions of a warehouse: loads, their inputs and row counts.
     History(commands::history::HistoryArgs),
     /// Delete data files that no retained warehouse version uses.
     Vacuum(commands::history::VacuumArgs),
     /// Run the data quality checks (schemas/checks.yaml) over a warehouse; exit 1 on an error-level failure.
     Check(commands::check::CheckArgs),
+    /// The OLAP cube: describe the model, query it with drill, slice, dice and pivot.
+    #[command(subcommand)]
+    Cube(commands::cube::CubeCommand),
     /// Customer mining: RFM scores and segments.
     #[command(subcommand)]
     Mine(commands::mine::MineCommand),
@@ -54,9 +60,11 @@ fn main() -> ExitCode {
         Command::Ingest(a) => commands::ingest::run(&ctx, a),
         Command::Tables(a) => commands::sql::run_tables(&ctx, a),
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
+        Command::Etl(c) => commands::etl::run(&ctx, c),
         Command::History(a) => commands::history::run_history(&ctx, a),
         Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
+        Command::Cube(c) => commands::cube::run(&ctx, c),
         Command::Mine(c) => commands::mine::run(&ctx, c),
     };
     match result {

@@ -17,6 +17,8 @@ pub enum Format {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// Apache Parquet (zstd); best with --output FILE.
+    Parquet,
 }
 
 /// Writes batches in `format` to `out`.
@@ -63,6 +65,19 @@ pub fn write_batches(
                 w.write(b)?;
             }
             w.finish()?;
+        }
+        Format::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut buf = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))?;
+            for b in batches {
+                w.write(b)?;
+            }
+            w.close()?;
+            out.write_all(&buf)?;
         }
     }
     Ok(())

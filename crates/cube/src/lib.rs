@@ -2,7 +2,16 @@
 //! answering SQL over the star schema (and over any folder of Parquet files).
 
 pub mod checks;
+pub mod describe;
+pub mod engine;
+pub mod model;
+pub mod period;
+pub mod plan;
+pub mod query;
 pub mod warehouse;
 
 pub use crmcube_store::AsOf;
+pub use engine::{Cube, CubeResult};
+pub use model::{CubeModel, LevelRef};
+pub use query::{CubeQuery, Filter, FilterOp, OrderKey, ToDate, Totals};
 pub use warehouse::{QueryResult, TableInfo, Warehouse};

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod cube;
 pub mod demo;
+pub mod etl;
 pub mod history;
 pub mod ingest;
 pub mod mine;

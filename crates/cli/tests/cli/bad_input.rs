@@ -205,7 +205,7 @@ pub(crate) fn judge(expect: &Expect, run: &Run, wh: &Path) -> Vec<String> {
             if run.stderr.trim().lines().count() != 1 {
                 problems.push("error is not one line".into());
             }
-            if wh.join("_manifest.json").exists() {
+            if wh.join("_crmcube_log").exists() {
                 problems.push("a warehouse was published".into());
             }
             problems

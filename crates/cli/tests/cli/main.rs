@@ -5,6 +5,7 @@ mod bad_input;
 mod bad_input_more;
 mod checks;
 mod common;
+mod cube;
 mod end_to_end;
 mod mining;
 mod mining_more;

@@ -1,0 +1,338 @@
+//! `crmcube cube`: describe the cube model and query it (slice, dice, drill, roll up,
+//! pivot, drill through, totals, time intelligence).
+
+use super::{runtime, Context};
+use crate::output::{emit, Format};
+use anyhow::Result;
+use crmcube_cube::period::Step;
+use crmcube_cube::{Cube, CubeModel, CubeQuery, Filter, ToDate, Totals, Warehouse};
+use crmcube_model::{Error, WarehouseSchema};
+use std::path::PathBuf;
+
+/// Cube subcommands.
+#[derive(clap::Subcommand)]
+pub enum CubeCommand {
+    /// List dimensions, hierarchies, levels and measures (kind, formula, facts).
+    Describe(DescribeArgs),
+    /// Ask the cube: measures by levels on rows and columns, with filters and totals.
+    Query(Box<QueryArgs>),
+}
+
+/// Where the model comes from.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Directory with cube.yaml and warehouse.yaml (default: the built-in copies).
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// A cube model file (overrides DIR/cube.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<CubeModel> {
+        let warehouse = match &self.schemas {
+            Some(d) => WarehouseSchema::from_file(&d.join("warehouse.yaml"))?,
+            None => WarehouseSchema::builtin()?,
+        };
+        Ok(match (&self.model, &self.schemas) {
+            (Some(f), _) => CubeModel::from_file(f, &warehouse)?,
+            (None, Some(d)) => CubeModel::from_file(&d.join("cube.yaml"), &warehouse)?,
+            (None, None) => CubeModel::builtin(&warehouse)?,
+        })
+    }
+}
+
+/// Flags of `cube describe`.
+#[derive(clap::Args)]
+pub struct DescribeArgs {
+    /// Warehouse to check the model against (shows what is unavailable there).
+    #[arg(long)]
+    pub warehouse: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Result format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the result to a file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Which subtotals `--totals` adds.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TotalsArg {
+    /// Subtotals along each axis from coarse to fine, and the grand total (ROLLUP).
+    Rollup,
+    /// Every combination of the axis levels (CUBE).
+    Cube,
+}
+
+/// Comparison period of `--compare`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CompareArg {
+    /// The period just before.
+    Previous,
+    /// The same period a year before.
+    Yoy,
+    /// The same period a month before.
+    Mom,
+}
+
+/// Flags of `cube query`.
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// The warehouse directory.
+    #[arg(long)]
+    pub warehouse: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Measures, comma-separated (see `crmcube cube describe`).
+    #[arg(long, value_delimiter = ',')]
+    pub measures: Vec<String>,
+    /// Levels on the rows, comma-separated `dimension.level`, e.g. geography.region,time.year.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
+    /// Levels on the columns (pivot): each member becomes `<member> | <measure>` columns.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Keep one member: LEVEL=MEMBER, e.g. time.year=2025 (repeatable).
+    #[arg(long)]
+    pub slice: Vec<String>,
+    /// Keep members by a condition: "LEVEL in (A,B)", "LEVEL not in (A)", "LEVEL between A and B",
+    /// "LEVEL = A", "LEVEL != A", "LEVEL >= A" (repeatable).
+    #[arg(long)]
+    pub dice: Vec<String>,
+    /// Drill down: DIMENSION moves one level down its hierarchy; DIMENSION=MEMBER keeps
+    /// that member and shows the level below it (repeatable).
+    #[arg(long)]
+    pub drill: Vec<String>,
+    /// Roll up: DIMENSION moves one level up; from the top level it leaves the axes (repeatable).
+    #[arg(long)]
+    pub rollup: Vec<String>,
+    /// Sort by COLUMN[:asc|desc] (a measure or a level; measures default to desc). Repeatable.
+    #[arg(long)]
+    pub order: Vec<String>,
+    /// Show at most N rows (the number of rows there were is always reported).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Add subtotals and the grand total (`All` members): rollup (default) or cube.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "rollup")]
+    pub totals: Option<TotalsArg>,
+    /// Explicit grouping sets: levels joined by ',' and sets by ';', e.g.
+    /// "geography.region,time.year;time.year;" (an empty set is the grand total).
+    #[arg(long, value_name = "SETS", conflicts_with = "totals")]
+    pub grouping_sets: Option<String>,
+    /// Compare each time member with the previous one, the same one a year before (yoy) or
+    /// a month before (mom): value, change and change %.
+    #[arg(long, value_enum)]
+    pub compare: Option<CompareArg>,
+    /// Year-to-date running totals (needs a time level below year on the axes).
+    #[arg(long, conflicts_with_all = ["qtd", "mtd"])]
+    pub ytd: bool,
+    /// Quarter-to-date running totals.
+    #[arg(long, conflicts_with = "mtd")]
+    pub qtd: bool,
+    /// Month-to-date running totals (needs time.day).
+    #[arg(long)]
+    pub mtd: bool,
+    /// Sum over the last N periods of the time level on the axes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rolling: Option<u32>,
+    /// Each value in % of its parent member (the level above the last row level).
+    #[arg(long)]
+    pub share_of_parent: bool,
+    /// Rank of each member among the children of its parent (1 = largest).
+    #[arg(long)]
+    pub rank_within_parent: bool,
+    /// Distinct counts by a sketch (approx_distinct): faster, marked "(approx)".
+    #[arg(long)]
+    pub approx: bool,
+    /// Drill through: list the fact rows behind the filters (of the first measure's fact)
+    /// instead of aggregating; --limit caps the rows (default 100).
+    #[arg(long)]
+    pub through: bool,
+    /// Print the SQL the query compiles to on stderr.
+    #[arg(long)]
+    pub explain: bool,
+    /// Result format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the result to a file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `cube`.
+pub fn run(ctx: &Context, c: CubeCommand) -> Result<()> {
+    match c {
+        CubeCommand::Describe(a) => describe(a),
+        CubeCommand::Query(a) => query(ctx, *a),
+    }
+}
+
+fn describe(a: DescribeArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let rt = runtime()?;
+    let (schema, batch) = rt.block_on(async {
+        let cube = match &a.warehouse {
+            Some(w) => {
+                let wh = Warehouse::open(w).await?;
+                Cube::open(model, wh.context()).await?
+            }
+            None => Cube::unchecked(model),
+        };
+        anyhow::Ok(cube.describe()?)
+    })?;
+    emit(a.output.as_deref(), &schema, &[batch], a.format)?;
+    Ok(())
+}
+
+/// Builds the query from the flags.
+pub fn build_query(model: &CubeModel, a: &QueryArgs) -> Result<CubeQuery, Error> {
+    let levels = |v: &[String]| -> Result<Vec<_>, Error> {
+        v.iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| model.parse_level(s))
+            .collect()
+    };
+    let mut q = CubeQuery {
+        measures: a
+            .measures
+            .iter()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        rows: levels(&a.rows)?,
+        columns: levels(&a.columns)?,
+        limit: a.limit,
+        approximate: a.approx,
+        share_of_parent: a.share_of_parent,
+        rank_within_parent: a.rank_within_parent,
+        rolling: a.rolling.map(|n| n as usize),
+        ..Default::default()
+    };
+    for s in &a.slice {
+        q.filters.push(Filter::parse_slice(model, s)?);
+    }
+    for d in &a.dice {
+        q.filters.push(Filter::parse_dice(model, d)?);
+    }
+    for d in &a.drill {
+        q.drill(model, d)?;
+    }
+    for r in &a.rollup {
+        q.rollup(model, r)?;
+    }
+    for o in &a.order {
+        q.order.push(crmcube_cube::query::parse_order(o)?);
+    }
+    q.totals = match a.totals {
+        None => Totals::None,
+        Some(TotalsArg::Rollup) => Totals::Rollup,
+        Some(TotalsArg::Cube) => Totals::Cube,
+    };
+    if let Some(gs) = &a.grouping_sets {
+        let mut sets = Vec::new();
+        for part in gs.split(';') {
+            sets.push(
+                part.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| model.parse_level(s))
+                    .collect::<Result<Vec<_>, Error>>()?,
+            );
+        }
+        q.grouping_sets = Some(sets);
+    }
+    q.compare = a.compare.map(|c| match c {
+        CompareArg::Previous => Step::Previous,
+        CompareArg::Yoy => Step::Year,
+        CompareArg::Mom => Step::Month,
+    });
+    q.to_date = if a.ytd {
+        Some(ToDate::Year)
+    } else if a.qtd {
+        Some(ToDate::Quarter)
+    } else if a.mtd {
+        Some(ToDate::Month)
+    } else {
+        None
+    };
+    Ok(q)
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let q = build_query(&model, &a)?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let wh = Warehouse::open(&a.warehouse).await?;
+        let cube = Cube::open(model, wh.context()).await?;
+        if a.through {
+            let mut q = q.clone();
+            q.limit = None;
+            anyhow::Ok(
+                cube.drill_through(wh.context(), &q, a.limit.unwrap_or(100))
+                    .await?,
+            )
+        } else {
+            anyhow::Ok(cube.run(wh.context(), &q).await?)
+        }
+    })?;
+    if a.explain {
+        for (i, s) in result.sql.iter().enumerate() {
+            eprintln!("-- query {}\n{s};", i + 1);
+        }
+    }
+    for n in &result.notes {
+        ctx.note(n);
+    }
+    emit(
+        a.output.as_deref(),
+        &result.schema,
+        &result.batches,
+        a.format,
+    )?;
+    if result.shown_rows < result.total_rows {
+        // A cut result is always reported, even with --quiet.
+        eprintln!(
+            "showing {} of {} rows",
+            thousands(result.shown_rows),
+            thousands(result.total_rows)
+        );
+    } else if a.limit.is_some() || a.through {
+        ctx.note(format!(
+            "showing {} of {} rows",
+            thousands(result.shown_rows),
+            thousands(result.total_rows)
+        ));
+    } else {
+        ctx.note(format!("({} rows)", thousands(result.total_rows)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1234), "1,234");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

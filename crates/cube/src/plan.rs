@@ -1,0 +1,484 @@
+//! Compiling a cube question to SQL: one aggregate query per fact at the requested
+//! grain (and grouping sets), so facts never multiply each other's rows. The aggregates
+//! are merged on the grain afterwards (drill-across).
+
+use crate::model::{Agg, CubeModel, Level, LevelRef, Link};
+use crate::query::{Filter, FilterOp};
+use crmcube_model::{Error, Result};
+
+/// Label of rolled-up members.
+pub const ALL: &str = "All";
+/// Label of members whose key is missing or unknown.
+pub const UNKNOWN: &str = "Unknown";
+
+/// One aggregate query over one fact.
+#[derive(Debug, Clone)]
+pub struct FactQuery {
+    /// Fact name.
+    pub fact: String,
+    /// Base measures it computes, in result column order after the labels.
+    pub measures: Vec<String>,
+    /// The SQL.
+    pub sql: String,
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn dim_alias(dim: &str) -> String {
+    ident(&format!("d_{dim}"))
+}
+
+fn lookup_alias(dim: &str, lookup: &str) -> String {
+    ident(&format!("d_{dim}__{lookup}"))
+}
+
+/// The FROM clause of one fact with the dimensions it needs, and the SQL of levels.
+pub struct Star<'a> {
+    model: &'a CubeModel,
+    fact_name: String,
+    joins: Vec<String>,
+    joined: Vec<String>,
+}
+
+impl<'a> Star<'a> {
+    /// Starts from fact `fact`.
+    pub fn new(model: &'a CubeModel, fact: &str) -> Result<Self> {
+        if model.fact(fact).is_none() {
+            return Err(Error::Usage(format!("unknown fact `{fact}`")));
+        }
+        Ok(Star {
+            model,
+            fact_name: fact.to_string(),
+            joins: Vec::new(),
+            joined: Vec::new(),
+        })
+    }
+
+    fn join_dimension(&mut self, dim: &str, why: &str) -> Result<()> {
+        if self.joined.iter().any(|d| d == dim) {
+            return Ok(());
+        }
+        let fact = self
+            .model
+            .fact(&self.fact_name)
+            .ok_or_else(|| Error::Usage(format!("unknown fact `{}`", self.fact_name)))?;
+        let d = self
+            .model
+            .dimension(dim)
+            .ok_or_else(|| Error::Usage(format!("unknown dimension `{dim}`")))?;
+        let link = fact
+            .dimensions
+            .iter()
+            .find(|(n, _)| n == dim)
+            .map(|(_, l)| l.clone())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{why}: fact `{}` ({}) has no `{dim}` dimension; it links to {}",
+                    self.fact_name,
+                    fact.table,
+                    crate::model::names(&fact.dimensions)
+                ))
+            })?;
+        let on = match link {
+            Link::Column(c) => format!("f.{}", ident(&c)),
+            Link::Through { through, column } => {
+                self.join_dimension(&through, why)?;
+                format!("{}.{}", dim_alias(&through), ident(&column))
+            }
+        };
+        self.joins.push(format!(
+            "LEFT JOIN {} AS {} ON {}.{} = {on}",
+            ident(&d.table),
+            dim_alias(dim),
+            dim_alias(dim),
+            ident(&d.key)
+        ));
+        self.joined.push(dim.to_string());
+        Ok(())
+    }
+
+    fn join_lookup(&mut self, dim: &str, lookup: &str) -> Result<()> {
+        let key = format!("{dim}__{lookup}");
+        if self.joined.iter().any(|d| d == &key) {
+            return Ok(());
+        }
+        let d = self
+            .model
+            .dimension(dim)
+            .ok_or_else(|| Error::Usage(format!("unknown dimension `{dim}`")))?;
+        let lk = d
+            .lookups
+            .iter()
+            .find(|(n, _)| n == lookup)
+            .map(|(_, l)| l)
+            .ok_or_else(|| Error::Usage(format!("unknown lookup `{lookup}` of {dim}")))?;
+        let table = ident(&lk.table);
+        let source = match &lk.latest {
+            Some(col) => format!(
+                "(SELECT * FROM {table} WHERE {c} = (SELECT MAX({c}) FROM {table}))",
+                c = ident(col)
+            ),
+            None => table,
+        };
+        self.joins.push(format!(
+            "LEFT JOIN {source} AS {a} ON {a}.{on} = {d}.{on}",
+            a = lookup_alias(dim, lookup),
+            on = ident(&lk.on),
+            d = dim_alias(dim)
+        ));
+        self.joined.push(key);
+        Ok(())
+    }
+
+    fn level_def(&self, r: &LevelRef) -> Result<&'a Level> {
+        self.model
+            .level(r)
+            .ok_or_else(|| Error::Usage(format!("unknown level `{r}`")))
+    }
+
+    /// The raw SQL value of a level (NULL when the dimension row is missing).
+    pub fn level_value(&mut self, r: &LevelRef, why: &str) -> Result<String> {
+        self.join_dimension(&r.dimension, why)?;
+        let level = self.level_def(r)?;
+        let alias = match &level.lookup {
+            Some(lk) => {
+                self.join_lookup(&r.dimension, lk)?;
+                lookup_alias(&r.dimension, lk)
+            }
+            None => dim_alias(&r.dimension),
+        };
+        Ok(match &level.expr {
+            Some(expr) => {
+                let mut out = expr.clone();
+                let mut cols = crate::model::expr_columns(expr);
+                cols.sort_by_key(|c| std::cmp::Reverse(c.len()));
+                for c in cols {
+                    out = out.replace(&format!("${c}"), &format!("{alias}.{}", ident(&c)));
+                }
+                format!("({out})")
+            }
+            None => format!("{alias}.{}", ident(&level.column)),
+        })
+    }
+
+    /// A level's member name: text, `Unknown` when missing.
+    pub fn level_label(&mut self, r: &LevelRef, why: &str) -> Result<String> {
+        let v = self.level_value(r, why)?;
+        Ok(format!(
+            "COALESCE(CAST({v} AS VARCHAR), {})",
+            literal(UNKNOWN)
+        ))
+    }
+
+    fn code_label(&mut self, r: &LevelRef) -> Result<Option<String>> {
+        let level = self.level_def(r)?;
+        let Some(code) = &level.code else {
+            return Ok(None);
+        };
+        let alias = match &level.lookup {
+            Some(lk) => lookup_alias(&r.dimension, lk),
+            None => dim_alias(&r.dimension),
+        };
+        Ok(Some(format!(
+            "COALESCE(CAST({alias}.{} AS VARCHAR), {})",
+            ident(code),
+            literal(UNKNOWN)
+        )))
+    }
+
+    /// The WHERE condition of one filter.
+    pub fn condition(&mut self, f: &Filter) -> Result<String> {
+        let why = format!("filter `{}`", f.describe());
+        let label = self.level_label(&f.level, &why)?;
+        let code = self.code_label(&f.level)?;
+        let list = |v: &[String]| v.iter().map(|x| literal(x)).collect::<Vec<_>>().join(", ");
+        let member_in = |v: &[String]| match &code {
+            Some(c) => format!("({label} IN ({l}) OR {c} IN ({l}))", l = list(v)),
+            None => format!("{label} IN ({})", list(v)),
+        };
+        Ok(match &f.op {
+            FilterOp::In(v) => member_in(v),
+            FilterOp::NotIn(v) => format!("NOT {}", member_in(v)),
+            FilterOp::Between(a, b) => {
+                format!("{label} BETWEEN {} AND {}", literal(a), literal(b))
+            }
+            FilterOp::Compare(op, v) => format!("{label} {op} {}", literal(v)),
+        })
+    }
+
+    /// `FROM fact f LEFT JOIN …`.
+    pub fn from_clause(&self) -> Result<String> {
+        let fact = self
+            .model
+            .fact(&self.fact_name)
+            .ok_or_else(|| Error::Usage(format!("unknown fact `{}`", self.fact_name)))?;
+        let mut s = format!("FROM {} AS f", ident(&fact.table));
+        for j in &self.joins {
+            s.push_str("\n  ");
+            s.push_str(j);
+        }
+        Ok(s)
+    }
+
+    /// The SQL value a measure column refers to: a fact column or `dimension.level`.
+    fn column_value(&mut self, c: &str, why: &str) -> Result<String> {
+        match c.split_once('.') {
+            Some((d, l)) => self.level_value(
+                &LevelRef {
+                    dimension: d.into(),
+                    level: l.into(),
+                },
+                why,
+            ),
+            None => Ok(format!("f.{}", ident(c))),
+        }
+    }
+}
+
+/// Everything one fact query needs to know.
+pub struct FactSpec<'q> {
+    /// Fact name.
+    pub fact: &'q str,
+    /// Base measures of this fact.
+    pub measures: &'q [String],
+    /// Label levels (output columns l0, l1, …).
+    pub labels: &'q [LevelRef],
+    /// Grouping sets as indices into `labels`.
+    pub sets: &'q [Vec<usize>],
+    /// Filters.
+    pub filters: &'q [Filter],
+    /// Distinct counts by sketch.
+    pub approximate: bool,
+}
+
+fn group_by(cols: &[String], sets: &[Vec<usize>], extra: &[&str]) -> String {
+    let set = |s: &Vec<usize>| {
+        s.iter()
+            .map(|i| cols[*i].clone())
+            .chain(extra.iter().map(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    };
+    if sets.len() == 1 {
+        let s = set(&sets[0]);
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!("\nGROUP BY {}", s.join(", "))
+        }
+    } else {
+        let parts: Vec<String> = sets
+            .iter()
+            .map(|s| format!("({})", set(s).join(", ")))
+            .collect();
+        format!("\nGROUP BY GROUPING SETS ({})", parts.join(", "))
+    }
+}
+
+/// Compiles the aggregate queries of one fact: plain measures in one query, each
+/// count_distinct_having measure in its own nested query.
+pub fn fact_queries(model: &CubeModel, spec: &FactSpec) -> Result<Vec<FactQuery>> {
+    let mut plain = Vec::new();
+    let mut nested = Vec::new();
+    for m in spec.measures {
+        let def = model
+            .measure(m)
+            .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+        if def.agg == Some(Agg::CountDistinctHaving) {
+            nested.push(m.clone());
+        } else {
+            plain.push(m.clone());
+        }
+    }
+    let mut out = Vec::new();
+    if !plain.is_empty() {
+        out.push(one_query(model, spec, &plain, None)?);
+    }
+    for m in nested {
+        out.push(one_query(model, spec, std::slice::from_ref(&m), Some(&m))?);
+    }
+    Ok(out)
+}
+
+fn one_query(
+    model: &CubeModel,
+    spec: &FactSpec,
+    measures: &[String],
+    nested: Option<&String>,
+) -> Result<FactQuery> {
+    let mut star = Star::new(model, spec.fact)?;
+    let why_of = |m: &str| format!("measure `{m}`");
+    let mut select = Vec::new();
+    let why_axis = format!("measure `{}`", measures.join("`, `"));
+    for (i, l) in spec.labels.iter().enumerate() {
+        select.push(format!("{} AS l{i}", star.level_label(l, &why_axis)?));
+    }
+    let mut conds = Vec::new();
+    for f in spec.filters {
+        conds.push(star.condition(f).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("{m} (needed by {why_axis})")),
+            other => other,
+        })?);
+    }
+    let label_cols: Vec<String> = (0..spec.labels.len()).map(|i| format!("l{i}")).collect();
+    let outer_labels: Vec<String> = label_cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("COALESCE({c}, {}) AS a{i}", literal(ALL)))
+        .collect();
+    let sql = match nested {
+        None => {
+            let mut aggs = Vec::new();
+            for (k, m) in measures.iter().enumerate() {
+                let def = model
+                    .measure(m)
+                    .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+                let filter = def.filter.as_ref().map(|w| format!("f.{}", ident(w)));
+                let value = match &def.column {
+                    Some(c) => Some(star.column_value(c, &why_of(m))?),
+                    None => None,
+                };
+                let (v, agg) = match (def.agg, value) {
+                    (Some(Agg::Count), None) => (
+                        match &filter {
+                            Some(w) => format!("CASE WHEN {w} THEN 1 ELSE 0 END"),
+                            None => "1".to_string(),
+                        },
+                        format!("SUM(v{k})"),
+                    ),
+                    (Some(Agg::Count), Some(c)) => (
+                        match &filter {
+                            Some(w) => {
+                                format!("CASE WHEN {w} AND {c} IS NOT NULL THEN 1 ELSE 0 END")
+                            }
+                            None => format!("CASE WHEN {c} IS NOT NULL THEN 1 ELSE 0 END"),
+                        },
+                        format!("SUM(v{k})"),
+                    ),
+                    (Some(Agg::Sum), Some(c)) => (
+                        match &filter {
+                            Some(w) => format!("CASE WHEN {w} THEN {c} END"),
+                            None => c,
+                        },
+                        format!("SUM(v{k})"),
+                    ),
+                    (Some(Agg::CountDistinct), Some(c)) => (
+                        match &filter {
+                            Some(w) => format!("CASE WHEN {w} THEN {c} END"),
+                            None => c,
+                        },
+                        if spec.approximate {
+                            format!("CAST(approx_distinct(v{k}) AS BIGINT)")
+                        } else {
+                            format!("COUNT(DISTINCT v{k})")
+                        },
+                    ),
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "measure `{m}` cannot be computed (agg and column do not fit)"
+                        )))
+                    }
+                };
+                select.push(format!("{v} AS v{k}"));
+                aggs.push(format!("{agg} AS m{k}"));
+            }
+            let base = base_select(&star, &select, &conds)?;
+            let mut cols = outer_labels.clone();
+            cols.extend(aggs);
+            format!(
+                "SELECT {}\nFROM (\n{base}\n) AS base{}",
+                cols.join(", "),
+                group_by(&label_cols, spec.sets, &[])
+            )
+        }
+        Some(m) => {
+            let def = model
+                .measure(m)
+                .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+            let (Some(c), Some(per)) = (&def.column, &def.per) else {
+                return Err(Error::Usage(format!("measure `{m}` needs column and per")));
+            };
+            let c = star.column_value(c, &why_of(m))?;
+            let per = star.column_value(per, &why_of(m))?;
+            select.push(format!("{c} AS c"));
+            select.push(format!("{per} AS p"));
+            if let Some(w) = &def.filter {
+                conds.push(format!("f.{}", ident(w)));
+            }
+            conds.push(format!("{c} IS NOT NULL"));
+            let base = base_select(&star, &select, &conds)?;
+            let mut inner_cols = label_cols.clone();
+            inner_cols.push("c".into());
+            inner_cols.push("COUNT(DISTINCT p) AS n".into());
+            let min = def.min.unwrap_or(2);
+            let mut cols = outer_labels.clone();
+            cols.push(format!("SUM(CASE WHEN n >= {min} THEN 1 ELSE 0 END) AS m0"));
+            let outer_group = if label_cols.is_empty() {
+                String::new()
+            } else {
+                format!("\nGROUP BY {}", label_cols.join(", "))
+            };
+            format!(
+                "SELECT {}\nFROM (\nSELECT {}\nFROM (\n{base}\n) AS base{}\n) AS per_value{outer_group}",
+                cols.join(", "),
+                inner_cols.join(", "),
+                group_by(&label_cols, spec.sets, &["c"])
+            )
+        }
+    };
+    Ok(FactQuery {
+        fact: spec.fact.to_string(),
+        measures: measures.to_vec(),
+        sql,
+    })
+}
+
+fn base_select(star: &Star, select: &[String], conds: &[String]) -> Result<String> {
+    let select = if select.is_empty() {
+        "1 AS one".to_string()
+    } else {
+        select.join(", ")
+    };
+    let mut s = format!("SELECT {select}\n{}", star.from_clause()?);
+    if !conds.is_empty() {
+        s.push_str(&format!("\nWHERE {}", conds.join("\n  AND ")));
+    }
+    Ok(s)
+}
+
+/// SQL listing the fact rows behind the filters, with the axis levels first.
+pub fn drill_through_sql(
+    model: &CubeModel,
+    fact: &str,
+    labels: &[LevelRef],
+    filters: &[Filter],
+    limit: usize,
+) -> Result<(String, String)> {
+    let mut star = Star::new(model, fact)?;
+    let why = format!("drill-through to {fact}");
+    let mut select = Vec::new();
+    for l in labels {
+        select.push(format!(
+            "{} AS {}",
+            star.level_label(l, &why)?,
+            ident(&l.to_string())
+        ));
+    }
+    select.push("f.*".into());
+    let mut conds = Vec::new();
+    for f in filters {
+        conds.push(star.condition(f)?);
+    }
+    let rows = format!("{}\nLIMIT {limit}", base_select(&star, &select, &conds)?);
+    let count = format!(
+        "SELECT COUNT(*) AS n FROM (\n{}\n) AS rows",
+        base_select(&star, &["1 AS one".into()], &conds)?
+    );
+    Ok((rows, count))
+}
