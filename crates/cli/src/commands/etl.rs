@@ -197,12 +197,18 @@ impl EtlConfig {
         };
         if let Some(r) = c.max_reject_rate {
             if !(0.0..=1.0).contains(&r) {
-                return Err(bad("max_reject_rate", format!("expected a fraction between 0 and 1, found {r}")).into());
+                return Err(bad(
+                    "max_reject_rate",
+                    format!("expected a fraction between 0 and 1, found {r}"),
+                )
+                .into());
             }
         }
         if let Some(h) = c.retention_hours {
             if !(h >= 0.0 && h.is_finite()) {
-                return Err(bad("retention_hours", format!("expected hours >= 0, found {h}")).into());
+                return Err(
+                    bad("retention_hours", format!("expected hours >= 0, found {h}")).into(),
+                );
             }
         }
         for m in &c.mining {
@@ -210,7 +216,10 @@ impl EtlConfig {
                 return Err(bad("mining", format!("unknown mining job `{m}`; known: rfm")).into());
             }
         }
-        for (key, ch) in [("csv.delimiter", c.csv.delimiter), ("csv.quote", c.csv.quote)] {
+        for (key, ch) in [
+            ("csv.delimiter", c.csv.delimiter),
+            ("csv.quote", c.csv.quote),
+        ] {
             if !ch.is_ascii() {
                 return Err(bad(key, format!("expected one ASCII character, found `{ch}`")).into());
             }
@@ -415,8 +424,16 @@ fn runs_batch(s: &RunSummary, started: chrono::DateTime<chrono::Utc>) -> Result<
         .unwrap_or_else(|_| chrono::Utc::now().timestamp_micros());
     let schema = Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
-        Field::new("started_at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        Field::new("finished_at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "started_at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new(
+            "finished_at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("status", DataType::Utf8, false),
         Field::new("files_loaded", DataType::Int64, false),
         Field::new("files_skipped", DataType::Int64, false),
@@ -439,7 +456,9 @@ fn runs_batch(s: &RunSummary, started: chrono::DateTime<chrono::Utc>) -> Result<
         schema,
         vec![
             t(&s.run_id),
-            Arc::new(TimestampMicrosecondArray::from(vec![started.timestamp_micros()])),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                started.timestamp_micros()
+            ])),
             Arc::new(TimestampMicrosecondArray::from(vec![finished])),
             t(&s.status),
             i(s.files_loaded as u64),

@@ -246,6 +246,41 @@ fn append_region_row(dir: &Path, key: i64) {
     let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+    let size = std::fs::metadata(dir.join("part-99999.parquet")).unwrap().len();
+    commit_added_file(dir, "part-99999.parquet", size, 1);
+}
+
+/// Publishes a file written into a table folder by hand: one more Delta commit adding
+/// it, and one more warehouse version naming that commit (what a writer bypassing
+/// crmcube's checks would do).
+fn commit_added_file(table_dir: &Path, file: &str, size: u64, rows: u64) {
+    let wh = table_dir.parent().unwrap();
+    let table = table_dir.file_name().unwrap().to_str().unwrap();
+    let log = wh.join("_crmcube_log");
+    let latest = std::fs::read_dir(&log)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(log.join(format!("{latest:020}.json"))).unwrap();
+    let mut c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tv = c["tables"][table]["version"].as_u64().unwrap() + 1;
+    let add = serde_json::json!({"add": {"path": file, "partitionValues": {}, "size": size,
+        "modificationTime": 0, "dataChange": true,
+        "stats": serde_json::json!({"numRecords": rows}).to_string()}});
+    std::fs::write(
+        table_dir.join("_delta_log").join(format!("{tv:020}.json")),
+        format!("{add}\n"),
+    )
+    .unwrap();
+    c["version"] = serde_json::json!(latest + 1);
+    c["tables"][table]["version"] = serde_json::json!(tv);
+    std::fs::write(
+        log.join(format!("{:020}.json", latest + 1)),
+        serde_json::to_string_pretty(&c).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]

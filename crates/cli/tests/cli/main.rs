@@ -7,6 +7,7 @@ mod checks;
 mod common;
 mod cube;
 mod end_to_end;
+mod etl;
 mod mining;
 mod mining_more;
 mod sql;

@@ -87,7 +87,7 @@ fn churn_model_on_generated_data_beats_chance_and_matches_sql_labels() {
         .map(|m| (text(&m["metric"]), text(&m["value"])))
         .collect();
     let auc: f64 = summary["test_auc"].parse().unwrap();
-    // Measured 0.7959 on this data (see docs/mining-analytics.md); 0.72 leaves margin.
+    // Measured 0.7959 on this data (see docs/mining.md); 0.72 leaves margin.
     assert!(auc > 0.72, "test AUC {auc}");
     assert_eq!(summary["train_cutoff"], "2025-07-04");
     let test_n: usize = summary["test_customers"].parse().unwrap();
