@@ -146,7 +146,7 @@ fn order_id(s: &Sale) -> String {
 
 fn session(sales: &[Sale], tickets: &[Ticket]) -> SessionContext {
     let ctx = SessionContext::new();
-    let r = |f: fn(&(&str, &str, &str, &str)) -> &str| {
+    let r = |f: fn(&(&'static str, &'static str, &'static str, &'static str)) -> &'static str| {
         strings(REGIONS.iter().map(|x| f(x).to_string()).collect())
     };
     ctx.register_batch(

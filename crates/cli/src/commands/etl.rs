@@ -304,7 +304,11 @@ fn run_job(ctx: &Context, a: EtlRunArgs) -> Result<()> {
                     let wh = crmcube_cube::Warehouse::open(&cfg.warehouse).await?;
                     super::mine::rfm_scores(&wh, None, &map).await
                 })?;
-                super::mine::write_scores(&cfg.warehouse, &scores, as_of)?;
+                super::mine::write_scores(
+                    &cfg.warehouse,
+                    &super::mine::CustomerScore::rfm_only(&scores),
+                    as_of,
+                )?;
                 summary.mining.push(format!("rfm as of {as_of}"));
             }
         }

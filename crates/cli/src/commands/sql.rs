@@ -61,11 +61,6 @@ pub fn parse_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::Utc>,
 }
 
 impl SourceArgs {
-    /// Opens the session at the newest version.
-    pub async fn open(&self) -> Result<Warehouse> {
-        self.open_at(&AsOfArgs::default()).await
-    }
-
     /// Opens the session at the version `as_of` selects.
     pub async fn open_at(&self, as_of: &AsOfArgs) -> Result<Warehouse> {
         if self.data.is_some() && (as_of.as_of_version.is_some() || as_of.as_of_time.is_some()) {

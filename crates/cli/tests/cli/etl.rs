@@ -66,11 +66,17 @@ fn the_nightly_job_publishes_once_and_checks_block_bad_loads() {
     assert_eq!(v["status"], "blocked_by_checks", "{v}");
     assert!(err.contains("not published"), "{err}");
     assert_eq!(
-        num(&query(&wh, "SELECT COUNT(*) AS n FROM dim_region WHERE region_id = 'R999'")[0]["n"]),
+        num(&query(
+            &wh,
+            "SELECT COUNT(*) AS n FROM dim_region WHERE region_id = 'R999'"
+        )[0]["n"]),
         0.0,
         "a blocked load must not be visible"
     );
-    assert_eq!(num(&query(&wh, "SELECT COUNT(*) AS n FROM fact_sales")[0]["n"]), facts_before);
+    assert_eq!(
+        num(&query(&wh, "SELECT COUNT(*) AS n FROM fact_sales")[0]["n"]),
+        facts_before
+    );
     let runs = query(&wh, "SELECT status FROM _runs ORDER BY started_at");
     let statuses: Vec<&str> = runs.iter().filter_map(|r| r["status"].as_str()).collect();
     assert_eq!(statuses, ["published", "nothing_new", "blocked_by_checks"]);
@@ -79,5 +85,9 @@ fn the_nightly_job_publishes_once_and_checks_block_bad_loads() {
     std::fs::write(&config, "source: next\nwarehouse: wh\nretension_hours: 5\n").expect("config");
     let r = crmcube(&["etl", "run", "--config", config.to_str().expect("utf-8")]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("etl.yaml") && r.stderr.contains("retension_hours"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("etl.yaml") && r.stderr.contains("retension_hours"),
+        "{}",
+        r.stderr
+    );
 }
