@@ -29,22 +29,7 @@ pub fn commit_path(table_dir: &Path, version: u64) -> PathBuf {
 
 /// Versions present in a table's log, ascending.
 pub fn versions(table_dir: &Path) -> Result<Vec<u64>> {
-    let dir = table_dir.join(DELTA_LOG);
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(io_err(&dir, e)),
-    };
-    let mut v: Vec<u64> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let stem = name.strip_suffix(".json")?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
-        .collect();
-    v.sort_unstable();
-    Ok(v)
+    crate::numbered_json_files(&table_dir.join(DELTA_LOG))
 }
 
 /// A table as of one version: its schema and live data files.

@@ -51,6 +51,26 @@ pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::io(path, e)
 }
 
+/// Numbers of the `NNNNNNNNNNNNNNNNNNNN.json` files of a log folder, ascending (none if
+/// the folder does not exist).
+pub(crate) fn numbered_json_files(dir: &Path) -> Result<Vec<u64>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    let mut v: Vec<u64> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".json")?;
+            (stem.len() == 20).then(|| stem.parse().ok())?
+        })
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
 /// Creates `path` with `bytes` only if it does not exist yet (atomically: readers see
 /// the whole file or none). Fails with a clear message if it exists.
 pub fn put_if_absent(path: &Path, bytes: &[u8]) -> Result<()> {

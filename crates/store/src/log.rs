@@ -60,22 +60,7 @@ fn path_of(dir: &Path, version: u64) -> PathBuf {
 
 /// Versions in the warehouse log, ascending.
 pub fn versions(dir: &Path) -> Result<Vec<u64>> {
-    let log = dir.join(LOG_DIR);
-    let rd = match std::fs::read_dir(&log) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(io_err(&log, e)),
-    };
-    let mut v: Vec<u64> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let stem = name.strip_suffix(".json")?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
-        .collect();
-    v.sort_unstable();
-    Ok(v)
+    crate::numbered_json_files(&dir.join(LOG_DIR))
 }
 
 /// The newest version, if any.
