@@ -224,7 +224,9 @@ impl BgNbdParams {
                 acc[2] += wt
                     * (r / alpha - k * ((1.0 - w) * inv_at[st as usize] + w * inv_at[sx as usize]));
                 acc[3] += wt * (dc_a + w / a);
-                acc[4] += wt * (dc_b - w * inv);
+                // w = 0 when the branch does not exist (x = 0 in BG/NBD, where
+                // 1/(b+x−1) may be infinite).
+                acc[4] += wt * (dc_b - if w > 0.0 { w * inv } else { 0.0 });
             }
             acc
         })

@@ -223,7 +223,15 @@ fn bfgs(fg: ValueAndGradient, x0: &[f64], max_iter: usize) -> Minimum {
             if tries > 60 {
                 break;
             }
-            step *= if fnew.is_finite() { 0.5 } else { 0.1 };
+            step = if fnew.is_finite() {
+                // Minimum of the quadratic through f, the slope and f(step), kept
+                // within [0.1, 0.5] of the step.
+                let curv = fnew - f - slope * step;
+                let t = -slope * step * step / (2.0 * curv);
+                t.clamp(0.1 * step, 0.5 * step)
+            } else {
+                step * 0.1
+            };
         }
         if fnew > f {
             break;
@@ -270,23 +278,40 @@ fn bfgs(fg: ValueAndGradient, x0: &[f64], max_iter: usize) -> Minimum {
     }
 }
 
-/// Minimises a smooth `fg` (value and gradient) by BFGS from each of `starts` and
-/// keeps the best end point.
+/// BFGS steps taken from every starting point before the best is followed to the end.
+const SCOUT_ITERATIONS: usize = 6;
+
+/// Minimises a smooth `fg` (value and gradient) by BFGS: a few steps from each of
+/// `starts`, then the best point so far is followed until convergence (and the
+/// other starts are not paid for in full).
 pub fn minimize_smooth(fg: ValueAndGradient, starts: &[Vec<f64>]) -> Minimum {
     let mut best: Option<Minimum> = None;
     let mut evaluations = 0;
     for s in starts {
-        let m = bfgs(fg, s, 500);
+        let m = bfgs(fg, s, SCOUT_ITERATIONS);
         evaluations += m.evaluations;
         if best.as_ref().is_none_or(|b| m.value < b.value) {
             best = Some(m);
         }
     }
-    let mut best = best.unwrap_or(Minimum {
-        x: vec![],
-        value: f64::INFINITY,
-        evaluations: 0,
-    });
+    let mut best = match best {
+        Some(b) if b.value.is_finite() => b,
+        other => {
+            return Minimum {
+                evaluations,
+                ..other.unwrap_or(Minimum {
+                    x: vec![],
+                    value: f64::INFINITY,
+                    evaluations: 0,
+                })
+            }
+        }
+    };
+    let m = bfgs(fg, &best.x, 500);
+    evaluations += m.evaluations;
+    if m.value <= best.value {
+        best = m;
+    }
     best.evaluations = evaluations;
     best
 }
