@@ -39,17 +39,7 @@ pub fn write_batches(
             };
             writeln!(out, "{text}")?;
         }
-        Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut *out);
-            if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
-            }
-            for b in batches {
-                w.write(b)?;
-            }
-        }
+        Format::Csv => write_csv(out, schema, batches)?,
         Format::Json => {
             let mut w = arrow::json::ArrayWriter::new(&mut *out);
             for b in batches {
@@ -79,6 +69,42 @@ pub fn write_batches(
             w.close()?;
             out.write_all(&buf)?;
         }
+    }
+    Ok(())
+}
+
+/// Rows formatted per CSV chunk; chunks are formatted in parallel and written in order.
+const CSV_CHUNK_ROWS: usize = 32_768;
+
+/// CSV with one header line; large results are formatted on all cores.
+fn write_csv(out: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    use rayon::prelude::*;
+    let mut slices: Vec<RecordBatch> = Vec::new();
+    for b in batches {
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            let len = CSV_CHUNK_ROWS.min(b.num_rows() - offset);
+            slices.push(b.slice(offset, len));
+            offset += len;
+        }
+    }
+    if slices.is_empty() {
+        slices.push(RecordBatch::new_empty(schema.clone()));
+    }
+    let parts: Vec<Vec<u8>> = slices
+        .par_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut buf = Vec::new();
+            arrow::csv::WriterBuilder::new()
+                .with_header(i == 0)
+                .build(&mut buf)
+                .write(b)?;
+            Ok(buf)
+        })
+        .collect::<Result<_, arrow::error::ArrowError>>()?;
+    for p in parts {
+        out.write_all(&p)?;
     }
     Ok(())
 }

@@ -239,6 +239,7 @@ pub fn prepare(opts: &IngestOptions, progress: &dyn Progress) -> Result<Prepared
         day_range: None,
         conform_seconds: 0.0,
         write_seconds: 0.0,
+        fk_keys: HashMap::default(),
     };
     let result = load.run();
     let Load {
@@ -368,9 +369,12 @@ struct Load<'a> {
     day_range: Option<(i32, i32)>,
     conform_seconds: f64,
     write_seconds: f64,
+    /// Keys of the entities that a foreign key with `on_orphan: quarantine` refers
+    /// to, by `entity.column`.
+    fk_keys: HashMap<String, HashSet<String>>,
 }
 
-impl Load<'_> {
+impl<'a> Load<'a> {
     fn run(&mut self) -> Result<()> {
         let schema = self.opts.schema;
         // Dimensions.
@@ -419,8 +423,11 @@ impl Load<'_> {
         }
 
         // fact_sales.
-        let orders = self.stage("orders")?;
-        let lines = self.stage("order_lines")?;
+        let mut orders = self.stage("orders")?;
+        self.enforce_foreign_keys("orders", &mut orders)?;
+        self.remember_keys("orders", &orders);
+        let mut lines = self.stage("order_lines")?;
+        self.enforce_foreign_keys("order_lines", &mut lines)?;
         self.progress.step("building fact_sales");
         let t0 = Instant::now();
         let out =
@@ -437,9 +444,13 @@ impl Load<'_> {
         )?;
 
         // fact_interaction.
-        let sessions = self.stage("web_sessions")?;
-        let carts = self.stage("cart_events")?;
-        let emails = self.stage("email_events")?;
+        let mut sessions = self.stage("web_sessions")?;
+        self.enforce_foreign_keys("web_sessions", &mut sessions)?;
+        self.remember_keys("web_sessions", &sessions);
+        let mut carts = self.stage("cart_events")?;
+        self.enforce_foreign_keys("cart_events", &mut carts)?;
+        let mut emails = self.stage("email_events")?;
+        self.enforce_foreign_keys("email_events", &mut emails)?;
         self.progress.step("building fact_interaction");
         let t0 = Instant::now();
         let out = conform::build_fact_interaction(
@@ -461,10 +472,20 @@ impl Load<'_> {
         )?;
 
         // fact_ticket.
-        let tickets = self.stage("tickets")?;
+        let mut tickets = self.stage("tickets")?;
         if tickets.batch.num_rows() > 0 {
             order_ids.extend(state::previous_order_ids(self.base)?);
         }
+        let strict_orders = self.spec("tickets")?.foreign_keys.iter().any(|fk| {
+            fk.references == "orders.order_id"
+                && fk.on_orphan == crmcube_model::OnOrphan::Quarantine
+        });
+        if strict_orders {
+            // Tickets may refer to orders of earlier loads.
+            self.fk_keys
+                .insert("orders.order_id".into(), order_ids.clone());
+        }
+        self.enforce_foreign_keys("tickets", &mut tickets)?;
         let t0 = Instant::now();
         let out = conform::build_fact_ticket(
             schema.require("fact_ticket")?,
@@ -477,7 +498,8 @@ impl Load<'_> {
         self.absorb("fact_ticket", out, &mut [("tickets", &mut Some(tickets))])?;
 
         // fact_campaign_response.
-        let contacts = self.stage("campaign_contacts")?;
+        let mut contacts = self.stage("campaign_contacts")?;
+        self.enforce_foreign_keys("campaign_contacts", &mut contacts)?;
         let t0 = Instant::now();
         let out = conform::build_fact_campaign_response(
             schema.require("fact_campaign_response")?,
@@ -519,11 +541,68 @@ impl Load<'_> {
         Ok(())
     }
 
-    fn spec(&self, entity: &str) -> Result<&crmcube_model::EntitySpec> {
+    fn spec(&self, entity: &str) -> Result<&'a crmcube_model::EntitySpec> {
         self.opts
             .contract
             .entity(entity)
             .ok_or_else(|| Error::Usage(format!("no entity {entity}")))
+    }
+
+    /// Keeps the keys of `entity` if a foreign key with `on_orphan: quarantine` refers
+    /// to it (dimension entities include the rows of earlier loads; orders and web
+    /// sessions are those of this load, plus earlier orders for tickets).
+    fn remember_keys(&mut self, entity: &str, st: &StagedEntity) {
+        for (name, spec) in &self.opts.contract.entities {
+            for fk in &spec.foreign_keys {
+                if fk.on_orphan == crmcube_model::OnOrphan::Quarantine
+                    && fk.target_entity() == entity
+                    && !crmcube_model::LINE_ITEMS.contains(&(name.as_str(), fk.column.as_str()))
+                    && !self.fk_keys.contains_key(&fk.references)
+                {
+                    let keys = column_texts(&st.batch, fk.target_column())
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    self.fk_keys.insert(fk.references.clone(), keys);
+                }
+            }
+        }
+    }
+
+    /// Quarantines the rows of `name` whose foreign key with `on_orphan: quarantine`
+    /// refers to no row (an empty value is not a reference). Foreign keys with
+    /// `on_orphan: unknown` are resolved to the Unknown member while the facts are
+    /// built.
+    fn enforce_foreign_keys(&mut self, name: &str, st: &mut StagedEntity) -> Result<()> {
+        let spec = self.spec(name)?;
+        for fk in &spec.foreign_keys {
+            if fk.on_orphan != crmcube_model::OnOrphan::Quarantine
+                || crmcube_model::LINE_ITEMS.contains(&(name, fk.column.as_str()))
+            {
+                continue;
+            }
+            let Some(keys) = self.fk_keys.get(&fk.references) else {
+                continue;
+            };
+            let values = column_texts(&st.batch, &fk.column);
+            let mut keep = vec![true; values.len()];
+            for (i, v) in values.iter().enumerate() {
+                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                    if !keys.contains(v) {
+                        keep[i] = false;
+                        st.reject(
+                            name,
+                            i,
+                            Some(&fk.column),
+                            Some(v.to_string()),
+                            format!("not found among the loaded {}", fk.target_entity()),
+                        );
+                    }
+                }
+            }
+            st.retain(&keep)?;
+        }
+        Ok(())
     }
 
     /// Reads and checks every new file of an entity.
@@ -550,7 +629,11 @@ impl Load<'_> {
         let st = self.stage(name)?;
         let spec = self.spec(name)?;
         let previous = state::previous_source(self.base, name, spec)?;
-        let st = state::union_previous(spec, st, previous)?;
+        let mut st = state::union_previous(spec, st, previous)?;
+        // Dimensions refer only to dimensions staged before them (customers to
+        // regions), so their keys are known here.
+        self.enforce_foreign_keys(name, &mut st)?;
+        self.remember_keys(name, &st);
         let batch = state::source_batch(spec, &st)?;
         self.write(&state::source_table(name), &batch)?;
         Ok(st)
@@ -608,7 +691,7 @@ impl Load<'_> {
             return Ok(());
         }
         let merged = state::merge_fact(self.base, table, def, out.batch)?;
-        self.write_mode(table, &merged, crmcube_store::Mode::ReplacePartitions)
+        self.write_replacing(table, &merged.batch, merged.replaced)
     }
 
     /// Writes a whole table (a new version replaces it).
@@ -623,6 +706,26 @@ impl Load<'_> {
         batch: &arrow::record_batch::RecordBatch,
         mode: crmcube_store::Mode,
     ) -> Result<()> {
+        self.write_files(name, batch, mode, Vec::new())
+    }
+
+    /// Writes new files of a table; the commit removes the live files `replaced`.
+    fn write_replacing(
+        &mut self,
+        name: &str,
+        batch: &arrow::record_batch::RecordBatch,
+        replaced: Vec<String>,
+    ) -> Result<()> {
+        self.write_files(name, batch, crmcube_store::Mode::ReplaceFiles, replaced)
+    }
+
+    fn write_files(
+        &mut self,
+        name: &str,
+        batch: &arrow::record_batch::RecordBatch,
+        mode: crmcube_store::Mode,
+        replaced: Vec<String>,
+    ) -> Result<()> {
         self.progress.step(&format!("writing {name}"));
         let t0 = Instant::now();
         let (partition_by, sort_by) = match self.opts.schema.table(name) {
@@ -633,9 +736,26 @@ impl Load<'_> {
         let dir = self.writer.dir().join(name);
         let files = write::write_table(&dir, &file_name, partition_by, sort_by, batch)?;
         self.written.push(write::summarize(name, &files));
-        self.writer.stage(name, batch.schema(), files, mode);
+        self.writer
+            .stage_replacing(name, batch.schema(), files, mode, replaced);
         self.write_seconds += t0.elapsed().as_secs_f64();
         Ok(())
+    }
+}
+
+/// A column's values as text (`None` for nulls); empty when the column is missing.
+fn column_texts(batch: &arrow::record_batch::RecordBatch, col: &str) -> Vec<Option<String>> {
+    use arrow::array::{Array, AsArray};
+    let Some(a) = batch.column_by_name(col) else {
+        return Vec::new();
+    };
+    match arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8) {
+        Ok(t) => t
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect(),
+        Err(_) => vec![None; a.len()],
     }
 }
 

@@ -172,20 +172,40 @@ pub fn union_previous(
     Ok(st)
 }
 
-/// Merges new fact rows into the partitions of the live table they touch. Returns the
-/// rows to write for those partitions: the live rows whose natural key did not arrive
-/// again, then the new rows.
+/// Most files a fact partition may hold after a load; beyond it the partition is
+/// rewritten as one file (compaction), so daily appends do not pile up small files.
+pub const MAX_FILES_PER_PARTITION: usize = 16;
+
+/// New fact rows merged into the live table: the rows to write and the live files
+/// (relative to the table folder) they replace.
+pub struct FactMerge {
+    /// Rows to write: the new rows, then the surviving rows of the replaced files.
+    pub batch: RecordBatch,
+    /// Live files the commit removes.
+    pub replaced: Vec<String>,
+}
+
+/// Merges new fact rows into the live table, copy-on-write by file: in the partitions
+/// the new rows touch, only the live files holding a natural key that arrives again
+/// are rewritten (without those rows); the other files stay as they are, and the new
+/// rows go to new files. Reading a file's natural-key columns decides whether it is
+/// touched. A partition that would hold more than `MAX_FILES_PER_PARTITION` files is
+/// rewritten whole.
 pub fn merge_fact(
     base: Option<&Snapshot>,
     table: &str,
     def: &crmcube_model::TableDef,
     new: RecordBatch,
-) -> Result<RecordBatch> {
+) -> Result<FactMerge> {
+    let unchanged = |batch| FactMerge {
+        batch,
+        replaced: Vec::new(),
+    };
     let Some(snap) = base.and_then(|b| b.tables.get(table)) else {
-        return Ok(new);
+        return Ok(unchanged(new));
     };
     let Some(part_col) = def.partition_by.as_deref() else {
-        return Ok(new);
+        return Ok(unchanged(new));
     };
     let touched: FastSet<String> = crate::write::row_partitions(&new, part_col)?
         .into_iter()
@@ -193,32 +213,96 @@ pub fn merge_fact(
         .map(crate::write::partition_folder)
         .collect();
     let dir = base.map(|b| b.dir.join(table)).unwrap_or_default();
-    let paths: Vec<PathBuf> = snap
+    let folder = |p: &str| p.rsplit_once('/').map_or("", |(f, _)| f).to_string();
+    let candidates: Vec<&String> = snap
         .files
         .keys()
-        .filter(|p| {
-            p.rsplit_once('/')
-                .is_some_and(|(folder, _)| touched.contains(folder))
-        })
-        .map(|p| dir.join(p))
+        .filter(|p| touched.contains(&folder(p)))
         .collect();
-    if paths.is_empty() {
-        return Ok(new);
+    if candidates.is_empty() {
+        return Ok(unchanged(new));
     }
+    let mut replaced: Vec<String> = Vec::new();
+    let new_keys: FastSet<String> = if def.natural_key.is_empty() {
+        FastSet::default()
+    } else {
+        row_keys(&new, &def.natural_key, table)?
+            .into_iter()
+            .collect()
+    };
+    if !new_keys.is_empty() {
+        let schema = new.schema();
+        let idx: Vec<usize> = def
+            .natural_key
+            .iter()
+            .map(|c| schema.index_of(c).map_err(|e| Error::format(table, e)))
+            .collect::<Result<_>>()?;
+        for rel in &candidates {
+            let keys = read_projected(&dir.join(rel), &idx)?;
+            if row_keys(&keys, &def.natural_key, table)?
+                .iter()
+                .any(|k| new_keys.contains(k))
+            {
+                replaced.push((*rel).clone());
+            }
+        }
+    }
+    // Compaction: a partition that would exceed the file limit is rewritten whole.
+    for part in &touched {
+        let in_part: Vec<&String> = candidates
+            .iter()
+            .copied()
+            .filter(|p| folder(p) == *part)
+            .collect();
+        let staying = in_part.iter().filter(|p| !replaced.contains(p)).count();
+        if staying + 1 > MAX_FILES_PER_PARTITION {
+            for p in in_part {
+                if !replaced.contains(p) {
+                    replaced.push(p.clone());
+                }
+            }
+        }
+    }
+    if replaced.is_empty() {
+        return Ok(unchanged(new));
+    }
+    replaced.sort();
+    let paths: Vec<PathBuf> = replaced.iter().map(|p| dir.join(p)).collect();
     let old = read_files(&paths, &new.schema())?;
-    let keep: Vec<bool> = if def.natural_key.is_empty() {
+    let keep: Vec<bool> = if new_keys.is_empty() {
         vec![true; old.num_rows()]
     } else {
-        let new_keys: FastSet<String> = row_keys(&new, &def.natural_key, table)?
-            .into_iter()
-            .collect();
         row_keys(&old, &def.natural_key, table)?
             .iter()
             .map(|k| !new_keys.contains(k))
             .collect()
     };
     let old = filter_record_batch(&old, &keep.into()).map_err(|e| Error::format(table, e))?;
-    concat_batches(&new.schema(), &[old, new]).map_err(|e| Error::format(table, e))
+    let batch = concat_batches(&new.schema(), &[new, old]).map_err(|e| Error::format(table, e))?;
+    Ok(FactMerge { batch, replaced })
+}
+
+/// The columns `indices` of one Parquet file.
+fn read_projected(path: &std::path::Path, indices: &[usize]) -> Result<RecordBatch> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| Error::format(path.display(), e))?;
+    let mask =
+        parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+    let schema = Arc::new(
+        builder
+            .schema()
+            .project(indices)
+            .map_err(|e| Error::format(path.display(), e))?,
+    );
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| Error::format(path.display(), e))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::format(path.display(), e))?;
+    concat_batches(&schema, &batches).map_err(|e| Error::format(path.display(), e))
 }
 
 /// Day range of the dates in the live dim_date, if any.

@@ -92,10 +92,20 @@ pub struct ForeignKey {
     pub on_orphan: OnOrphan,
 }
 
+/// References from line items to their header: a line without its header has no date
+/// or customer, so it cannot be loaded against an Unknown member. Building the facts
+/// quarantines such lines itself (telling a missing header from a quarantined one).
+pub const LINE_ITEMS: [(&str, &str); 1] = [("order_lines", "order_id")];
+
 impl ForeignKey {
     /// The referenced entity name.
     pub fn target_entity(&self) -> &str {
         self.references.split('.').next().unwrap_or_default()
+    }
+
+    /// The referenced column name.
+    pub fn target_column(&self) -> &str {
+        self.references.split_once('.').map_or("", |(_, c)| c)
     }
 }
 
@@ -194,6 +204,17 @@ impl ExportContract {
                         ));
                     }
                 }
+                if fk.on_orphan == OnOrphan::Unknown
+                    && LINE_ITEMS.contains(&(name.as_str(), fk.column.as_str()))
+                {
+                    return Err(err(
+                        format!("{key}.on_orphan"),
+                        format!(
+                            "{name} rows cannot load without their {target} row (it holds their \
+                             date and customer); on_orphan must be `quarantine`"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -261,6 +282,11 @@ mod tests {
             "{e}"
         );
 
+        let line_unknown = "entities:\n  orders:\n    primary_key: [order_id]\n    columns:\n      - { name: order_id, type: string }\n  order_lines:\n    primary_key: [order_id]\n    foreign_keys: [{ column: order_id, references: orders.order_id, on_orphan: unknown }]\n    columns:\n      - { name: order_id, type: string }\n";
+        let e = ExportContract::parse(line_unknown, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on_orphan must be `quarantine`"), "{e}");
         let bad_fk = "entities:\n  a:\n    primary_key: [x]\n    foreign_keys: [{ column: x, references: b.y, on_orphan: unknown }]\n    columns:\n      - { name: x, type: string }\n";
         let e = ExportContract::parse(bad_fk, "t.yaml")
             .unwrap_err()

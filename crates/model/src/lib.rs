@@ -11,7 +11,7 @@ mod ordered;
 pub mod types;
 pub mod warehouse;
 
-pub use contract::{ColumnSpec, EntitySpec, ExportContract, ForeignKey, OnOrphan};
+pub use contract::{ColumnSpec, EntitySpec, ExportContract, ForeignKey, OnOrphan, LINE_ITEMS};
 pub use error::{Error, Result};
 pub use types::ColumnType;
 pub use warehouse::{TableDef, TableKind, WarehouseColumn, WarehouseSchema};

@@ -174,12 +174,18 @@ pub enum Mode {
     /// The new files replace the live files under the same partition folders
     /// (the folder part of their paths); other partitions stay.
     ReplacePartitions,
+    /// The new files are added and the live files named to
+    /// [`Writer::stage_replacing`] are removed; other files stay (copy-on-write of
+    /// the files a merge touches).
+    ReplaceFiles,
 }
 
 struct Staged {
     schema: Arc<Schema>,
     files: Vec<DataFile>,
     mode: Mode,
+    /// Live files to remove (`Mode::ReplaceFiles`), relative to the table folder.
+    remove: Vec<String>,
 }
 
 /// A writer holding the warehouse lock and collecting table changes for one commit.
@@ -257,8 +263,24 @@ impl Writer {
 
     /// Records the new files of a table (already written under the table folder).
     pub fn stage(&mut self, table: &str, schema: Arc<Schema>, files: Vec<DataFile>, mode: Mode) {
+        self.stage_replacing(table, schema, files, mode, Vec::new());
+    }
+
+    /// Like [`Writer::stage`], also naming live files (relative to the table folder)
+    /// that this commit removes under `Mode::ReplaceFiles`.
+    pub fn stage_replacing(
+        &mut self,
+        table: &str,
+        schema: Arc<Schema>,
+        files: Vec<DataFile>,
+        mode: Mode,
+        remove: Vec<String>,
+    ) {
         match self.staged.get_mut(table) {
-            Some(s) if mode != Mode::Replace => s.files.extend(files),
+            Some(s) if mode != Mode::Replace => {
+                s.files.extend(files);
+                s.remove.extend(remove);
+            }
             _ => {
                 self.staged.insert(
                     table.to_string(),
@@ -266,6 +288,7 @@ impl Writer {
                         schema,
                         files,
                         mode,
+                        remove,
                     },
                 );
             }
@@ -429,6 +452,11 @@ fn plan_files(old: Option<&delta::TableSnapshot>, st: &Staged) -> (Vec<DataFile>
     let replaced: Vec<&DataFile> = match st.mode {
         Mode::Append => vec![],
         Mode::Replace => old_files.clone(),
+        Mode::ReplaceFiles => old_files
+            .iter()
+            .copied()
+            .filter(|f| st.remove.iter().any(|r| *r == f.path))
+            .collect(),
         Mode::ReplacePartitions => {
             let parts: std::collections::BTreeSet<String> =
                 st.files.iter().map(|f| folder(&f.path)).collect();

@@ -370,3 +370,68 @@ fn the_corpora_hold_at_least_60_distinct_cases() {
         crate::bad_input::case_count()
     );
 }
+
+/// `on_orphan: quarantine` in the contract is honoured for any foreign key: with it on
+/// orders.customer_id an order of an unknown customer is quarantined (and its lines
+/// with it, as lines of no loaded order), where the built-in contract loads it against
+/// the Unknown customer.
+#[test]
+fn on_orphan_quarantine_in_the_contract_is_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schemas = tmp.path().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    let root = crate::common::repo_root().join("schemas");
+    for f in ["warehouse.yaml", "oltp.yaml"] {
+        std::fs::copy(root.join(f), schemas.join(f)).unwrap();
+    }
+    let oltp = std::fs::read_to_string(schemas.join("oltp.yaml")).unwrap();
+    let from = "      - { column: customer_id, references: customers.customer_id, on_orphan: unknown }\n      - { column: region_id, references: regions.region_id, on_orphan: unknown }\n      - { column: campaign_id";
+    assert!(
+        oltp.contains(from),
+        "orders' foreign keys moved in oltp.yaml"
+    );
+    let strict = oltp.replacen(
+        from,
+        &from.replacen("on_orphan: unknown", "on_orphan: quarantine", 1),
+        1,
+    );
+    std::fs::write(schemas.join("oltp.yaml"), strict).unwrap();
+    let mut files = base();
+    replace(&mut files, "orders.csv", "O2,C2,", b"O2,C9,");
+    let src = tmp.path().join("export");
+    write_export(&src, &files);
+    let wh = tmp.path().join("warehouse");
+    let run = crmcube_in(
+        tmp.path(),
+        &[
+            "ingest",
+            "--source",
+            src.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--schemas",
+            schemas.to_str().unwrap(),
+        ],
+    );
+    let problems = judge(
+        &Expect::Quarantined(&[
+            (
+                "order_lines",
+                4,
+                "order_id",
+                "not found among the loaded orders",
+            ),
+            (
+                "orders",
+                3,
+                "customer_id",
+                "not found among the loaded customers",
+            ),
+        ]),
+        &run,
+        &wh,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let rows = query(&wh, "SELECT COUNT(DISTINCT order_id) AS n FROM fact_sales");
+    assert_eq!(crate::common::num(&rows[0]["n"]), 1.0);
+}
