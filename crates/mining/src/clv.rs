@@ -282,6 +282,17 @@ pub fn holdout_table(
 mod tests {
     use super::*;
 
+    /// The discounted CLV sum recomputed term by term from E[Y(t)] (weeks).
+    fn naive_clv(model: &PurchaseModel, h: &History, spend: f64, s: &ClvSettings) -> f64 {
+        (1..=s.horizon_months as i32)
+            .map(|m| {
+                let a = model.expected_purchases(h, f64::from(m) * 4.345);
+                let b = model.expected_purchases(h, f64::from(m - 1) * 4.345);
+                (a - b) * spend / (1.0 + s.monthly_discount).powi(m)
+            })
+            .sum()
+    }
+
     #[test]
     fn clv_discounts_monthly_increments() {
         let model = PurchaseModel::BgNbd(BgNbdParams::new(0.243, 4.414, 0.793, 2.426));
@@ -306,14 +317,7 @@ mod tests {
         // and at month 1.
         let d = discounted_clv(&model, &h, 50.0, &s);
         assert!(d < 50.0 * e / 1.01 && d > 50.0 * e / 1.01f64.powi(12));
-        // A naive recomputation of the sum.
-        let naive: f64 = (1..=12)
-            .map(|m| {
-                let a = model.expected_purchases(&h, m as f64 * 4.345);
-                let b = model.expected_purchases(&h, (m - 1) as f64 * 4.345);
-                (a - b) * 50.0 / 1.01f64.powi(m)
-            })
-            .sum();
+        let naive = naive_clv(&model, &h, 50.0, &s);
         assert!((d - naive).abs() < 1e-12);
     }
 
@@ -352,13 +356,7 @@ mod tests {
             let got = predict(&model, &spend, &customers, &s);
             for ((hh, sp), p) in customers.iter().zip(&got) {
                 let es = spend.expected_spend(sp);
-                let naive_clv: f64 = (1..=6)
-                    .map(|m| {
-                        let a = model.expected_purchases(hh, m as f64 * 4.345);
-                        let b = model.expected_purchases(hh, (m - 1) as f64 * 4.345);
-                        (a - b) * es / 1.02f64.powi(m)
-                    })
-                    .sum();
+                let naive_clv = naive_clv(&model, hh, es, &s);
                 let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
                 assert!(close(p.p_alive, model.p_alive(hh)));
                 assert!(close(
