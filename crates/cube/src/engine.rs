@@ -485,7 +485,10 @@ impl Cube {
             sql: vec![rows_sql, count_sql],
             sources: vec![format!(
                 "{fact}: base facts {} (drill-through lists fact rows; pre-aggregations hold none)",
-                self.model.fact(&fact).map(|f| f.table.as_str()).unwrap_or_default()
+                self.model
+                    .fact(&fact)
+                    .map(|f| f.table.as_str())
+                    .unwrap_or_default()
             )],
             notes: vec![format!("fact rows of `{fact}` behind {measure}")],
         })

@@ -4,11 +4,11 @@
 pub mod checks;
 pub mod describe;
 pub mod engine;
+pub mod materialize;
 pub mod model;
 pub mod period;
 pub mod plan;
 pub mod preagg;
-pub mod materialize;
 pub mod query;
 pub mod warehouse;
 

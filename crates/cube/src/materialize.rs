@@ -84,7 +84,10 @@ enum Plan {
     Skip(String),
     UpToDate,
     Full(String),
-    Incremental { members: Vec<String>, reason: String },
+    Incremental {
+        members: Vec<String>,
+        reason: String,
+    },
 }
 
 /// Builds the pre-aggregations of `model` in the warehouse `dir` (all, or those named)
@@ -308,9 +311,7 @@ async fn plan(
         return Ok(Plan::Full(fact_changed));
     };
     if old.schema != new.schema {
-        return Ok(Plan::Full(format!(
-            "{fact_changed}; its columns changed"
-        )));
+        return Ok(Plan::Full(format!("{fact_changed}; its columns changed")));
     }
     let removed: Vec<&String> = old
         .files
@@ -415,8 +416,7 @@ async fn build_table(
     for (n, member) in members.iter().enumerate() {
         // A member whose rows are all gone gets an empty file, which replaces its
         // partition.
-        let mask: arrow::array::BooleanArray =
-            labels.iter().map(|l| Some(l == member)).collect();
+        let mask: arrow::array::BooleanArray = labels.iter().map(|l| Some(l == member)).collect();
         let part = arrow::compute::filter_record_batch(&all, &mask)
             .map_err(|e| Error::format(&layout.table, e))?;
         let folder = format!("{}={}", p.level.level, folder_name(member));

@@ -397,7 +397,9 @@ impl RowSource for Star<'_> {
 /// Compiles the aggregate queries of one fact: plain measures in one query, each
 /// count_distinct_having measure in its own nested query.
 pub fn fact_queries(model: &CubeModel, spec: &FactSpec) -> Result<Vec<FactQuery>> {
-    queries_from(model, spec, &mut || Ok(Box::new(Star::new(model, spec.fact)?)))
+    queries_from(model, spec, &mut || {
+        Ok(Box::new(Star::new(model, spec.fact)?))
+    })
 }
 
 /// A fresh row source for each statement.

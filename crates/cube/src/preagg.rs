@@ -23,7 +23,7 @@
 
 use crate::engine::Cube;
 use crate::model::{names, Agg, CubeModel, LevelRef, Link, MeasureKind};
-use crate::plan::{ident, literal, member_condition, RowAgg, RowSource, Star, FactQuery, FactSpec};
+use crate::plan::{ident, literal, member_condition, FactQuery, FactSpec, RowAgg, RowSource, Star};
 use crate::query::Filter;
 use crate::warehouse::Warehouse;
 use arrow::array::{Array, StringArray};
@@ -145,10 +145,7 @@ fn keys_of(model: &CubeModel, base: &str) -> Vec<KeySpec> {
     };
     match m.agg {
         Some(Agg::CountDistinct) => key(&m.column).into_iter().collect(),
-        Some(Agg::CountDistinctHaving) => key(&m.column)
-            .into_iter()
-            .chain(key(&m.per))
-            .collect(),
+        Some(Agg::CountDistinctHaving) => key(&m.column).into_iter().chain(key(&m.per)).collect(),
         _ => vec![],
     }
 }
@@ -328,9 +325,9 @@ impl Layout {
             group.push(format!("l{i}"));
             outer.push(format!("l{i} AS {}", ident(&l.column)));
             if let Some(c) = &l.code {
-                let code = star.code_label(&l.level)?.ok_or_else(|| {
-                    Error::Usage(format!("level `{}` has no code", l.level))
-                })?;
+                let code = star
+                    .code_label(&l.level)?
+                    .ok_or_else(|| Error::Usage(format!("level `{}` has no code", l.level)))?;
                 select.push(format!("{code} AS c{i}"));
                 group.push(format!("c{i}"));
                 outer.push(format!("c{i} AS {}", ident(c)));
@@ -487,11 +484,7 @@ pub(crate) fn check(model: &CubeModel) -> Result<()> {
     };
     for (name, def) in &model.pre_aggregations {
         let base = format!("pre_aggregations.{name}");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(err(
                 base,
                 "a pre-aggregation's name may hold letters, digits and _ only (it names the table _preagg_<name>)".into(),
@@ -542,7 +535,10 @@ pub(crate) fn check(model: &CubeModel) -> Result<()> {
             let r = level_ref(text).ok_or_else(|| {
                 err(
                     key.clone(),
-                    format!("\"{text}\" is not dimension.level (levels: {})", model.level_names()),
+                    format!(
+                        "\"{text}\" is not dimension.level (levels: {})",
+                        model.level_names()
+                    ),
                 )
             })?;
             if model.level(&r).is_none() {
@@ -697,8 +693,15 @@ pub async fn read_state(ctx: &datafusion::prelude::SessionContext) -> Result<Vec
                 })
                 .collect())
         };
-        let (name, fact, fp, sources, v, at, build) =
-            (col(0)?, col(1)?, col(2)?, col(3)?, col(4)?, col(5)?, col(6)?);
+        let (name, fact, fp, sources, v, at, build) = (
+            col(0)?,
+            col(1)?,
+            col(2)?,
+            col(3)?,
+            col(4)?,
+            col(5)?,
+            col(6)?,
+        );
         for i in 0..b.num_rows() {
             let sources = parse_sources(&sources[i])?;
             out.push(BuildRecord {
@@ -849,10 +852,16 @@ impl Catalog {
         measures: &[String],
         levels: &[LevelRef],
     ) -> Choice {
-        let table = model.fact(fact).map(|f| f.table.clone()).unwrap_or_default();
+        let table = model
+            .fact(fact)
+            .map(|f| f.table.clone())
+            .unwrap_or_default();
         let head = format!("{fact} ({})", measures.join(", "));
-        let mine: Vec<&(Layout, Status)> =
-            self.entries.iter().filter(|(l, _)| l.fact == fact).collect();
+        let mine: Vec<&(Layout, Status)> = self
+            .entries
+            .iter()
+            .filter(|(l, _)| l.fact == fact)
+            .collect();
         if let Some(why) = &self.off {
             return Choice {
                 used: None,
@@ -871,7 +880,7 @@ impl Catalog {
         }
         let mut usable: Vec<(&Layout, u64)> = Vec::new();
         let mut reasons: Vec<(String, String)> = Vec::new();
-        let mut notes = Vec::new();
+        let mut stale: Vec<(String, String)> = Vec::new();
         for (l, status) in &mine {
             let mut why = measures.iter().find_map(|m| l.cannot_compute(model, m));
             if why.is_none() {
@@ -885,10 +894,7 @@ impl Catalog {
                 (None, Status::Fresh { rows }) => usable.push((l, *rows)),
                 (None, s) => {
                     if let Status::Stale(w) = s {
-                        notes.push(format!(
-                            "pre-aggregation {} is stale ({w}), so {fact} is read from the base facts; run `crmcube cube materialize`",
-                            l.name
-                        ));
+                        stale.push((l.name.clone(), w.clone()));
                     }
                     reasons.push((l.name.clone(), s.describe()));
                 }
@@ -916,7 +922,18 @@ impl Catalog {
             }
         } else {
             lines.push(format!(
-                "{head}: base facts {table} (no pre-aggregation can answer)"
+                "{head}: base facts {table} (no fresh pre-aggregation can answer)"
+            ));
+        }
+        // A stale pre-aggregation that would answer is worth a word even without
+        // --explain: the query is slower than it would be after materializing.
+        let mut notes = Vec::new();
+        if let (None, Some((_, why))) = (&used, stale.first()) {
+            let names: Vec<&str> = stale.iter().map(|(n, _)| n.as_str()).collect();
+            notes.push(format!(
+                "{fact} is read from the base facts: pre-aggregation {} would answer but {} stale ({why}); run `crmcube cube materialize`",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" }
             ));
         }
         for (n, w) in reasons {
@@ -952,6 +969,53 @@ impl Cube {
     pub fn skip_pre_aggregations(&mut self, reason: &str) -> Result<()> {
         self.preaggs = Some(Catalog::off(&self.model, reason)?);
         Ok(())
+    }
+
+    /// Sets the pre-aggregations the planner may use, with their status (as
+    /// [`Catalog::open`] finds it for a warehouse).
+    pub fn set_pre_aggregations(&mut self, catalog: Catalog) {
+        self.preaggs = Some(catalog);
+    }
+
+    /// `describe` rows of the pre-aggregations: name, kind, definition, facts, status.
+    pub(crate) fn describe_pre_aggregations(&self) -> Vec<[String; 5]> {
+        let mut out = Vec::new();
+        for (name, def) in &self.model.pre_aggregations {
+            let layout = Layout::new(&self.model, name);
+            let kind = def
+                .partition_by
+                .as_ref()
+                .map(|p| format!("by {p}"))
+                .unwrap_or_default();
+            let mut definition =
+                format!("{} by {}", def.measures.join(", "), def.levels.join(", "));
+            if let Ok(l) = &layout {
+                if l.levels.len() > def.levels.len() {
+                    definition.push_str(&format!(" (stores {})", l.level_names()));
+                }
+            }
+            if !def.description.is_empty() {
+                definition.push_str(&format!(" -- {}", def.description));
+            }
+            let table = self
+                .model
+                .fact(&def.fact)
+                .map(|f| f.table.clone())
+                .unwrap_or_default();
+            let facts = format!("{} ({table}) into {TABLE_PREFIX}{name}", def.fact);
+            let status = match (&self.preaggs, self.is_checked()) {
+                (Some(c), _) if c.off.is_none() => c
+                    .entries
+                    .iter()
+                    .find(|(l, _)| &l.name == name)
+                    .map(|(_, s)| s.describe())
+                    .unwrap_or_default(),
+                (_, true) => "not checked".into(),
+                (_, false) => "not checked (no --warehouse)".into(),
+            };
+            out.push([name.clone(), kind, definition, facts, status]);
+        }
+        out
     }
 
     /// The pre-aggregations and their status, if consulted.
@@ -1140,7 +1204,9 @@ mod tests {
     #[test]
     fn distinct_counts_are_not_derivable_from_sums() {
         let m = CubeModel::parse(
-            &with("  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n"),
+            &with(
+                "  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n",
+            ),
             "cube.yaml",
             &wh(),
         )

@@ -210,7 +210,9 @@ fn describe(a: DescribeArgs) -> Result<()> {
         let cube = match &a.warehouse {
             Some(w) => {
                 let wh = Warehouse::open(w).await?;
-                Cube::open(model, wh.context()).await?
+                let mut cube = Cube::open(model, wh.context()).await?;
+                cube.use_pre_aggregations(&wh).await?;
+                cube
             }
             None => Cube::unchecked(model),
         };
