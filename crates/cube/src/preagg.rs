@@ -634,7 +634,7 @@ pub struct BuildRecord {
     pub fingerprint: String,
     /// Delta version of every source table.
     pub sources: BTreeMap<String, u64>,
-    /// Remaining columns, kept as they are.
+    /// Fact aggregated.
     pub fact: String,
     /// Warehouse version the build read.
     pub built_from_version: i64,
@@ -987,13 +987,12 @@ impl Cube {
                 .as_ref()
                 .map(|p| format!("by {p}"))
                 .unwrap_or_default();
-            let mut definition =
-                format!("{} by {}", def.measures.join(", "), def.levels.join(", "));
-            if let Ok(l) = &layout {
-                if l.levels.len() > def.levels.len() {
-                    definition.push_str(&format!(" (stores {})", l.level_names()));
-                }
-            }
+            // The levels it stores: the declared ones and those above them.
+            let levels = match &layout {
+                Ok(l) => l.level_names(),
+                Err(_) => def.levels.join(", "),
+            };
+            let mut definition = format!("{} by {levels}", def.measures.join(", "));
             if !def.description.is_empty() {
                 definition.push_str(&format!(" -- {}", def.description));
             }

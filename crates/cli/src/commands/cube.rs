@@ -199,7 +199,7 @@ pub fn run(ctx: &Context, c: CubeCommand) -> Result<()> {
     match c {
         CubeCommand::Describe(a) => describe(a),
         CubeCommand::Query(a) => query(ctx, *a),
-        CubeCommand::Materialize(a) => materialize(ctx, a),
+        CubeCommand::Materialize(a) => materialize(a),
     }
 }
 
@@ -366,7 +366,7 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn materialize(ctx: &Context, a: MaterializeArgs) -> Result<()> {
+fn materialize(a: MaterializeArgs) -> Result<()> {
     let model = a.model.load()?;
     let opts = MaterializeOptions {
         names: a
@@ -377,10 +377,6 @@ fn materialize(ctx: &Context, a: MaterializeArgs) -> Result<()> {
             .collect(),
         full: a.full,
     };
-    ctx.note(format!(
-        "materializing pre-aggregations in {}",
-        a.warehouse.display()
-    ));
     let rt = runtime()?;
     let report = rt.block_on(crmcube_cube::materialize(&a.warehouse, &model, &opts))?;
     match a.format {
