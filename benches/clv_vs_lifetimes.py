@@ -142,11 +142,23 @@ def main():
     joined = ours.join(clv.rename("lt_clv"))
     rel = (joined["clv"] - joined["lt_clv"]).abs() / joined["lt_clv"].abs().clip(lower=1e-9)
 
-    print(f"customers            {args.customers:,}  (rows {nrows:,})")
-    print(f"crmcube mine clv     {t_crm:8.2f} s  (whole command)")
+    ct = cp.get("timings_seconds", {})
+    crm_model = ct.get("fit_purchases", 0) + ct.get("fit_spend", 0) + ct.get("score", 0)
+    lt_model = t_bg + t_gg + t_clv
+    max_param = max(abs(a - b) / abs(b) for _, _, a, b in rows)
+    print(f"customers            {args.customers:,}  (rows {nrows:,}, "
+          f"{cp['distinct_histories']:,} distinct histories)")
+    print(f"crmcube mine clv     {t_crm:8.2f} s  (whole command: "
+          + ", ".join(f"{k} {ct[k]:.3f}" for k in
+                      ["read", "summarise", "fit_purchases", "fit_spend", "score", "write"]
+                      if k in ct) + ")")
     print(f"lifetimes            {t_lt:8.2f} s  (summary {t_summary:.2f}, BG/NBD fit {t_bg:.2f}, "
           f"Gamma-Gamma fit {t_gg:.2f}, CLV {t_clv:.2f})")
-    print(f"ratio                {t_lt / t_crm:8.1f}x  wall clock")
+    print(f"ratio                {t_lt / t_crm:8.1f}x  wall clock, whole pipeline")
+    if crm_model > 0:
+        print(f"fit + score          crmcube {crm_model:.3f} s, lifetimes {lt_model:.2f} s, "
+              f"ratio {lt_model / crm_model:.1f}x  (BG/NBD fit + Gamma-Gamma fit + CLV)")
+    print(f"threads              crmcube {os.environ.get('RAYON_NUM_THREADS', os.cpu_count())}")
     print(f"CPU time             crmcube {cpu_crm:.2f} s, lifetimes {cpu_lt:.2f} s, "
           f"ratio {cpu_lt / cpu_crm:.1f}x")
     print(f"{'model':<12}{'param':<8}{'crmcube':>14}{'lifetimes':>14}{'rel diff':>12}")
@@ -154,12 +166,21 @@ def main():
         print(f"{m:<12}{k:<8}{a:>14.6f}{b:>14.6f}{abs(a - b) / abs(b):>12.2e}")
     print(f"BG/NBD log-likelihood (crmcube)  {cp['log_likelihood']:.3f}")
     print(f"per-customer CLV: median rel diff {rel.median():.2e}, 99th pct {rel.quantile(0.99):.2e}")
+    print(f"largest parameter rel diff {max_param:.2e} "
+          f"({'within' if max_param <= 0.01 else 'OUTSIDE'} 1%)")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "customers": args.customers, "rows": nrows, "crmcube_s": t_crm,
             "lifetimes_s": t_lt, "crmcube_cpu_s": cpu_crm, "lifetimes_cpu_s": cpu_lt,
             "lifetimes_parts_s": {
                 "summary": t_summary, "bgnbd": t_bg, "gammagamma": t_gg, "clv": t_clv},
+            "crmcube_parts_s": ct, "crmcube_fit_score_s": crm_model,
+            "lifetimes_fit_score_s": lt_model,
+            "distinct_histories": cp["distinct_histories"],
+            "threads": os.environ.get("RAYON_NUM_THREADS", os.cpu_count()),
+            "loadavg_before": os.getloadavg(),
+            "max_param_rel_diff": max_param,
+            "clv_rel_diff": {"median": float(rel.median()), "p99": float(rel.quantile(0.99))},
             "params": [{"model": m, "param": k, "crmcube": a, "lifetimes": b}
                        for m, k, a, b in rows],
         }, indent=2))

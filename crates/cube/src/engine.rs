@@ -970,11 +970,14 @@ fn sort_members(a: &[String], b: &[String]) -> std::cmp::Ordering {
         .cmp(b.iter().map(|x| member_rank(x)))
 }
 
+/// Pivot cells: (row members, column members) → measure values.
+type PivotCells = HashMap<(Vec<String>, Vec<String>), Vec<Option<f64>>>;
+
 /// Turns the column-axis members into `<member> | <value>` columns.
 fn pivot(table: Table, nrows: usize, ncols: usize) -> Table {
     let mut col_members: Vec<Vec<String>> = Vec::new();
     let mut row_keys: Vec<Vec<String>> = Vec::new();
-    let mut cells: HashMap<(Vec<String>, Vec<String>), Vec<Option<f64>>> = HashMap::new();
+    let mut cells: PivotCells = HashMap::new();
     for (k, v) in table.rows {
         let rk = k[..nrows].to_vec();
         let ck = k[nrows..nrows + ncols].to_vec();

@@ -7,8 +7,8 @@
 //! first purchase.
 
 use crate::history::{GroupedHistories, History};
-use crate::optim::minimize;
-use crate::special::{ln_gamma, log_add_exp};
+use crate::optim::minimize_smooth;
+use crate::special::{digamma, ln_gamma, log_add_exp};
 use serde::Serialize;
 
 /// Which of the two dropout processes.
@@ -123,6 +123,12 @@ impl BgNbdParams {
     /// bracket for MBG/NBD. The bracket is evaluated after Euler's transformation,
     /// which makes the removable singularity at a = 1 harmless (see `bracket`).
     pub fn expected_purchases(&self, h: &History, t: f64) -> f64 {
+        self.expected_purchases_if_alive(h.x, h.t, t) * self.p_alive(h)
+    }
+
+    /// E[Y(t)] of a customer still active at T with x repeat purchases: the
+    /// bracket of `expected_purchases`, which depends on (x, T) only.
+    pub fn expected_purchases_if_alive(&self, x: f64, big_t: f64, t: f64) -> f64 {
         if t <= 0.0 {
             return 0.0;
         }
@@ -130,7 +136,7 @@ impl BgNbdParams {
             Dropout::AfterRepeat => self.b,
             Dropout::AlsoAtStart => self.b + 1.0,
         };
-        bracket(self.r, self.a, b, h.x, t / (self.alpha + h.t + t)) * self.p_alive(h)
+        bracket(self.r, self.a, b, x, t / (self.alpha + big_t + t))
     }
 
     /// Probability of no purchase in the next `t` time units: inactive, or active
@@ -138,9 +144,13 @@ impl BgNbdParams {
     /// ((α+T)/(α+T+t))^(r+x) (given activity, λ ~ Gamma(r+x, α+T) a posteriori and
     /// a dropout can only follow a purchase).
     pub fn p_no_purchase(&self, h: &History, t: f64) -> f64 {
-        let pa = self.p_alive(h);
-        let none = ((self.alpha + h.t) / (self.alpha + h.t + t)).powf(self.r + h.x);
-        1.0 - pa + pa * none
+        1.0 - self.p_alive(h) * self.p_purchase_if_alive(h.x, h.t, t)
+    }
+
+    /// Probability of a purchase in the next `t` units for a customer active at T:
+    /// 1 − ((α+T)/(α+T+t))^(r+x).
+    pub fn p_purchase_if_alive(&self, x: f64, big_t: f64, t: f64) -> f64 {
+        1.0 - ((self.alpha + big_t) / (self.alpha + big_t + t)).powf(self.r + x)
     }
 
     /// Expected repeat purchases of a new customer in (0, t], E[X(t)].
@@ -155,7 +165,75 @@ impl BgNbdParams {
         )
     }
 
-    /// Maximum-likelihood fit.
+    /// Log-likelihood of all customers and its gradient in (r, α, a, b):
+    /// `[ll, ∂r, ∂α, ∂a, ∂b]`.
+    ///
+    /// Per customer, ll = c(x) + ln(e^A + e^B) with A = −(r+x) ln(α+T) and
+    /// B = ln(a/(b+x−1+δ)) − (r+x) ln(α+t_x); with w = e^B/(e^A+e^B) the share of the
+    /// "dropped out after the last purchase" branch,
+    /// ∂r = ψ(r+x) − ψ(r) + ln α − (1−w) ln(α+T) − w ln(α+t_x),
+    /// ∂α = r/α − (r+x) ((1−w)/(α+T) + w/(α+t_x)),
+    /// ∂a = ψ(a+b) − ψ(a+b+x+δ) + w/a,
+    /// ∂b = ψ(a+b) + ψ(b+x+δ) − ψ(b) − ψ(a+b+x+δ) − w/(b+x−1+δ).
+    pub fn log_likelihood_gradient(&self, data: &GroupedHistories) -> [f64; 5] {
+        let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
+        let d = match self.dropout {
+            Dropout::AfterRepeat => 0.0,
+            Dropout::AlsoAtStart => 1.0,
+        };
+        let (psi_r, psi_ab, psi_b, ln_alpha) = (digamma(r), digamma(a + b), digamma(b), alpha.ln());
+        // ln(α+t) and 1/(α+t) once per distinct time.
+        let ln_at: Vec<f64> = data.times.iter().map(|t| (alpha + t).ln()).collect();
+        let inv_at: Vec<f64> = data.times.iter().map(|t| 1.0 / (alpha + t)).collect();
+        data.weighted_sums(|rows, slots| {
+            let mut acc = [0.0; 5];
+            // Per-x terms: (x, c, branch, ∂c/∂r, ∂c/∂a, ∂c/∂b, 1/(b+x−1+δ)).
+            let mut cur = (f64::NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            for ((h, wt), &(sx, st)) in rows.iter().zip(slots) {
+                if h.x != cur.0 {
+                    let (c, branch) = self.per_x(h.x);
+                    let psi_abx = digamma(a + b + h.x + d);
+                    cur = (
+                        h.x,
+                        c,
+                        branch,
+                        digamma(r + h.x) - psi_r + ln_alpha,
+                        psi_ab - psi_abx,
+                        psi_ab + digamma(b + h.x + d) - psi_b - psi_abx,
+                        1.0 / (b + h.x - 1.0 + d),
+                    );
+                }
+                let (_, c, branch, dc_r, dc_a, dc_b, inv) = cur;
+                let k = r + h.x;
+                let (lt, ltx) = (ln_at[st as usize], ln_at[sx as usize]);
+                let big_a = -k * lt;
+                let big_b = branch - k * ltx;
+                // ln(e^A + e^B) and w = e^B / (e^A + e^B) from one exp.
+                let (lse, w) = if branch == f64::NEG_INFINITY {
+                    (big_a, 0.0)
+                } else {
+                    let e = (-(big_a - big_b).abs()).exp();
+                    let share = 1.0 / (1.0 + e);
+                    (
+                        big_a.max(big_b) + e.ln_1p(),
+                        if big_b >= big_a { share } else { e * share },
+                    )
+                };
+                acc[0] += wt * (c + lse);
+                acc[1] += wt * (dc_r - (1.0 - w) * lt - w * ltx);
+                acc[2] += wt
+                    * (r / alpha - k * ((1.0 - w) * inv_at[st as usize] + w * inv_at[sx as usize]));
+                acc[3] += wt * (dc_a + w / a);
+                // w = 0 when the branch does not exist (x = 0 in BG/NBD, where
+                // 1/(b+x−1) may be infinite).
+                acc[4] += wt * (dc_b - if w > 0.0 { w * inv } else { 0.0 });
+            }
+            acc
+        })
+    }
+
+    /// Maximum-likelihood fit: BFGS over log-parameters with the analytic gradient,
+    /// from three starting points.
     pub fn fit(data: &GroupedHistories, dropout: Dropout) -> Fit<BgNbdParams> {
         let make = |p: &[f64]| BgNbdParams {
             r: p[0].exp(),
@@ -164,14 +242,21 @@ impl BgNbdParams {
             b: p[3].exp(),
             dropout,
         };
-        let f = |p: &[f64]| -make(p).total_log_likelihood(data);
+        let fg = |p: &[f64], g: &mut [f64]| {
+            let m = make(p);
+            let v = m.log_likelihood_gradient(data);
+            for (i, scale) in [m.r, m.alpha, m.a, m.b].into_iter().enumerate() {
+                g[i] = -v[i + 1] * scale;
+            }
+            -v[0]
+        };
         let mean_t = mean_age(data).max(1e-9).ln();
         let starts = vec![
             vec![0.0, mean_t, 0.0, 0.0],
             vec![-1.0, mean_t - 1.0, -0.5, 1.0],
             vec![0.5, mean_t + 1.0, 1.0, 2.0],
         ];
-        let m = minimize(&f, &starts);
+        let m = minimize_smooth(&fg, &starts);
         Fit {
             params: make(&m.x),
             log_likelihood: -m.value,
@@ -259,6 +344,43 @@ mod tests {
         (a + b + hh.x - 1.0) / (a - 1.0)
             * (1.0 - ((al + hh.t) / (al + hh.t + t)).powf(r + hh.x) * f)
             * p.p_alive(hh)
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let data = GroupedHistories::new(&[
+            h(0.0, 0.0, 30.0),
+            h(0.0, 0.0, 12.5),
+            h(2.0, 30.43, 38.86),
+            h(5.0, 10.0, 38.0),
+            h(5.0, 36.0, 38.0),
+            h(1.0, 0.5, 2.0),
+        ]);
+        for base in [CDNOW, BgNbdParams::modified(1.3, 12.0, 1.0, 0.4)] {
+            let g = base.log_likelihood_gradient(&data);
+            assert!((g[0] - base.total_log_likelihood(&data)).abs() < 1e-9 * g[0].abs());
+            for i in 0..4 {
+                let at = |e: f64| {
+                    let mut v = [base.r, base.alpha, base.a, base.b];
+                    v[i] *= 1.0 + e;
+                    BgNbdParams {
+                        r: v[0],
+                        alpha: v[1],
+                        a: v[2],
+                        b: v[3],
+                        ..base
+                    }
+                    .total_log_likelihood(&data)
+                };
+                let step = 1e-6 * [base.r, base.alpha, base.a, base.b][i];
+                let numeric = (at(1e-6) - at(-1e-6)) / (2.0 * step);
+                assert!(
+                    (g[i + 1] - numeric).abs() < 1e-5 * (1.0 + numeric.abs()),
+                    "parameter {i}: {} vs {numeric}",
+                    g[i + 1]
+                );
+            }
+        }
     }
 
     #[test]

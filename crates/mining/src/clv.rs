@@ -9,6 +9,7 @@ use crate::paretonbd::ParetoNbdParams;
 use crate::transactions::{CalibrationHistory, TimeUnit};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// The purchase models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +85,22 @@ impl PurchaseModel {
         }
     }
 
+    /// For a customer active at T with x repeat purchases: expected purchases and the
+    /// probability of at least one purchase in the next `t` units. Both models factor
+    /// as E[Y(t)] = P(alive) × the first, P(no purchase) = 1 − P(alive) × the second.
+    pub fn if_alive(&self, x: f64, big_t: f64, t: f64) -> (f64, f64) {
+        match self {
+            PurchaseModel::BgNbd(p) => (
+                p.expected_purchases_if_alive(x, big_t, t),
+                p.p_purchase_if_alive(x, big_t, t),
+            ),
+            PurchaseModel::ParetoNbd(p) => (
+                p.expected_purchases_if_alive(x, big_t, t),
+                p.p_purchase_if_alive(x, big_t, t),
+            ),
+        }
+    }
+
     /// Log-likelihood over all customers.
     pub fn total_log_likelihood(&self, data: &GroupedHistories) -> f64 {
         match self {
@@ -116,15 +133,26 @@ impl ClvSettings {
 /// month (30 days or 4.345 weeks) — the formula of `lifetimes`'
 /// `customer_lifetime_value`.
 pub fn discounted_clv(model: &PurchaseModel, h: &History, spend: f64, s: &ClvSettings) -> f64 {
+    model.p_alive(h) * discounted_purchases_if_alive(model, h.x, h.t, s) * spend
+}
+
+/// Σ_{m=1..H} (E[Y(m·f)] − E[Y((m−1)·f)]) / (1+d)^m for a customer active at T with
+/// x repeat purchases; `discounted_clv` is this × P(alive) × spend.
+pub fn discounted_purchases_if_alive(
+    model: &PurchaseModel,
+    x: f64,
+    big_t: f64,
+    s: &ClvSettings,
+) -> f64 {
     let f = s.unit.per_month();
     let mut prev = 0.0;
-    let mut clv = 0.0;
+    let mut sum = 0.0;
     for m in 1..=s.horizon_months {
-        let e = model.expected_purchases(h, f64::from(m) * f);
-        clv += (e - prev) * spend / (1.0 + s.monthly_discount).powi(m as i32);
+        let e = model.if_alive(x, big_t, f64::from(m) * f).0;
+        sum += (e - prev) / (1.0 + s.monthly_discount).powi(m as i32);
         prev = e;
     }
-    clv
+    sum
 }
 
 /// Model outputs for one customer.
@@ -142,7 +170,9 @@ pub struct Prediction {
     pub clv: f64,
 }
 
-/// Scores every customer, in parallel.
+/// Scores every customer, in parallel. Expected purchases, P(no purchase) and CLV
+/// are P(alive) times factors that depend on (x, T) only; those factors are
+/// computed once per distinct (x, T) and shared.
 pub fn predict(
     model: &PurchaseModel,
     spend: &GammaGammaParams,
@@ -150,16 +180,45 @@ pub fn predict(
     s: &ClvSettings,
 ) -> Vec<Prediction> {
     let horizon = s.horizon();
+    // The factors given activity depend on (x, T) only: computed once per pair.
+    let mut pair_index: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let slots: Vec<usize> = customers
+        .iter()
+        .map(|(h, _)| {
+            *pair_index
+                .entry((h.x.to_bits(), h.t.to_bits()))
+                .or_insert_with(|| {
+                    pairs.push((h.x, h.t));
+                    pairs.len() - 1
+                })
+        })
+        .collect();
+    // (E[purchases | alive], P(purchase | alive), discounted purchases | alive)
+    let per_pair: Vec<(f64, f64, f64)> = pairs
+        .par_iter()
+        .map(|&(x, big_t)| {
+            let (expected, p_purchase) = model.if_alive(x, big_t, horizon);
+            (
+                expected,
+                p_purchase,
+                discounted_purchases_if_alive(model, x, big_t, s),
+            )
+        })
+        .collect();
     customers
         .par_iter()
-        .map(|(h, sp)| {
+        .zip(slots.par_iter())
+        .map(|((h, sp), &slot)| {
+            let (expected, p_purchase, discounted) = per_pair[slot];
+            let p_alive = model.p_alive(h);
             let expected_spend = spend.expected_spend(sp);
             Prediction {
-                p_alive: model.p_alive(h),
-                expected_purchases: model.expected_purchases(h, horizon),
-                p_no_purchase: model.p_no_purchase(h, horizon),
+                p_alive,
+                expected_purchases: p_alive * expected,
+                p_no_purchase: 1.0 - p_alive * p_purchase,
                 expected_spend,
-                clv: discounted_clv(model, h, expected_spend, s),
+                clv: p_alive * discounted * expected_spend,
             }
         })
         .collect()
@@ -256,5 +315,59 @@ mod tests {
             })
             .sum();
         assert!((d - naive).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shared_factors_give_the_direct_per_customer_values() {
+        let h = |x, t_x, t| History { x, t_x, t };
+        let customers: Vec<(History, Spend)> = [
+            (h(0.0, 0.0, 40.0), 0.0),
+            (h(2.0, 30.0, 40.0), 20.0),
+            (h(2.0, 10.0, 40.0), 35.0),
+            (h(2.0, 30.0, 40.0), 5.0),
+            (h(6.0, 12.0, 13.0), 80.0),
+        ]
+        .iter()
+        .map(|&(hh, mean)| (hh, Spend { x: hh.x, mean }))
+        .collect();
+        let spend = GammaGammaParams {
+            p: 6.25,
+            q: 3.74,
+            gamma: 15.44,
+        };
+        let s = ClvSettings {
+            horizon_months: 6,
+            monthly_discount: 0.02,
+            unit: TimeUnit::Weeks,
+        };
+        for model in [
+            PurchaseModel::BgNbd(BgNbdParams::new(0.243, 4.414, 0.793, 2.426)),
+            PurchaseModel::ParetoNbd(ParetoNbdParams {
+                r: 0.55,
+                alpha: 10.58,
+                s: 0.61,
+                beta: 11.67,
+            }),
+        ] {
+            let got = predict(&model, &spend, &customers, &s);
+            for ((hh, sp), p) in customers.iter().zip(&got) {
+                let es = spend.expected_spend(sp);
+                let naive_clv: f64 = (1..=6)
+                    .map(|m| {
+                        let a = model.expected_purchases(hh, m as f64 * 4.345);
+                        let b = model.expected_purchases(hh, (m - 1) as f64 * 4.345);
+                        (a - b) * es / 1.02f64.powi(m)
+                    })
+                    .sum();
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
+                assert!(close(p.p_alive, model.p_alive(hh)));
+                assert!(close(
+                    p.expected_purchases,
+                    model.expected_purchases(hh, s.horizon())
+                ));
+                assert!(close(p.p_no_purchase, model.p_no_purchase(hh, s.horizon())));
+                assert!(close(p.clv, naive_clv), "{} vs {naive_clv}", p.clv);
+            }
+        }
     }
 }

@@ -92,17 +92,23 @@ impl ParetoNbdParams {
     /// (FH 2005 note eq. 20 / Schmittlein et al. 1987), with the s → 1 limit
     /// (r+x)(β+T)/(α+T) · ln((β+T+t)/(β+T)) taken smoothly.
     pub fn expected_purchases(&self, h: &History, t: f64) -> f64 {
+        self.expected_purchases_if_alive(h.x, h.t, t) * self.p_alive(h)
+    }
+
+    /// Expected purchases in the next `t` units of a customer active at T with x
+    /// repeat purchases (the factor of `expected_purchases` before P(alive)).
+    pub fn expected_purchases_if_alive(&self, x: f64, big_t: f64, t: f64) -> f64 {
         if t <= 0.0 {
             return 0.0;
         }
-        let l = ((self.beta + h.t) / (self.beta + h.t + t)).ln();
+        let l = ((self.beta + big_t) / (self.beta + big_t + t)).ln();
         let e = self.s - 1.0;
         let g = if e.abs() < 1e-12 {
             -l
         } else {
             -(e * l).exp_m1() / e
         };
-        (self.r + h.x) * (self.beta + h.t) / (self.alpha + h.t) * g * self.p_alive(h)
+        (self.r + x) * (self.beta + big_t) / (self.alpha + big_t) * g
     }
 
     /// Probability of no purchase in the next `t` time units:
@@ -111,16 +117,21 @@ impl ParetoNbdParams {
     /// before dropout has density E[λ e^(−λu)] E[e^(−μu)], so
     /// P(purchase) = (r+x)(α+T)^(r+x)(β+T)^s ∫_0^t (α+T+u)^−(r+x+1) (β+T+u)^−s du.
     pub fn p_no_purchase(&self, h: &History, t: f64) -> f64 {
+        1.0 - self.p_alive(h) * self.p_purchase_if_alive(h.x, h.t, t)
+    }
+
+    /// P(a purchase in the next `t` units | active at T), the integral above.
+    pub fn p_purchase_if_alive(&self, x: f64, big_t: f64, t: f64) -> f64 {
         if t <= 0.0 {
-            return 1.0;
+            return 0.0;
         }
-        let k = self.r + h.x;
-        let (a, b) = (self.alpha + h.t, self.beta + h.t);
+        let k = self.r + x;
+        let (a, b) = (self.alpha + big_t, self.beta + big_t);
         let ln_p = k.ln()
             + k * a.ln()
             + self.s * b.ln()
             + ln_interval_integral(k + 1.0, self.s, a, b, 0.0, t);
-        1.0 - self.p_alive(h) * ln_p.exp().min(1.0)
+        ln_p.exp().min(1.0)
     }
 
     /// Expected repeat purchases of a new customer in (0, t]:

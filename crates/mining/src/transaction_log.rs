@@ -102,9 +102,16 @@ fn read_csv(path: &Path, origin: &str, cols: &LogColumns) -> Result<Vec<Transact
         find("amount", &cols.amount)?,
     );
     let mut out = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let row = i + 1;
-        let rec = rec.map_err(|e| Error::Data(format!("{origin}: data row {row}: {e}")))?;
+    let mut rec = csv::StringRecord::new();
+    let mut row = 0;
+    loop {
+        row += 1;
+        let more = r
+            .read_record(&mut rec)
+            .map_err(|e| Error::Data(format!("{origin}: data row {row}: {e}")))?;
+        if !more {
+            break;
+        }
         let field = |k: usize| rec.get(k).unwrap_or("");
         let customer = field(ci).trim();
         if customer.is_empty() {
@@ -264,9 +271,19 @@ fn read_parquet(path: &Path, origin: &str, cols: &LogColumns) -> Result<Vec<Tran
 
 /// Days since 1970-01-01 of a text starting with `YYYY-MM-DD`.
 fn parse_day(text: &str) -> Option<i32> {
-    let head = text.trim().get(..10)?;
-    let d = NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()?;
-    let rest = &text.trim()[10..];
+    let text = text.trim();
+    let b = text.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, m, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let d = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, day)?;
+    let rest = &text[10..];
     if !(rest.is_empty() || rest.starts_with('T') || rest.starts_with(' ')) {
         return None;
     }

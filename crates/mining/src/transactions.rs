@@ -196,59 +196,67 @@ pub fn calibration_histories(
     holdout_end: Option<i32>,
     unit: TimeUnit,
 ) -> Vec<CalibrationHistory> {
-    // customer -> day -> amount (same-day rows merged)
-    let mut days: HashMap<&str, Vec<(i32, f64)>> = HashMap::new();
-    for t in rows {
-        days.entry(&t.customer).or_default().push((t.day, t.amount));
+    // Rows ordered by customer and day (a stable sort keeps same-day rows in file
+    // order, so merged amounts add up in the same order every run); the sort is
+    // skipped when the rows already come in that order.
+    fn key(t: &Transaction) -> (&str, i32) {
+        (t.customer.as_str(), t.day)
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    if !rows.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        use rayon::slice::ParallelSliceMut;
+        order.par_sort_by(|&a, &b| key(&rows[a]).cmp(&key(&rows[b])));
     }
     let u = unit.days();
-    let mut out: Vec<CalibrationHistory> = days
-        .into_iter()
-        .filter_map(|(customer, mut v)| {
-            v.sort_by_key(|d| d.0);
-            let mut merged: Vec<(i32, f64)> = Vec::with_capacity(v.len());
-            for (d, a) in v {
-                match merged.last_mut() {
-                    Some(last) if last.0 == d => last.1 += a,
-                    _ => merged.push((d, a)),
-                }
+    let mut out = Vec::new();
+    let mut merged: Vec<(i32, f64)> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let customer = rows[order[start]].customer.as_str();
+        let mut end = start;
+        merged.clear();
+        while end < order.len() && rows[order[end]].customer == customer {
+            let t = &rows[order[end]];
+            match merged.last_mut() {
+                Some(last) if last.0 == t.day => last.1 += t.amount,
+                _ => merged.push((t.day, t.amount)),
             }
-            let cal: Vec<&(i32, f64)> = merged.iter().filter(|d| d.0 <= calibration_end).collect();
-            let first = cal.first()?;
-            let last = cal.last()?;
-            let holdout = match holdout_end {
-                Some(h) => merged
-                    .iter()
-                    .filter(|d| d.0 > calibration_end && d.0 <= h)
-                    .count() as u32,
-                None => 0,
-            };
-            let total: f64 = cal.iter().map(|d| d.1).sum();
-            let x = (cal.len() - 1) as f64;
-            Some(CalibrationHistory {
+            end += 1;
+        }
+        start = end;
+        let cal = merged.partition_point(|d| d.0 <= calibration_end);
+        if cal == 0 {
+            continue;
+        }
+        let (first, last) = (merged[0], merged[cal - 1]);
+        let holdout = match holdout_end {
+            Some(h) => merged[cal..].iter().filter(|d| d.0 <= h).count() as u32,
+            None => 0,
+        };
+        let total: f64 = merged[..cal].iter().map(|d| d.1).sum();
+        let x = (cal - 1) as f64;
+        out.push(CalibrationHistory {
+            customer: customer.to_string(),
+            history: History {
+                x,
+                t_x: f64::from(last.0 - first.0) / u,
+                t: f64::from(calibration_end - first.0) / u,
+            },
+            spend: Spend {
+                x,
+                mean: if x > 0.0 { (total - first.1) / x } else { 0.0 },
+            },
+            holdout_purchases: holdout,
+            previous_day: cal.checked_sub(2).map(|i| merged[i].0),
+            summary: CustomerSummary {
                 customer: customer.to_string(),
-                history: History {
-                    x,
-                    t_x: f64::from(last.0 - first.0) / u,
-                    t: f64::from(calibration_end - first.0) / u,
-                },
-                spend: Spend {
-                    x,
-                    mean: if x > 0.0 { (total - first.1) / x } else { 0.0 },
-                },
-                holdout_purchases: holdout,
-                previous_day: cal.len().checked_sub(2).map(|i| cal[i].0),
-                summary: CustomerSummary {
-                    customer: customer.to_string(),
-                    first_day: first.0,
-                    last_day: last.0,
-                    transactions: cal.len() as u32,
-                    monetary_total: total,
-                },
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.customer.cmp(&b.customer));
+                first_day: first.0,
+                last_day: last.0,
+                transactions: cal as u32,
+                monetary_total: total,
+            },
+        });
+    }
     out
 }
 

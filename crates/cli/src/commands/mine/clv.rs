@@ -196,6 +196,8 @@ pub struct ClvRun {
     pub predictions: Vec<Prediction>,
     /// Distinct (x, t_x, T) histories.
     pub distinct_histories: usize,
+    /// Seconds spent per stage: summarise, fit_purchases, fit_spend, score.
+    pub timings: Vec<(&'static str, f64)>,
 }
 
 /// Fits the purchase and spend models on the histories at `calibration_end` and
@@ -207,6 +209,7 @@ pub fn fit_and_score(
     kind: ModelKind,
     settings: &ClvSettings,
 ) -> Result<ClvRun> {
+    let mut clock = Stopwatch::new();
     let customers = calibration_histories(rows, calibration_end, holdout_end, settings.unit);
     if customers.is_empty() {
         return Err(Error::Data(format!(
@@ -217,7 +220,9 @@ pub fn fit_and_score(
     }
     let histories: Vec<_> = customers.iter().map(|c| c.history).collect();
     let grouped = GroupedHistories::new(&histories);
+    clock.lap("summarise");
     let purchases = PurchaseModel::fit(kind, &grouped);
+    clock.lap("fit_purchases");
     let spends: Vec<_> = customers.iter().map(|c| c.spend).collect();
     if !spends.iter().any(|s| s.x >= 1.0) {
         return Err(Error::Data(
@@ -226,20 +231,47 @@ pub fn fit_and_score(
         .into());
     }
     let spend = GammaGammaParams::fit(&spends);
+    clock.lap("fit_spend");
     let pairs: Vec<_> = customers.iter().map(|c| (c.history, c.spend)).collect();
     let predictions = predict(&purchases.params, &spend.params, &pairs, settings);
+    clock.lap("score");
     Ok(ClvRun {
         customers,
         purchases,
         spend,
         predictions,
         distinct_histories: grouped.rows.len(),
+        timings: clock.laps,
     })
+}
+
+/// Wall-clock seconds per stage, in order.
+struct Stopwatch {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        Stopwatch {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps
+            .push((name, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
 }
 
 /// Runs `mine clv`.
 pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
+    let mut clock = Stopwatch::new();
     let rows = load_transactions(ctx, &a.input)?;
+    clock.lap("read");
     let last = rows.iter().map(|t| t.day).max().unwrap_or(0);
     let as_of = a.as_of.map(days_of_date).unwrap_or(last);
     let calibration_end = a.calibration_end.map(days_of_date).unwrap_or(as_of);
@@ -278,7 +310,7 @@ pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
         .filter(|t| t.day <= holdout_end.unwrap_or(as_of).max(as_of))
         .collect();
     let started = std::time::Instant::now();
-    let run = fit_and_score(
+    let mut run = fit_and_score(
         &rows,
         calibration_end,
         holdout_end,
@@ -292,6 +324,7 @@ pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
         run.distinct_histories,
         started.elapsed().as_secs_f64()
     ));
+    clock.last = std::time::Instant::now();
     if let Some(p) = &a.output {
         let batch = predictions_batch(&run, &settings)?;
         emit(Some(p), &batch.schema(), &[batch], Format::Csv)?;
@@ -300,7 +333,10 @@ pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
             run.customers.len(),
             p.display()
         ));
+        clock.lap("write");
     }
+    let mut timings = clock.laps;
+    timings.splice(1..1, std::mem::take(&mut run.timings));
     let holdout = holdout_end.map(|h| {
         holdout_table(
             &run.purchases.params,
@@ -326,6 +362,11 @@ pub fn run(ctx: &Context, a: ClvArgs) -> Result<()> {
             "horizon_months": settings.horizon_months,
             "monthly_discount_rate": settings.monthly_discount,
             "holdout": holdout,
+            "evaluations": {
+                "purchases": run.purchases.evaluations,
+                "spend": run.spend.evaluations,
+            },
+            "timings_seconds": timings.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
             .map_err(|e| Error::io(p, e))?;
