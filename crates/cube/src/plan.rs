@@ -311,7 +311,7 @@ pub(crate) trait RowSource {
     /// conditions a row must meet (besides the counted value being present).
     fn having_values(&mut self, m: &str) -> Result<(String, String, Vec<String>)>;
     /// `FROM …`.
-    fn from_clause(&self) -> Result<String>;
+    fn table_clause(&self) -> Result<String>;
 }
 
 impl RowSource for Star<'_> {
@@ -389,8 +389,8 @@ impl RowSource for Star<'_> {
         Ok((c, per, conds))
     }
 
-    fn from_clause(&self) -> Result<String> {
-        Star::from_clause(self)
+    fn table_clause(&self) -> Result<String> {
+        self.from_clause()
     }
 }
 
@@ -532,7 +532,7 @@ fn base_select(star: &dyn RowSource, select: &[String], conds: &[String]) -> Res
     } else {
         select.join(", ")
     };
-    let mut s = format!("SELECT {select}\n{}", star.from_clause()?);
+    let mut s = format!("SELECT {select}\n{}", star.table_clause()?);
     if !conds.is_empty() {
         s.push_str(&format!("\nWHERE {}", conds.join("\n  AND ")));
     }

@@ -786,7 +786,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1096,7 +1096,7 @@ impl RowSource for PreAggRows<'_> {
         }
     }
 
-    fn from_clause(&self) -> Result<String> {
+    fn table_clause(&self) -> Result<String> {
         Ok(format!("FROM {} AS {ALIAS}", ident(&self.layout.table)))
     }
 }
