@@ -3,18 +3,23 @@
 //! warehouse version.
 //!
 //! A pre-aggregation is rebuilt
-//! - **fully** on its first build, with `--full`, when its definition changed, when a
-//!   dimension or lookup table it reads changed (a dimension change can move any fact
-//!   row to another member), or when it is not partitioned;
-//! - **incrementally** when only its fact table changed and it is partitioned: the Delta
-//!   log of the fact table says which data files were added and removed since the
-//!   version it was built from; the partition members (e.g. months) of the rows in those
-//!   files are the only ones whose aggregates can have changed, and only their
-//!   partitions are recomputed (from the whole current fact table) and replaced;
-//! - **not at all** when every table it reads is at the version it was built from.
+//! - **not at all** when every table it reads is at the version it was built from;
+//! - **incrementally** when it is partitioned (e.g. by month): a partition's aggregates
+//!   can only change through fact rows added or removed — the fact table's Delta log
+//!   says which data files were added and removed since the version it was built from —
+//!   or through fact rows whose dimension rows changed in a column the pre-aggregation
+//!   reads — found by comparing those columns in the two versions of each changed
+//!   dimension table (a nightly load adds days to `dim_date` and customers to
+//!   `dim_customer`, and closes old customer versions, without changing what existing
+//!   fact rows aggregate to). The partitions those rows were in and are in now are
+//!   recomputed from the whole current fact table and replaced; the others are kept;
+//! - **fully** on its first build, with `--full`, when its definition changed, when it is
+//!   not partitioned, when a lookup table it reads changed, or when the changes cannot be
+//!   analysed (e.g. files of the version it was built from were vacuumed).
 
 use crate::engine::run_sql;
 use crate::model::CubeModel;
+use crate::plan::ident;
 use crate::preagg::{self, BuildRecord, Layout, STATE_TABLE};
 use crate::warehouse::{register_files, Warehouse};
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -26,13 +31,10 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Name under which the changed fact files are registered while finding the partition
-/// members they hold.
-const CHANGES_TABLE: &str = "__preagg_changed_files";
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -268,93 +270,198 @@ async fn plan(
     if changed.is_empty() {
         return Ok(Plan::UpToDate);
     }
+    let what = changed
+        .iter()
+        .map(|t| {
+            format!(
+                "{t} changed (version {} -> {})",
+                record
+                    .sources
+                    .get(t)
+                    .map_or("none".to_string(), |v| v.to_string()),
+                version(t).map_or("none".to_string(), |v| v.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if layout.partition.is_none() {
+        return Ok(Plan::Full(format!("{what}; not partitioned")));
+    }
+    let mut temp = Vec::new();
+    let found = affected_members(ctx, model, layout, base, record, &changed, &mut temp).await;
+    for t in temp {
+        ctx.deregister_table(t.as_str())
+            .map_err(|e| Error::Query(e.to_string()))?;
+    }
+    Ok(match found {
+        Ok(Ok((members, detail))) => Plan::Incremental {
+            members,
+            reason: format!("{what}: {detail}"),
+        },
+        Ok(Err(why)) => Plan::Full(format!("{what}; {why}")),
+        // The analysis is an optimisation: when it fails, rebuild everything.
+        Err(e) => Plan::Full(format!("{what}; the changes could not be analysed ({e})")),
+    })
+}
+
+/// The partition members whose aggregates may differ between the versions the
+/// pre-aggregation was built from and `base`, with a summary of the changes; or why
+/// only a full rebuild is safe.
+///
+/// A partition's aggregates change only through fact rows added or removed (the fact
+/// table's data files added and removed since, per its Delta log) or fact rows whose
+/// dimension rows changed in a column the pre-aggregation reads (found by comparing
+/// those columns of the two versions of each changed dimension table). For each such
+/// row, the partition it belonged to and the one it belongs to now are rebuilt.
+async fn affected_members(
+    ctx: &SessionContext,
+    model: &CubeModel,
+    layout: &Layout,
+    base: &Snapshot,
+    record: &BuildRecord,
+    changed: &[String],
+    temp: &mut Vec<String>,
+) -> Result<std::result::Result<(Vec<String>, String), String>> {
     let fact_table = model
         .fact(&layout.fact)
         .map(|f| f.table.clone())
         .unwrap_or_default();
-    let others: Vec<&String> = changed.iter().filter(|t| **t != fact_table).collect();
-    let what = |ts: &[&String]| {
-        ts.iter()
-            .map(|t| {
-                format!(
-                    "{t} changed (version {} -> {})",
-                    record
-                        .sources
-                        .get(*t)
-                        .map_or("none".to_string(), |v| v.to_string()),
-                    version(t).map_or("none".to_string(), |v| v.to_string())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !others.is_empty() {
-        return Ok(Plan::Full(what(&others)));
-    }
-    let fact_changed = what(&[&fact_table]);
-    if layout.partition.is_none() {
-        return Ok(Plan::Full(format!("{fact_changed}; not partitioned")));
-    }
-    let Some(was) = record.sources.get(&fact_table).copied() else {
-        return Ok(Plan::Full(fact_changed));
-    };
-    let table_dir = base.dir.join(&fact_table);
-    let old = match delta::snapshot(&table_dir, was) {
-        Ok(o) => o,
-        Err(e) => {
-            return Ok(Plan::Full(format!(
-                "{fact_changed}; its version {was} cannot be read ({e})"
-            )))
+    let dims = layout.dimensions(model);
+    let mut old_tables: BTreeMap<String, String> = BTreeMap::new();
+    let mut affected: Vec<(String, String)> = Vec::new();
+    // Fact files (added, removed, all of the old version) when the fact changed.
+    let mut fact_files: Option<[Vec<PathBuf>; 3]> = None;
+    let mut details = Vec::new();
+    for (i, t) in changed.iter().enumerate() {
+        let Some(was) = record.sources.get(t).copied() else {
+            return Ok(Err(format!("it was not built from {t}")));
+        };
+        let Some(new) = base.tables.get(t) else {
+            return Ok(Err(format!("{t} is missing")));
+        };
+        let dir = base.dir.join(t);
+        let old = match delta::snapshot(&dir, was) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(format!("version {was} of {t} cannot be read ({e})"))),
+        };
+        if let Some(gone) = old.files.keys().find(|p| !dir.join(p).exists()) {
+            return Ok(Err(format!(
+                "{t}/{gone} of version {was} was vacuumed, so what changed is unknown"
+            )));
         }
-    };
-    let Some(new) = base.tables.get(&fact_table) else {
-        return Ok(Plan::Full(fact_changed));
-    };
-    if old.schema != new.schema {
-        return Ok(Plan::Full(format!("{fact_changed}; its columns changed")));
+        if *t == fact_table {
+            if old.schema != new.schema {
+                return Ok(Err(format!("the columns of {t} changed")));
+            }
+            let removed: Vec<&String> = old
+                .files
+                .keys()
+                .filter(|p| !new.files.contains_key(*p))
+                .collect();
+            let added: Vec<&String> = new
+                .files
+                .keys()
+                .filter(|p| !old.files.contains_key(*p))
+                .collect();
+            details.push(format!(
+                "{} file(s) of {t} added, {} removed",
+                added.len(),
+                removed.len()
+            ));
+            let paths = |v: &[&String]| v.iter().map(|p| dir.join(p)).collect::<Vec<_>>();
+            let all: Vec<&String> = old.files.keys().collect();
+            fact_files = Some([paths(&added), paths(&removed), paths(&all)]);
+            continue;
+        }
+        let users: Vec<&String> = dims
+            .iter()
+            .filter(|d| model.dimension(d).is_some_and(|x| &x.table == t))
+            .collect();
+        if users.is_empty() {
+            return Ok(Err(format!("lookup table {t} changed")));
+        }
+        let old_name = format!("__preagg_old_{i}");
+        let old_paths: Vec<PathBuf> = old.files.keys().map(|p| dir.join(p)).collect();
+        register_files(ctx, &old_name, &old_paths, old.schema.clone()).await?;
+        temp.push(old_name.clone());
+        old_tables.insert(t.clone(), old_name.clone());
+        for d in users {
+            let key = model
+                .dimension(d)
+                .map(|x| x.key.clone())
+                .unwrap_or_default();
+            let cols = layout.dimension_columns(model, d);
+            for c in &cols {
+                if old.schema.index_of(c).is_err() || new.schema.index_of(c).is_err() {
+                    return Ok(Err(format!("column {c} of {t} is new or gone")));
+                }
+            }
+            let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+            let (tn, to) = (ident(t), ident(&old_name));
+            let sql = format!(
+                "SELECT {k} AS k FROM (SELECT {list} FROM {tn} EXCEPT SELECT {list} FROM {to}) AS a\n\
+                 UNION\n\
+                 SELECT {k} AS k FROM (SELECT {list} FROM {to} EXCEPT SELECT {list} FROM {tn}) AS b",
+                k = ident(&key)
+            );
+            let keys = run_sql(ctx, &sql).await?;
+            let n = keys.num_rows();
+            details.push(format!("{n} key(s) of {t} changed"));
+            if n == 0 {
+                continue;
+            }
+            let keys_name = format!("__preagg_keys_{i}_{}", affected.len());
+            let table = datafusion::datasource::MemTable::try_new(keys.schema, vec![keys.batches])
+                .map_err(|e| Error::Query(e.to_string()))?;
+            ctx.register_table(keys_name.as_str(), Arc::new(table))
+                .map_err(|e| Error::Query(e.to_string()))?;
+            temp.push(keys_name.clone());
+            affected.push((d.clone(), keys_name));
+        }
     }
-    let removed: Vec<&String> = old
-        .files
-        .keys()
-        .filter(|p| !new.files.contains_key(*p))
-        .collect();
-    let added: Vec<&String> = new
-        .files
-        .keys()
-        .filter(|p| !old.files.contains_key(*p))
-        .collect();
-    if let Some(gone) = removed.iter().find(|p| !table_dir.join(p).exists()) {
-        return Ok(Plan::Full(format!(
-            "{fact_changed}; {gone} of version {was} was vacuumed, so the partitions it held are unknown"
-        )));
+    // The members rows were in (old fact and dimension tables) and are in now (current
+    // ones): of the fact rows added and removed, and of the rows whose dimension rows
+    // changed.
+    let current: BTreeMap<String, String> = BTreeMap::new();
+    let old_dims = old_tables.clone();
+    let mut sqls = Vec::new();
+    if let Some([added, removed, all]) = &fact_files {
+        let schema = base
+            .tables
+            .get(&fact_table)
+            .map(|t| t.schema.clone())
+            .ok_or_else(|| Error::Usage(format!("{fact_table} is missing")))?;
+        for (name, files, side) in [
+            ("__preagg_added", added, &current),
+            ("__preagg_removed", removed, &old_dims),
+        ] {
+            if files.is_empty() {
+                continue;
+            }
+            register_files(ctx, name, files, schema.clone()).await?;
+            temp.push(name.to_string());
+            let mut tables = side.clone();
+            tables.insert(fact_table.clone(), name.to_string());
+            sqls.extend(layout.members_sql(model, &tables, &[])?);
+        }
+        if !affected.is_empty() {
+            let name = "__preagg_old_fact";
+            register_files(ctx, name, all, schema).await?;
+            temp.push(name.to_string());
+            old_tables.insert(fact_table.clone(), name.to_string());
+        }
     }
-    let reason = format!(
-        "{fact_changed}: {} file(s) added, {} removed",
-        added.len(),
-        removed.len()
-    );
-    let paths: Vec<std::path::PathBuf> = removed
-        .iter()
-        .chain(added.iter())
-        .map(|p| table_dir.join(p))
-        .collect();
-    if paths.is_empty() {
-        return Ok(Plan::Incremental {
-            members: vec![],
-            reason,
-        });
+    if !affected.is_empty() {
+        sqls.extend(layout.members_sql(model, &current, &affected)?);
+        sqls.extend(layout.members_sql(model, &old_tables, &affected)?);
     }
-    let Some(sql) = layout.members_sql(model, CHANGES_TABLE)? else {
-        return Ok(Plan::Full(fact_changed));
-    };
-    register_files(ctx, CHANGES_TABLE, &paths, new.schema.clone()).await?;
-    let result = run_sql(ctx, &sql).await;
-    ctx.deregister_table(CHANGES_TABLE)
-        .map_err(|e| Error::Query(e.to_string()))?;
-    let mut members = strings(&result?.batches, 0)?;
+    let mut members = Vec::new();
+    for sql in sqls {
+        members.extend(strings(&run_sql(ctx, &sql).await?.batches, 0)?);
+    }
     members.sort();
     members.dedup();
-    Ok(Plan::Incremental { members, reason })
+    Ok(Ok((members, details.join(", "))))
 }
 
 /// Column `i` of the batches as text.

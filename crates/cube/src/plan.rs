@@ -62,6 +62,29 @@ impl<'a> Star<'a> {
         })
     }
 
+    /// The value on the fact's side of the join to `dim`: a fact column, or the column
+    /// of the dimension it is reached through (joined if needed).
+    pub(crate) fn link_value(&mut self, dim: &str) -> Result<String> {
+        let link = self
+            .model
+            .fact(&self.fact_name)
+            .and_then(|f| f.dimensions.iter().find(|(n, _)| n == dim))
+            .map(|(_, l)| l.clone())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "fact `{}` has no `{dim}` dimension",
+                    self.fact_name
+                ))
+            })?;
+        match link {
+            Link::Column(c) => Ok(format!("f.{}", ident(&c))),
+            Link::Through { through, column } => {
+                self.join_dimension(&through, &format!("dimension `{dim}`"))?;
+                Ok(format!("{}.{}", dim_alias(&through), ident(&column)))
+            }
+        }
+    }
+
     fn join_dimension(&mut self, dim: &str, why: &str) -> Result<()> {
         if self.joined.iter().any(|d| d == dim) {
             return Ok(());

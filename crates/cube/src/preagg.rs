@@ -375,22 +375,130 @@ impl Layout {
         Ok(out)
     }
 
-    /// SQL listing the partition members of the rows of `fact_table` (a table with the
-    /// fact's columns), or None when not partitioned.
-    pub fn members_sql(&self, model: &CubeModel, fact_table: &str) -> Result<Option<String>> {
+    /// SQL listing the partition members of fact rows, or None when not partitioned.
+    /// `tables` reads other tables in place of the model's (fact, dimension or lookup
+    /// tables, with the same columns); with `affected`, only rows whose key of
+    /// dimension D is listed in column `k` of table T, for some (D, T).
+    pub fn members_sql(
+        &self,
+        model: &CubeModel,
+        tables: &BTreeMap<String, String>,
+        affected: &[(String, String)],
+    ) -> Result<Option<String>> {
         let Some(p) = self.partition_level() else {
             return Ok(None);
         };
         let mut model = model.clone();
-        if let Some((_, f)) = model.facts.iter_mut().find(|(n, _)| n == &self.fact) {
-            f.table = fact_table.to_string();
+        let swap = |t: &mut String| {
+            if let Some(n) = tables.get(t.as_str()) {
+                *t = n.clone();
+            }
+        };
+        for (_, f) in model.facts.iter_mut() {
+            swap(&mut f.table);
+        }
+        for (_, d) in model.dimensions.iter_mut() {
+            swap(&mut d.table);
+            for (_, l) in d.lookups.iter_mut() {
+                swap(&mut l.table);
+            }
         }
         let mut star = Star::new(&model, &self.fact)?;
         let label = star.level_label(&p.level, &format!("pre-aggregation `{}`", self.name))?;
-        Ok(Some(format!(
-            "SELECT DISTINCT {label} AS member\n{}",
-            star.from_clause()?
-        )))
+        let mut conds = Vec::new();
+        for (dim, keys) in affected {
+            let v = star.link_value(dim)?;
+            conds.push(format!("{v} IN (SELECT k FROM {})", ident(keys)));
+        }
+        let mut sql = format!("SELECT DISTINCT {label} AS member\n{}", star.from_clause()?);
+        if !conds.is_empty() {
+            sql.push_str(&format!("\nWHERE {}", conds.join("\n  OR ")));
+        }
+        Ok(Some(sql))
+    }
+
+    /// Dimensions whose tables it reads: those of its levels and kept values, and those
+    /// they are reached through.
+    pub fn dimensions(&self, model: &CubeModel) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |d: &str| {
+            if !out.iter().any(|o| o == d) {
+                out.push(d.to_string());
+            }
+        };
+        let fact = model.fact(&self.fact);
+        let refs = self
+            .levels
+            .iter()
+            .map(|l| l.level.clone())
+            .chain(self.keys.iter().filter_map(|k| level_ref(&k.key.column)));
+        for r in refs {
+            if let Some(Link::Through { through, .. }) = fact
+                .and_then(|f| f.dimensions.iter().find(|(d, _)| d == &r.dimension))
+                .map(|(_, l)| l)
+            {
+                add(through);
+            }
+            add(&r.dimension);
+        }
+        out
+    }
+
+    /// The columns of dimension `dim`'s table its values depend on: the key, the
+    /// columns of the levels it stores or counts, the columns lookups are joined on, and
+    /// the columns through which other dimensions are reached.
+    pub fn dimension_columns(&self, model: &CubeModel, dim: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let Some(d) = model.dimension(dim) else {
+            return out;
+        };
+        let mut add = |c: &str| {
+            if !out.iter().any(|o| o == c) {
+                out.push(c.to_string());
+            }
+        };
+        add(&d.key);
+        let refs: Vec<LevelRef> = self
+            .levels
+            .iter()
+            .map(|l| l.level.clone())
+            .chain(self.keys.iter().filter_map(|k| level_ref(&k.key.column)))
+            .filter(|r| r.dimension == dim)
+            .collect();
+        for r in &refs {
+            let Some(level) = model.level(r) else {
+                continue;
+            };
+            match &level.lookup {
+                Some(lk) => {
+                    if let Some((_, l)) = d.lookups.iter().find(|(n, _)| n == lk) {
+                        add(&l.on);
+                    }
+                }
+                None => {
+                    add(&level.column);
+                    if let Some(c) = &level.code {
+                        add(c);
+                    }
+                    if let Some(e) = &level.expr {
+                        for c in crate::model::expr_columns(e) {
+                            add(&c);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(fact) = model.fact(&self.fact) {
+            let dims = self.dimensions(model);
+            for (e, link) in &fact.dimensions {
+                if let Link::Through { through, column } = link {
+                    if through == dim && dims.contains(e) {
+                        add(column);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A fingerprint of the definition: changes whenever the table would hold other

@@ -674,3 +674,92 @@ fn materialize_reports_and_refuses_clearly() {
     );
     assert!(line.contains("fresh ("), "{line}");
 }
+
+#[test]
+fn a_nightly_load_with_new_customers_rebuilds_only_its_months() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let parts = crate::versions::split_export(tmp.path(), &["2025-12-01"]);
+    let wh = tmp.path().join("wh");
+    ingest_ok(&parts[0], &wh);
+    materialize(&wh, &[]);
+    // December brings new customers and new versions of customers (dim_customer
+    // changes: rows added, old versions closed), orders, tickets and campaign responses.
+    ingest_ok(&parts[1], &wh);
+    let report = materialize(&wh, &[]);
+    let once = warehouse();
+    for p in report["pre_aggregations"].as_array().expect("array") {
+        let name = p["name"].as_str().expect("name");
+        assert_eq!(p["build"], "incremental", "{p}");
+        let reason = p["reason"].as_str().expect("reason");
+        assert!(
+            reason.contains("key(s) of dim_customer changed"),
+            "{reason}"
+        );
+        let rebuilt: Vec<&str> = p["partitions_rebuilt"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(!rebuilt.is_empty(), "{p}");
+        assert!(
+            rebuilt.iter().all(|m| *m >= "2025-11"),
+            "{name}: {rebuilt:?}"
+        );
+        let t = format!("_preagg_{name}");
+        assert!(
+            dump(&wh, &t) == dump(once, &t),
+            "{name}: the nightly increment differs from one load of everything"
+        );
+    }
+    // An order in a new year: dim_date grows by that year's days, which no earlier
+    // fact row refers to, so only the new month is built.
+    let day = tmp.path().join("new-year");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    std::fs::write(
+        day.join("orders.csv"),
+        "order_id,customer_id,order_ts,channel,region_id,campaign_id\n\
+         O900000001,C0000002,2026-01-15T10:00:00,web,R024,\n",
+    )
+    .expect("write");
+    std::fs::write(
+        day.join("order_lines.csv"),
+        "order_id,line_no,product_id,quantity,unit_price,discount,returned\n\
+         O900000001,1,P00084,2,17.99,0,false\n",
+    )
+    .expect("write");
+    ingest_ok(&day, &wh);
+    let report = materialize(&wh, &[]);
+    for p in report["pre_aggregations"].as_array().expect("array") {
+        assert_eq!(p["build"], "incremental", "{p}");
+        let reason = p["reason"].as_str().expect("reason");
+        assert!(reason.contains("key(s) of dim_date changed"), "{reason}");
+        let want = if p["name"].as_str().is_some_and(|n| n.starts_with("sales")) {
+            serde_json::json!(["2026-01"])
+        } else {
+            serde_json::json!([])
+        };
+        assert_eq!(p["partitions_rebuilt"], want, "{p}");
+    }
+    let q: &[&str] = &[
+        "--measures",
+        "revenue,orders,customers",
+        "--rows",
+        "time.month",
+        "--dice",
+        "time.month >= 2025-11",
+        "--totals",
+    ];
+    let (with, without) = both(&wh, q);
+    assert_eq!(with.stdout, without.stdout);
+    assert!(
+        with.stdout.contains("\n2026-01,35.98,1,1\n"),
+        "{}",
+        with.stdout
+    );
+    assert!(
+        source_of(&with.stderr, "sales").contains(": pre-aggregation "),
+        "{}",
+        with.stderr
+    );
+}
