@@ -173,6 +173,16 @@ impl Cube {
                 status: status(self.is_checked(), missing(&tables)),
             });
         }
+        for [name, kind, definition, facts, status] in self.describe_pre_aggregations() {
+            rows.push(Row {
+                element: "pre_aggregation",
+                name,
+                kind,
+                definition,
+                facts,
+                status,
+            });
+        }
         let fields = ["element", "name", "kind", "definition", "facts", "status"];
         let schema: SchemaRef = Arc::new(Schema::new(
             fields

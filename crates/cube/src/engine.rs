@@ -20,6 +20,8 @@ pub struct Cube {
     pub model: CubeModel,
     missing: BTreeSet<String>,
     checked: bool,
+    /// Pre-aggregations the planner may answer from (none: base facts only).
+    pub(crate) preaggs: Option<crate::preagg::Catalog>,
 }
 
 /// An answer: the result table, how many rows there were before the limit, and the
@@ -35,6 +37,9 @@ pub struct CubeResult {
     pub shown_rows: usize,
     /// SQL statements run.
     pub sql: Vec<String>,
+    /// Where each fact was read from (a pre-aggregation or the base facts) and why the
+    /// other pre-aggregations were not used; for `--explain`.
+    pub sources: Vec<String>,
     /// Remarks for stderr (approximations, widened filters).
     pub notes: Vec<String>,
 }
@@ -68,6 +73,7 @@ impl Cube {
             model,
             missing,
             checked: true,
+            preaggs: None,
         })
     }
 
@@ -77,6 +83,7 @@ impl Cube {
             model,
             missing: BTreeSet::new(),
             checked: false,
+            preaggs: None,
         }
     }
 
@@ -313,20 +320,55 @@ impl Cube {
                 None => by_fact.push((fact, vec![b.clone()])),
             }
         }
+        // Each fact is read from the smallest fresh pre-aggregation that stores every
+        // measure and every level grouped or filtered by, else from the base facts.
+        let mut used_levels = labels.clone();
+        for f in &q.filters {
+            if !used_levels.contains(&f.level) {
+                used_levels.push(f.level.clone());
+            }
+        }
+        let mut sources = Vec::new();
+        let mut notes = Vec::new();
+        let mut chosen = Vec::new();
+        for (fact, measures) in &by_fact {
+            match &self.preaggs {
+                Some(c) => {
+                    let choice = c.choose(&self.model, fact, measures, &used_levels);
+                    sources.extend(choice.lines);
+                    notes.extend(choice.notes);
+                    chosen.push(choice.used);
+                }
+                None => {
+                    let table = self.model.fact(fact).map(|f| f.table.as_str());
+                    sources.push(format!(
+                        "{fact} ({}): base facts {}",
+                        measures.join(", "),
+                        table.unwrap_or_default()
+                    ));
+                    chosen.push(None);
+                }
+            }
+        }
+        if let Some(c) = self.preaggs.as_ref().filter(|c| c.off.is_none()) {
+            let facts: Vec<&str> = by_fact.iter().map(|(f, _)| f.as_str()).collect();
+            sources.extend(c.others(&facts));
+        }
         let build = |filters: &[Filter]| -> Result<Vec<FactQuery>> {
             let mut queries = Vec::new();
-            for (fact, measures) in &by_fact {
-                queries.extend(plan::fact_queries(
-                    &self.model,
-                    &FactSpec {
-                        fact,
-                        measures,
-                        labels: &labels,
-                        sets: &uniq,
-                        filters,
-                        approximate: q.approximate,
-                    },
-                )?);
+            for ((fact, measures), used) in by_fact.iter().zip(&chosen) {
+                let spec = FactSpec {
+                    fact,
+                    measures,
+                    labels: &labels,
+                    sets: &uniq,
+                    filters,
+                    approximate: q.approximate,
+                };
+                queries.extend(match used {
+                    Some(layout) => crate::preagg::fact_queries(&self.model, layout, &spec)?,
+                    None => plan::fact_queries(&self.model, &spec)?,
+                });
             }
             Ok(queries)
         };
@@ -345,6 +387,8 @@ impl Cube {
             output_signatures,
             time: tp,
             target,
+            sources,
+            notes,
         })
     }
 
@@ -365,7 +409,7 @@ impl Cube {
             }
             wide = Some(w);
         }
-        let mut notes = Vec::new();
+        let mut notes = p.notes.clone();
         if q.approximate
             && p.bases
                 .iter()
@@ -385,6 +429,7 @@ impl Cube {
             schema,
             batches: vec![batch],
             total_rows: total,
+            sources: p.sources.clone(),
             sql: p
                 .queries
                 .into_iter()
@@ -438,6 +483,13 @@ impl Cube {
             batches: rows.batches,
             total_rows: total,
             sql: vec![rows_sql, count_sql],
+            sources: vec![format!(
+                "{fact}: base facts {} (drill-through lists fact rows; pre-aggregations hold none)",
+                self.model
+                    .fact(&fact)
+                    .map(|f| f.table.as_str())
+                    .unwrap_or_default()
+            )],
             notes: vec![format!("fact rows of `{fact}` behind {measure}")],
         })
     }
@@ -779,6 +831,10 @@ struct Prepared {
     output_signatures: Vec<Vec<bool>>,
     time: Option<(usize, Period)>,
     target: Option<usize>,
+    /// Where each fact is read from, for `--explain`.
+    sources: Vec<String>,
+    /// Remarks about the sources (stale pre-aggregations).
+    notes: Vec<String>,
 }
 
 /// The grouping sets of the axes: all levels, or ROLLUP / CUBE over each axis.

@@ -29,6 +29,9 @@ pub struct CubeModel {
     /// Measures by name.
     #[serde(deserialize_with = "ordered_map")]
     pub measures: Vec<(String, Measure)>,
+    /// Pre-aggregations by name (see `crate::preagg`).
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub pre_aggregations: Vec<(String, crate::preagg::PreAggregation)>,
     /// Where the model was read from (file path or built-in marker).
     #[serde(skip)]
     pub origin: String,
@@ -315,6 +318,11 @@ impl CubeModel {
     /// The measure called `name`.
     pub fn measure(&self, name: &str) -> Option<&Measure> {
         find(&self.measures, name)
+    }
+
+    /// The pre-aggregation called `name`.
+    pub fn pre_aggregation(&self, name: &str) -> Option<&crate::preagg::PreAggregation> {
+        find(&self.pre_aggregations, name)
     }
 
     /// The level `dimension.level`.
@@ -640,7 +648,7 @@ impl CubeModel {
                 }
             }
         }
-        Ok(())
+        crate::preagg::check(self)
     }
 
     fn ratio_depth(&self, name: &str, depth: usize) -> usize {

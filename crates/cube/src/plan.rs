@@ -22,7 +22,8 @@ pub struct FactQuery {
     pub sql: String,
 }
 
-fn ident(s: &str) -> String {
+/// A quoted SQL identifier.
+pub(crate) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -59,6 +60,29 @@ impl<'a> Star<'a> {
             joins: Vec::new(),
             joined: Vec::new(),
         })
+    }
+
+    /// The value on the fact's side of the join to `dim`: a fact column, or the column
+    /// of the dimension it is reached through (joined if needed).
+    pub(crate) fn link_value(&mut self, dim: &str) -> Result<String> {
+        let link = self
+            .model
+            .fact(&self.fact_name)
+            .and_then(|f| f.dimensions.iter().find(|(n, _)| n == dim))
+            .map(|(_, l)| l.clone())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "fact `{}` has no `{dim}` dimension",
+                    self.fact_name
+                ))
+            })?;
+        match link {
+            Link::Column(c) => Ok(format!("f.{}", ident(&c))),
+            Link::Through { through, column } => {
+                self.join_dimension(&through, &format!("dimension `{dim}`"))?;
+                Ok(format!("{}.{}", dim_alias(&through), ident(&column)))
+            }
+        }
     }
 
     fn join_dimension(&mut self, dim: &str, why: &str) -> Result<()> {
@@ -177,7 +201,8 @@ impl<'a> Star<'a> {
         ))
     }
 
-    fn code_label(&mut self, r: &LevelRef) -> Result<Option<String>> {
+    /// A level's member code (`DE` for Germany), where the level has one.
+    pub(crate) fn code_label(&mut self, r: &LevelRef) -> Result<Option<String>> {
         let level = self.level_def(r)?;
         let Some(code) = &level.code else {
             return Ok(None);
@@ -198,19 +223,7 @@ impl<'a> Star<'a> {
         let why = format!("filter `{}`", f.describe());
         let label = self.level_label(&f.level, &why)?;
         let code = self.code_label(&f.level)?;
-        let list = |v: &[String]| v.iter().map(|x| literal(x)).collect::<Vec<_>>().join(", ");
-        let member_in = |v: &[String]| match &code {
-            Some(c) => format!("({label} IN ({l}) OR {c} IN ({l}))", l = list(v)),
-            None => format!("{label} IN ({})", list(v)),
-        };
-        Ok(match &f.op {
-            FilterOp::In(v) => member_in(v),
-            FilterOp::NotIn(v) => format!("NOT {}", member_in(v)),
-            FilterOp::Between(a, b) => {
-                format!("{label} BETWEEN {} AND {}", literal(a), literal(b))
-            }
-            FilterOp::Compare(op, v) => format!("{label} {op} {}", literal(v)),
-        })
+        Ok(member_condition(&label, code.as_deref(), &f.op))
     }
 
     /// `FROM fact f LEFT JOIN …`.
@@ -228,7 +241,7 @@ impl<'a> Star<'a> {
     }
 
     /// The SQL value a measure column refers to: a fact column or `dimension.level`.
-    fn column_value(&mut self, c: &str, why: &str) -> Result<String> {
+    pub(crate) fn column_value(&mut self, c: &str, why: &str) -> Result<String> {
         match c.split_once('.') {
             Some((d, l)) => self.level_value(
                 &LevelRef {
@@ -258,6 +271,23 @@ pub struct FactSpec<'q> {
     pub approximate: bool,
 }
 
+/// The condition a member label (and, where the level has codes, its code) must meet.
+pub(crate) fn member_condition(label: &str, code: Option<&str>, op: &FilterOp) -> String {
+    let list = |v: &[String]| v.iter().map(|x| literal(x)).collect::<Vec<_>>().join(", ");
+    let member_in = |v: &[String]| match code {
+        Some(c) => format!("({label} IN ({l}) OR {c} IN ({l}))", l = list(v)),
+        None => format!("{label} IN ({})", list(v)),
+    };
+    match op {
+        FilterOp::In(v) => member_in(v),
+        FilterOp::NotIn(v) => format!("NOT {}", member_in(v)),
+        FilterOp::Between(a, b) => {
+            format!("{label} BETWEEN {} AND {}", literal(a), literal(b))
+        }
+        FilterOp::Compare(op, v) => format!("{label} {op} {}", literal(v)),
+    }
+}
+
 fn group_by(cols: &[String], sets: &[Vec<usize>], extra: &[&str]) -> String {
     let set = |s: &Vec<usize>| {
         s.iter()
@@ -281,9 +311,129 @@ fn group_by(cols: &[String], sets: &[Vec<usize>], extra: &[&str]) -> String {
     }
 }
 
+/// How a row value is aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowAgg {
+    /// `SUM(v)`: sums and counts (a count is the sum of 1 per counted row).
+    Sum,
+    /// `COUNT(DISTINCT v)` (or the sketch with `--approx`).
+    CountDistinct,
+}
+
+/// Where the rows of a fact query come from: the fact table joined to its dimensions
+/// ([`Star`]), or a pre-aggregation of it. Either way the aggregate query around the
+/// rows is the same, so both give the same cells.
+pub(crate) trait RowSource {
+    /// A level's member name per row (never NULL: `Unknown` when missing).
+    fn label(&mut self, r: &LevelRef, why: &str) -> Result<String>;
+    /// The WHERE condition of one filter.
+    fn condition(&mut self, f: &Filter) -> Result<String>;
+    /// The row value of a sum, count or count_distinct measure and how it aggregates.
+    fn measure_value(&mut self, m: &str) -> Result<(String, RowAgg)>;
+    /// For a count_distinct_having measure: the counted value, the per value, and the
+    /// conditions a row must meet (besides the counted value being present).
+    fn having_values(&mut self, m: &str) -> Result<(String, String, Vec<String>)>;
+    /// `FROM …`.
+    fn table_clause(&self) -> Result<String>;
+}
+
+impl RowSource for Star<'_> {
+    fn label(&mut self, r: &LevelRef, why: &str) -> Result<String> {
+        self.level_label(r, why)
+    }
+
+    fn condition(&mut self, f: &Filter) -> Result<String> {
+        Star::condition(self, f)
+    }
+
+    fn measure_value(&mut self, m: &str) -> Result<(String, RowAgg)> {
+        let def = self
+            .model
+            .measure(m)
+            .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+        let filter = def.filter.as_ref().map(|w| format!("f.{}", ident(w)));
+        let value = match &def.column {
+            Some(c) => Some(self.column_value(c, &format!("measure `{m}`"))?),
+            None => None,
+        };
+        Ok(match (def.agg, value) {
+            (Some(Agg::Count), None) => (
+                match &filter {
+                    Some(w) => format!("CASE WHEN {w} THEN 1 ELSE 0 END"),
+                    None => "1".to_string(),
+                },
+                RowAgg::Sum,
+            ),
+            (Some(Agg::Count), Some(c)) => (
+                match &filter {
+                    Some(w) => format!("CASE WHEN {w} AND {c} IS NOT NULL THEN 1 ELSE 0 END"),
+                    None => format!("CASE WHEN {c} IS NOT NULL THEN 1 ELSE 0 END"),
+                },
+                RowAgg::Sum,
+            ),
+            (Some(Agg::Sum), Some(c)) => (
+                match &filter {
+                    Some(w) => format!("CASE WHEN {w} THEN {c} END"),
+                    None => c,
+                },
+                RowAgg::Sum,
+            ),
+            (Some(Agg::CountDistinct), Some(c)) => (
+                match &filter {
+                    Some(w) => format!("CASE WHEN {w} THEN {c} END"),
+                    None => c,
+                },
+                RowAgg::CountDistinct,
+            ),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "measure `{m}` cannot be computed (agg and column do not fit)"
+                )))
+            }
+        })
+    }
+
+    fn having_values(&mut self, m: &str) -> Result<(String, String, Vec<String>)> {
+        let def = self
+            .model
+            .measure(m)
+            .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+        let (Some(c), Some(per)) = (&def.column, &def.per) else {
+            return Err(Error::Usage(format!("measure `{m}` needs column and per")));
+        };
+        let why = format!("measure `{m}`");
+        let c = self.column_value(c, &why)?;
+        let per = self.column_value(per, &why)?;
+        let conds = def
+            .filter
+            .iter()
+            .map(|w| format!("f.{}", ident(w)))
+            .collect();
+        Ok((c, per, conds))
+    }
+
+    fn table_clause(&self) -> Result<String> {
+        self.from_clause()
+    }
+}
+
 /// Compiles the aggregate queries of one fact: plain measures in one query, each
 /// count_distinct_having measure in its own nested query.
 pub fn fact_queries(model: &CubeModel, spec: &FactSpec) -> Result<Vec<FactQuery>> {
+    queries_from(model, spec, &mut || {
+        Ok(Box::new(Star::new(model, spec.fact)?))
+    })
+}
+
+/// A fresh row source for each statement.
+pub(crate) type NewSource<'s, 'm> = dyn FnMut() -> Result<Box<dyn RowSource + 'm>> + 's;
+
+/// [`fact_queries`] over the rows of any source.
+pub(crate) fn queries_from(
+    model: &CubeModel,
+    spec: &FactSpec,
+    new_source: &mut NewSource,
+) -> Result<Vec<FactQuery>> {
     let mut plain = Vec::new();
     let mut nested = Vec::new();
     for m in spec.measures {
@@ -298,10 +448,18 @@ pub fn fact_queries(model: &CubeModel, spec: &FactSpec) -> Result<Vec<FactQuery>
     }
     let mut out = Vec::new();
     if !plain.is_empty() {
-        out.push(one_query(model, spec, &plain, None)?);
+        let mut source = new_source()?;
+        out.push(one_query(model, spec, source.as_mut(), &plain, None)?);
     }
     for m in nested {
-        out.push(one_query(model, spec, std::slice::from_ref(&m), Some(&m))?);
+        let mut source = new_source()?;
+        out.push(one_query(
+            model,
+            spec,
+            source.as_mut(),
+            std::slice::from_ref(&m),
+            Some(&m),
+        )?);
     }
     Ok(out)
 }
@@ -309,15 +467,14 @@ pub fn fact_queries(model: &CubeModel, spec: &FactSpec) -> Result<Vec<FactQuery>
 fn one_query(
     model: &CubeModel,
     spec: &FactSpec,
+    star: &mut dyn RowSource,
     measures: &[String],
     nested: Option<&String>,
 ) -> Result<FactQuery> {
-    let mut star = Star::new(model, spec.fact)?;
-    let why_of = |m: &str| format!("measure `{m}`");
     let mut select = Vec::new();
     let why_axis = format!("measure `{}`", measures.join("`, `"));
     for (i, l) in spec.labels.iter().enumerate() {
-        select.push(format!("{} AS l{i}", star.level_label(l, &why_axis)?));
+        select.push(format!("{} AS l{i}", star.label(l, &why_axis)?));
     }
     let mut conds = Vec::new();
     for f in spec.filters {
@@ -336,59 +493,18 @@ fn one_query(
         None => {
             let mut aggs = Vec::new();
             for (k, m) in measures.iter().enumerate() {
-                let def = model
-                    .measure(m)
-                    .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
-                let filter = def.filter.as_ref().map(|w| format!("f.{}", ident(w)));
-                let value = match &def.column {
-                    Some(c) => Some(star.column_value(c, &why_of(m))?),
-                    None => None,
-                };
-                let (v, agg) = match (def.agg, value) {
-                    (Some(Agg::Count), None) => (
-                        match &filter {
-                            Some(w) => format!("CASE WHEN {w} THEN 1 ELSE 0 END"),
-                            None => "1".to_string(),
-                        },
-                        format!("SUM(v{k})"),
-                    ),
-                    (Some(Agg::Count), Some(c)) => (
-                        match &filter {
-                            Some(w) => {
-                                format!("CASE WHEN {w} AND {c} IS NOT NULL THEN 1 ELSE 0 END")
-                            }
-                            None => format!("CASE WHEN {c} IS NOT NULL THEN 1 ELSE 0 END"),
-                        },
-                        format!("SUM(v{k})"),
-                    ),
-                    (Some(Agg::Sum), Some(c)) => (
-                        match &filter {
-                            Some(w) => format!("CASE WHEN {w} THEN {c} END"),
-                            None => c,
-                        },
-                        format!("SUM(v{k})"),
-                    ),
-                    (Some(Agg::CountDistinct), Some(c)) => (
-                        match &filter {
-                            Some(w) => format!("CASE WHEN {w} THEN {c} END"),
-                            None => c,
-                        },
-                        if spec.approximate {
-                            format!("CAST(approx_distinct(v{k}) AS BIGINT)")
-                        } else {
-                            format!("COUNT(DISTINCT v{k})")
-                        },
-                    ),
-                    _ => {
-                        return Err(Error::Usage(format!(
-                            "measure `{m}` cannot be computed (agg and column do not fit)"
-                        )))
+                let (v, agg) = star.measure_value(m)?;
+                let agg = match agg {
+                    RowAgg::Sum => format!("SUM(v{k})"),
+                    RowAgg::CountDistinct if spec.approximate => {
+                        format!("CAST(approx_distinct(v{k}) AS BIGINT)")
                     }
+                    RowAgg::CountDistinct => format!("COUNT(DISTINCT v{k})"),
                 };
                 select.push(format!("{v} AS v{k}"));
                 aggs.push(format!("{agg} AS m{k}"));
             }
-            let base = base_select(&star, &select, &conds)?;
+            let base = base_select(&*star, &select, &conds)?;
             let mut cols = outer_labels.clone();
             cols.extend(aggs);
             format!(
@@ -401,18 +517,12 @@ fn one_query(
             let def = model
                 .measure(m)
                 .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
-            let (Some(c), Some(per)) = (&def.column, &def.per) else {
-                return Err(Error::Usage(format!("measure `{m}` needs column and per")));
-            };
-            let c = star.column_value(c, &why_of(m))?;
-            let per = star.column_value(per, &why_of(m))?;
+            let (c, per, extra) = star.having_values(m)?;
             select.push(format!("{c} AS c"));
             select.push(format!("{per} AS p"));
-            if let Some(w) = &def.filter {
-                conds.push(format!("f.{}", ident(w)));
-            }
+            conds.extend(extra);
             conds.push(format!("{c} IS NOT NULL"));
-            let base = base_select(&star, &select, &conds)?;
+            let base = base_select(&*star, &select, &conds)?;
             let mut inner_cols = label_cols.clone();
             inner_cols.push("c".into());
             inner_cols.push("COUNT(DISTINCT p) AS n".into());
@@ -439,13 +549,13 @@ fn one_query(
     })
 }
 
-fn base_select(star: &Star, select: &[String], conds: &[String]) -> Result<String> {
+fn base_select(star: &dyn RowSource, select: &[String], conds: &[String]) -> Result<String> {
     let select = if select.is_empty() {
         "1 AS one".to_string()
     } else {
         select.join(", ")
     };
-    let mut s = format!("SELECT {select}\n{}", star.from_clause()?);
+    let mut s = format!("SELECT {select}\n{}", star.table_clause()?);
     if !conds.is_empty() {
         s.push_str(&format!("\nWHERE {}", conds.join("\n  AND ")));
     }

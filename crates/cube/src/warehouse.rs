@@ -3,13 +3,14 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use crmcube_model::{Error, Result};
-use crmcube_store::{delta, AsOf, Snapshot};
+use crmcube_store::{delta, AsOf, Snapshot, TableVersion};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub struct Warehouse {
     ctx: SessionContext,
     tables: Vec<TableInfo>,
     version: Option<u64>,
+    table_versions: Option<BTreeMap<String, TableVersion>>,
 }
 
 /// A query's answer.
@@ -83,16 +85,37 @@ impl Warehouse {
                 files: files.len(),
             });
         }
+        let table_versions = snap
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    TableVersion {
+                        version: t.version,
+                        rows: t.rows(),
+                        files: t.files.len() as u64,
+                    },
+                )
+            })
+            .collect();
         Ok(Warehouse {
             ctx,
             tables,
             version: Some(snap.commit.version),
+            table_versions: Some(table_versions),
         })
     }
 
     /// The warehouse version being read (none for a plain data folder).
     pub fn version(&self) -> Option<u64> {
         self.version
+    }
+
+    /// The Delta version (and rows, files) of every table of the warehouse version being
+    /// read; none for a plain data folder.
+    pub fn table_versions(&self) -> Option<&BTreeMap<String, TableVersion>> {
+        self.table_versions.as_ref()
     }
 
     /// Registers a folder of Parquet data: each `NAME.parquet` file or `NAME/` folder of
@@ -144,6 +167,7 @@ impl Warehouse {
             ctx,
             tables,
             version: None,
+            table_versions: None,
         })
     }
 
@@ -167,7 +191,7 @@ impl Warehouse {
 }
 
 /// Registers a table made of exactly these Parquet files.
-async fn register_files(
+pub(crate) async fn register_files(
     ctx: &SessionContext,
     name: &str,
     files: &[PathBuf],

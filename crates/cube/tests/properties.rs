@@ -9,7 +9,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
-use crmcube_cube::{Cube, CubeModel, CubeQuery, Filter, FilterOp, LevelRef, Totals};
+use crmcube_cube::{
+    Catalog, Cube, CubeModel, CubeQuery, Filter, FilterOp, Layout, LevelRef, Status, Totals,
+};
 use crmcube_model::WarehouseSchema;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
@@ -392,18 +394,33 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
+/// Cells of an answer: labels -> column name -> value.
+type Cells = HashMap<Vec<String>, HashMap<String, Option<f64>>>;
+
 /// Runs the query and returns cells: labels -> column name -> value.
-fn answer(
+fn answer(ctx: &SessionContext, q: &CubeQuery) -> (Vec<String>, Cells) {
+    let (names, cells, _) = answer_with(ctx, q, None);
+    (names, cells)
+}
+
+/// Runs the query with a cube (by default the built-in model over the base facts);
+/// also returns where each fact was read from.
+fn answer_with(
     ctx: &SessionContext,
     q: &CubeQuery,
-) -> (
-    Vec<String>,
-    HashMap<Vec<String>, HashMap<String, Option<f64>>>,
-) {
+    cube: Option<&Cube>,
+) -> (Vec<String>, Cells, Vec<String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let cube = rt.block_on(Cube::open(model(), ctx)).unwrap();
+    let own;
+    let cube = match cube {
+        Some(c) => c,
+        None => {
+            own = rt.block_on(Cube::open(model(), ctx)).unwrap();
+            &own
+        }
+    };
     let r = rt.block_on(cube.run(ctx, q)).unwrap();
     assert_eq!(r.shown_rows, r.total_rows);
     let nlabels = q.rows.len() + q.columns.len();
@@ -433,7 +450,7 @@ fn answer(
             );
         }
     }
-    (names, out)
+    (names, out, r.sources)
 }
 
 fn grouping_sets(n: usize, totals: Totals) -> Vec<Vec<bool>> {
@@ -630,8 +647,142 @@ fn check(sales: &[Sale], tickets: &[Ticket], qn: &Question) -> Result<(), TestCa
     Ok(())
 }
 
+/// Pre-aggregations over the generated star: everything the questions ask at a fine
+/// grain (distinct counts by their keys), additive measures at a coarse grain, tickets.
+const PRE_AGGREGATIONS: &str = "
+pre_aggregations:
+  fine:
+    fact: sales
+    measures: [revenue, quantity, order_lines, orders, customers, margin_pct, repeat_customers]
+    levels: [time.month, geography.city, product.subcategory, customer.segment]
+    partition_by: time.month
+  coarse:
+    fact: sales
+    measures: [revenue, gross_profit, quantity, order_lines]
+    levels: [time.quarter, geography.country]
+  tickets_monthly:
+    fact: tickets
+    measures: [tickets, complaints]
+    levels: [time.month, geography.country, customer.segment]
+";
+
+/// The built-in model with [`PRE_AGGREGATIONS`], each built into the session as a
+/// table (as `cube materialize` would) and marked fresh.
+fn cube_with_pre_aggregations(ctx: &SessionContext) -> Cube {
+    let text = crmcube_cube::model::BUILTIN_CUBE_YAML
+        .split("\npre_aggregations:")
+        .next()
+        .unwrap()
+        .to_string()
+        + PRE_AGGREGATIONS;
+    let model = CubeModel::parse(&text, "test", &WarehouseSchema::builtin().unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut entries = Vec::new();
+    for (name, _) in &model.pre_aggregations {
+        let layout = Layout::new(&model, name).unwrap();
+        let sql = layout.build_sql(&model, None, None).unwrap();
+        let batches = rt
+            .block_on(async { ctx.sql(&sql).await?.collect().await })
+            .unwrap();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let schema = rt
+            .block_on(async {
+                Ok::<_, datafusion::error::DataFusionError>(
+                    ctx.sql(&sql).await?.schema().as_arrow().clone(),
+                )
+            })
+            .unwrap();
+        let table =
+            datafusion::datasource::MemTable::try_new(Arc::new(schema), vec![batches]).unwrap();
+        ctx.register_table(layout.table.as_str(), Arc::new(table))
+            .unwrap();
+        entries.push((layout, Status::Fresh { rows: rows as u64 }));
+    }
+    let mut cube = rt.block_on(Cube::open(model, ctx)).unwrap();
+    cube.set_pre_aggregations(Catalog { entries, off: None });
+    cube
+}
+
+/// Every question gives the same cells from the pre-aggregations as from the facts.
+fn check_pre_aggregations(
+    sales: &[Sale],
+    tickets: &[Ticket],
+    qn: &Question,
+) -> Result<(), TestCaseError> {
+    let levels: Vec<&str> = qn.levels.iter().map(|i| LEVELS[*i]).collect();
+    let filter = qn.filter.map(|(l, m)| {
+        let candidates = [
+            "2025", "DE", "Europe", "Unknown", "2024-Q1", "Books", "consumer",
+        ];
+        (LEVELS[l], candidates[(l + m) % candidates.len()])
+    });
+    let totals = match qn.totals {
+        0 => Totals::None,
+        1 => Totals::Rollup,
+        _ => Totals::Cube,
+    };
+    let ctx = session(sales, tickets);
+    let cube = cube_with_pre_aggregations(&ctx);
+    let no_products = !levels.contains(&"product.category")
+        && filter.is_none_or(|(l, _)| l != "product.category");
+    let mut asks: Vec<Vec<String>> = vec![
+        MEASURES.iter().map(|m| m.to_string()).collect(),
+        vec!["revenue".into(), "margin_pct".into(), "order_lines".into()],
+    ];
+    if qn.with_tickets && no_products {
+        asks.push(vec![
+            "tickets".into(),
+            "complaint_rate".into(),
+            "revenue".into(),
+        ]);
+    }
+    for measures in asks {
+        let q = CubeQuery {
+            measures: measures.clone(),
+            rows: levels.iter().map(|l| level_ref(l)).collect(),
+            totals,
+            filters: filter
+                .iter()
+                .map(|(l, v)| Filter {
+                    level: level_ref(l),
+                    op: FilterOp::In(vec![v.to_string()]),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (_, base, _) = answer_with(&ctx, &q, None);
+        let (_, pre, sources) = answer_with(&ctx, &q, Some(&cube));
+        let sales_source = sources.iter().find(|s| s.starts_with("sales")).unwrap();
+        prop_assert!(
+            sales_source.contains(": pre-aggregation "),
+            "{measures:?} by {levels:?}: {sources:?}"
+        );
+        prop_assert_eq!(
+            base,
+            pre,
+            "{:?} by {:?} where {:?}: {:?}",
+            measures,
+            levels,
+            filter,
+            sources
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pre_aggregations_answer_like_the_facts(
+        sales in proptest::collection::vec(sale(), 0..40),
+        tickets in proptest::collection::vec(ticket(), 0..12),
+        qn in question(),
+    ) {
+        check_pre_aggregations(&sales, &tickets, &qn)?;
+    }
 
     #[test]
     fn cube_equals_naive_computation(

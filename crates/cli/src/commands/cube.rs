@@ -1,11 +1,15 @@
 //! `crmcube cube`: describe the cube model and query it (slice, dice, drill, roll up,
 //! pivot, drill through, totals, time intelligence).
 
+use super::ingest::ReportFormat;
 use super::{runtime, Context};
 use crate::output::{emit, Format};
 use anyhow::Result;
 use crmcube_cube::period::Step;
-use crmcube_cube::{Cube, CubeModel, CubeQuery, Filter, ToDate, Totals, Warehouse};
+use crmcube_cube::{
+    Cube, CubeModel, CubeQuery, Filter, MaterializeOptions, MaterializeReport, ToDate, Totals,
+    Warehouse,
+};
 use crmcube_model::{Error, WarehouseSchema};
 use std::path::PathBuf;
 
@@ -16,6 +20,29 @@ pub enum CubeCommand {
     Describe(DescribeArgs),
     /// Ask the cube: measures by levels on rows and columns, with filters and totals.
     Query(Box<QueryArgs>),
+    /// Build the pre-aggregations the model declares (incrementally where possible) and
+    /// publish them as a new warehouse version.
+    Materialize(MaterializeArgs),
+}
+
+/// Flags of `cube materialize`.
+#[derive(clap::Args)]
+pub struct MaterializeArgs {
+    /// The warehouse directory.
+    #[arg(long)]
+    pub warehouse: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Only this pre-aggregation (repeatable, or comma-separated; default: all).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub name: Vec<String>,
+    /// Rebuild from the base facts even what is up to date or could be rebuilt
+    /// incrementally.
+    #[arg(long)]
+    pub full: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
 }
 
 /// Where the model comes from.
@@ -152,9 +179,13 @@ pub struct QueryArgs {
     /// instead of aggregating; --limit caps the rows (default 100).
     #[arg(long)]
     pub through: bool,
-    /// Print the SQL the query compiles to on stderr.
+    /// Print on stderr where each fact is read from (a pre-aggregation or the base
+    /// facts), why the other pre-aggregations were not used, and the SQL.
     #[arg(long)]
     pub explain: bool,
+    /// Read the base facts only, never a pre-aggregation.
+    #[arg(long)]
+    pub no_preagg: bool,
     /// Result format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -168,6 +199,7 @@ pub fn run(ctx: &Context, c: CubeCommand) -> Result<()> {
     match c {
         CubeCommand::Describe(a) => describe(a),
         CubeCommand::Query(a) => query(ctx, *a),
+        CubeCommand::Materialize(a) => materialize(a),
     }
 }
 
@@ -178,7 +210,9 @@ fn describe(a: DescribeArgs) -> Result<()> {
         let cube = match &a.warehouse {
             Some(w) => {
                 let wh = Warehouse::open(w).await?;
-                Cube::open(model, wh.context()).await?
+                let mut cube = Cube::open(model, wh.context()).await?;
+                cube.use_pre_aggregations(&wh).await?;
+                cube
             }
             None => Cube::unchecked(model),
         };
@@ -265,7 +299,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -279,7 +313,12 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         let wh = Warehouse::open(&a.warehouse).await?;
-        let cube = Cube::open(model, wh.context()).await?;
+        let mut cube = Cube::open(model, wh.context()).await?;
+        if a.no_preagg {
+            cube.skip_pre_aggregations("--no-preagg")?;
+        } else {
+            cube.use_pre_aggregations(&wh).await?;
+        }
         if a.through {
             let mut q = q.clone();
             q.limit = None;
@@ -292,6 +331,9 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
         }
     })?;
     if a.explain {
+        for line in &result.sources {
+            eprintln!("-- {line}");
+        }
         for (i, s) in result.sql.iter().enumerate() {
             eprintln!("-- query {}\n{s};", i + 1);
         }
@@ -322,6 +364,75 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
         ctx.note(format!("({} rows)", thousands(result.total_rows)));
     }
     Ok(())
+}
+
+fn materialize(a: MaterializeArgs) -> Result<()> {
+    let model = a.model.load()?;
+    let opts = MaterializeOptions {
+        names: a
+            .name
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        full: a.full,
+    };
+    let rt = runtime()?;
+    let report = rt.block_on(crmcube_cube::materialize(&a.warehouse, &model, &opts))?;
+    match a.format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Table => print!("{}", render_materialize(&report)),
+    }
+    Ok(())
+}
+
+/// The materialize report as aligned text.
+pub fn render_materialize(r: &MaterializeReport) -> String {
+    let rebuilt = |p: &crmcube_cube::materialize::BuildReport| -> String {
+        match (&p.partition_by, p.build.as_str()) {
+            (None, _) => "-".into(),
+            (Some(_), "full") => format!("all {}", p.partitions_rebuilt.len()),
+            (Some(_), "incremental") if p.partitions_rebuilt.is_empty() => "none".into(),
+            (Some(_), "incremental") => p.partitions_rebuilt.join(", "),
+            _ => "-".into(),
+        }
+    };
+    let name_w = r
+        .pre_aggregations
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("pre-aggregation".len());
+    let mut s = format!(
+        "{:<name_w$}  {:<11}  {:>10}  {:>8}  {:<12}  partitions rebuilt\n",
+        "pre-aggregation", "build", "rows", "seconds", "partition_by"
+    );
+    for p in &r.pre_aggregations {
+        s.push_str(&format!(
+            "{:<name_w$}  {:<11}  {:>10}  {:>8.2}  {:<12}  {}\n",
+            p.name,
+            p.build,
+            thousands(p.rows as usize),
+            p.seconds,
+            p.partition_by.as_deref().unwrap_or("-"),
+            rebuilt(p)
+        ));
+    }
+    for p in &r.pre_aggregations {
+        s.push_str(&format!("{}: {} ({})\n", p.name, p.build, p.reason));
+    }
+    s.push_str(&match r.version {
+        Some(v) => format!(
+            "built from version {}, published as version {v} of {} in {:.2}s\n",
+            r.built_from_version, r.warehouse, r.seconds
+        ),
+        None => format!(
+            "every pre-aggregation of {} is up to date with version {}; nothing published\n",
+            r.warehouse, r.built_from_version
+        ),
+    });
+    s
 }
 
 #[cfg(test)]

@@ -10,5 +10,6 @@ mod end_to_end;
 mod etl;
 mod mining;
 mod mining_more;
+mod preagg;
 mod sql;
 mod versions;

@@ -69,7 +69,7 @@ fn write_csv(path: &Path, header: &csv::StringRecord, rows: &[&csv::StringRecord
 /// Splits the sample export into `cutoffs.len() + 1` consecutive periods, as a nightly
 /// job would receive them: each row goes to the period of its timestamp, order lines
 /// with their order, cart events with their session; reference data arrives first.
-fn split_export(out: &Path, cutoffs: &[&str]) -> Vec<PathBuf> {
+pub(crate) fn split_export(out: &Path, cutoffs: &[&str]) -> Vec<PathBuf> {
     let src = repo_root().join("sample_data");
     let parts: Vec<PathBuf> = (0..=cutoffs.len())
         .map(|i| out.join(format!("day{}", i + 1)))
