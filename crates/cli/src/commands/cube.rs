@@ -12,6 +12,7 @@ use crmcube_cube::{
 };
 use crmcube_model::{Error, WarehouseSchema};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Cube subcommands.
 #[derive(clap::Subcommand)]
@@ -186,6 +187,10 @@ pub struct QueryArgs {
     /// Read the base facts only, never a pre-aggregation.
     #[arg(long)]
     pub no_preagg: bool,
+    /// Print on stderr where the time went inside the process: loading the model,
+    /// opening the warehouse, running the query, writing the result.
+    #[arg(long)]
+    pub timing: bool,
     /// Result format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -308,10 +313,14 @@ fn thousands(n: usize) -> String {
 }
 
 fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
+    let started = Instant::now();
     let model = a.model.load()?;
     let q = build_query(&model, &a)?;
     let rt = runtime()?;
+    let model_seconds = started.elapsed().as_secs_f64();
+    let mut open_seconds = 0.0;
     let result = rt.block_on(async {
+        let t = Instant::now();
         let wh = Warehouse::open(&a.warehouse).await?;
         let mut cube = Cube::open(model, wh.context()).await?;
         if a.no_preagg {
@@ -319,6 +328,7 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
         } else {
             cube.use_pre_aggregations(&wh).await?;
         }
+        open_seconds = t.elapsed().as_secs_f64();
         if a.through {
             let mut q = q.clone();
             q.limit = None;
@@ -341,12 +351,22 @@ fn query(ctx: &Context, a: QueryArgs) -> Result<()> {
     for n in &result.notes {
         ctx.note(n);
     }
+    let query_seconds = started.elapsed().as_secs_f64() - model_seconds - open_seconds;
+    let t = Instant::now();
     emit(
         a.output.as_deref(),
         &result.schema,
         &result.batches,
         a.format,
     )?;
+    if a.timing {
+        // Always printed when asked for, even with --quiet: it is what was asked.
+        eprintln!(
+            "timing: model {model_seconds:.4} s, open {open_seconds:.4} s, query {query_seconds:.4} s, output {:.4} s, total {:.4} s",
+            t.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     if result.shown_rows < result.total_rows {
         // A cut result is always reported, even with --quiet.
         eprintln!(
