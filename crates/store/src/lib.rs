@@ -455,7 +455,7 @@ fn plan_files(old: Option<&delta::TableSnapshot>, st: &Staged) -> (Vec<DataFile>
         Mode::ReplaceFiles => old_files
             .iter()
             .copied()
-            .filter(|f| st.remove.iter().any(|r| *r == f.path))
+            .filter(|f| st.remove.contains(&f.path))
             .collect(),
         Mode::ReplacePartitions => {
             let parts: std::collections::BTreeSet<String> =

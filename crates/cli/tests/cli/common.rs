@@ -39,7 +39,11 @@ pub fn crmcube(args: &[&str]) -> Run {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Run-time CARGO_MANIFEST_DIR first: a binary built from another checkout of the
+    // same sources still uses this checkout.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("../..")
         .canonicalize()
         .expect("repo root")

@@ -29,7 +29,12 @@ pub(crate) struct SpecEntity {
 }
 
 fn contract_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/oltp.yaml")
+    // The directory cargo runs the tests for (set at run time), so a test binary built
+    // from another checkout of the same sources still reads this checkout's file.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.join("../../schemas/oltp.yaml")
 }
 
 /// Splits `a: 1, b: [x, y], c: z` (the inside of a flow map) into key/value pairs.
