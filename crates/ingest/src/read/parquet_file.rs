@@ -10,6 +10,25 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use std::path::Path;
 
 pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
+    // Some corrupt pages make the parquet decoder panic (an assertion in its bit
+    // reader) instead of returning an error; that is a data problem of this file.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_file(path, entity, spec)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the decoder failed".into());
+        Err(Error::Data(format!(
+            "{}: Parquet data cannot be read: {why}",
+            path.display()
+        )))
+    })
+}
+
+fn read_file(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileStage> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     // The Arrow schema some writers embed is not read: the contract decides the types
     // anyway, and a corrupt one makes arrow-ipc panic instead of returning an error.
