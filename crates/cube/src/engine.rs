@@ -384,6 +384,8 @@ impl Cube {
             bases,
             queries,
             wide_queries,
+            post_filters,
+            sets: uniq,
             output_signatures,
             time: tp,
             target,
@@ -397,18 +399,30 @@ impl Cube {
         let p = self.prepare(q)?;
         let mut cells: Cells = HashMap::new();
         let mut integer = vec![false; p.bases.len()];
-        for fq in &p.queries {
-            merge(ctx, fq, &p, &mut cells, &mut integer).await?;
-        }
         let mut wide: Option<Cells> = None;
+        let mut ran: Vec<&FactQuery> = Vec::new();
+        let mut derived = false;
         if let Some(wq) = &p.wide_queries {
             let mut w = HashMap::new();
-            let mut ignored = vec![false; p.bases.len()];
+            let mut wide_integer = vec![false; p.bases.len()];
             for fq in wq {
-                merge(ctx, fq, &p, &mut w, &mut ignored).await?;
+                merge(ctx, fq, &p, &mut w, &mut wide_integer).await?;
+                ran.push(fq);
+            }
+            if let Some(narrow) = self.narrowed(&p, &w) {
+                cells = narrow;
+                integer = wide_integer;
+                derived = true;
             }
             wide = Some(w);
         }
+        if !derived {
+            for fq in &p.queries {
+                merge(ctx, fq, &p, &mut cells, &mut integer).await?;
+                ran.push(fq);
+            }
+        }
+        let sql: Vec<String> = ran.iter().map(|f| f.sql.clone()).collect();
         let mut notes = p.notes.clone();
         if q.approximate
             && p.bases
@@ -430,12 +444,7 @@ impl Cube {
             batches: vec![batch],
             total_rows: total,
             sources: p.sources.clone(),
-            sql: p
-                .queries
-                .into_iter()
-                .chain(p.wide_queries.into_iter().flatten())
-                .map(|f| f.sql)
-                .collect(),
+            sql,
             notes,
         })
     }
@@ -492,6 +501,45 @@ impl Cube {
             )],
             notes: vec![format!("fact rows of `{fact}` behind {measure}")],
         })
+    }
+
+    /// The cells of the filtered query taken from the wide one (which leaves out the time
+    /// filters), so the facts are read once: possible when every grouping set keeps the
+    /// time level, as then each cell lies within one time member, and that member lies
+    /// within the filters' periods or not. None (run the filtered queries) otherwise, and
+    /// for members that cannot be placed in a period (`Unknown`) or filters that may name
+    /// members by a code.
+    fn narrowed(&self, p: &Prepared, wide: &Cells) -> Option<Cells> {
+        let (ti, tper) = p.time?;
+        if p.post_filters.is_empty() || !p.sets.iter().all(|s| s.contains(&ti)) {
+            return None;
+        }
+        let mut periods = Vec::new();
+        for f in &p.post_filters {
+            let level = self.model.level(&f.level)?;
+            if level.code.is_some() {
+                return None;
+            }
+            periods.push((f, level.period?));
+        }
+        let mut out: Cells = HashMap::new();
+        for (k, v) in wide {
+            let member = k.get(ti)?;
+            if member == ALL || member == plan::UNKNOWN {
+                return None;
+            }
+            let mut keep = true;
+            for (f, fp) in &periods {
+                if !filter_accepts(f, &period::container(tper, member, *fp)?) {
+                    keep = false;
+                    break;
+                }
+            }
+            if keep {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        Some(out)
     }
 
     fn compute(
@@ -828,6 +876,10 @@ struct Prepared {
     queries: Vec<FactQuery>,
     /// The same aggregates without the time filters, for looking up earlier periods.
     wide_queries: Option<Vec<FactQuery>>,
+    /// The time filters the wide queries leave out.
+    post_filters: Vec<Filter>,
+    /// The grouping sets queried, as indices into `labels`.
+    sets: Vec<Vec<usize>>,
     output_signatures: Vec<Vec<bool>>,
     time: Option<(usize, Period)>,
     target: Option<usize>,

@@ -44,8 +44,13 @@ fn lookup_alias(dim: &str, lookup: &str) -> String {
 pub struct Star<'a> {
     model: &'a CubeModel,
     fact_name: String,
-    joins: Vec<String>,
+    /// Joins in order: the dimension joined (None for a lookup) and the join's text.
+    joins: Vec<(Option<String>, String)>,
     joined: Vec<String>,
+    /// Columns of dimension tables read as member names (dimension, column).
+    text_columns: Vec<(String, String)>,
+    /// Columns of dimension tables read as they are: join keys, expression inputs.
+    raw_columns: Vec<(String, String)>,
 }
 
 impl<'a> Star<'a> {
@@ -59,6 +64,8 @@ impl<'a> Star<'a> {
             fact_name: fact.to_string(),
             joins: Vec::new(),
             joined: Vec::new(),
+            text_columns: Vec::new(),
+            raw_columns: Vec::new(),
         })
     }
 
@@ -114,15 +121,18 @@ impl<'a> Star<'a> {
             Link::Column(c) => format!("f.{}", ident(&c)),
             Link::Through { through, column } => {
                 self.join_dimension(&through, why)?;
+                self.use_column(&through, &column, false);
                 format!("{}.{}", dim_alias(&through), ident(&column))
             }
         };
-        self.joins.push(format!(
-            "LEFT JOIN {} AS {} ON {}.{} = {on}",
-            ident(&d.table),
-            dim_alias(dim),
-            dim_alias(dim),
-            ident(&d.key)
+        self.joins.push((
+            Some(dim.to_string()),
+            format!(
+                "AS {} ON {}.{} = {on}",
+                dim_alias(dim),
+                dim_alias(dim),
+                ident(&d.key)
+            ),
         ));
         self.joined.push(dim.to_string());
         Ok(())
@@ -151,14 +161,66 @@ impl<'a> Star<'a> {
             ),
             None => table,
         };
-        self.joins.push(format!(
-            "LEFT JOIN {source} AS {a} ON {a}.{on} = {d}.{on}",
-            a = lookup_alias(dim, lookup),
-            on = ident(&lk.on),
-            d = dim_alias(dim)
+        self.joins.push((
+            None,
+            format!(
+                "LEFT JOIN {source} AS {a} ON {a}.{on} = {d}.{on}",
+                a = lookup_alias(dim, lookup),
+                on = ident(&lk.on),
+                d = dim_alias(dim)
+            ),
         ));
+        let on = lk.on.clone();
+        self.use_column(dim, &on, false);
         self.joined.push(key);
         Ok(())
+    }
+
+    /// Notes a column of a dimension table the statement reads, as text or as it is.
+    fn use_column(&mut self, dim: &str, column: &str, text: bool) {
+        let list = if text {
+            &mut self.text_columns
+        } else {
+            &mut self.raw_columns
+        };
+        if !list.iter().any(|(d, c)| d == dim && c == column) {
+            list.push((dim.to_string(), column.to_string()));
+        }
+    }
+
+    /// What a dimension is joined as: its table, or, when member names are read from it,
+    /// a projection of the columns used with the name columns cast to text there, once per
+    /// dimension row instead of once per fact row (the join then carries text views).
+    fn dimension_source(&self, dim: &str) -> Result<String> {
+        let d = self
+            .model
+            .dimension(dim)
+            .ok_or_else(|| Error::Usage(format!("unknown dimension `{dim}`")))?;
+        let mine = |list: &[(String, String)]| -> Vec<String> {
+            list.iter()
+                .filter(|(x, c)| x == dim && c != &d.key)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        let raw = mine(&self.raw_columns);
+        let text: Vec<String> = mine(&self.text_columns)
+            .into_iter()
+            .filter(|c| !raw.contains(c))
+            .collect();
+        if text.is_empty() {
+            return Ok(ident(&d.table));
+        }
+        let mut cols = vec![ident(&d.key)];
+        cols.extend(raw.iter().map(|c| ident(c)));
+        cols.extend(
+            text.iter()
+                .map(|c| format!("CAST({} AS VARCHAR) AS {}", ident(c), ident(c))),
+        );
+        Ok(format!(
+            "(SELECT {} FROM {})",
+            cols.join(", "),
+            ident(&d.table)
+        ))
     }
 
     fn level_def(&self, r: &LevelRef) -> Result<&'a Level> {
@@ -178,6 +240,16 @@ impl<'a> Star<'a> {
             }
             None => dim_alias(&r.dimension),
         };
+        if level.lookup.is_none() {
+            match &level.expr {
+                Some(expr) => {
+                    for c in crate::model::expr_columns(expr) {
+                        self.use_column(&r.dimension, &c, false);
+                    }
+                }
+                None => self.use_column(&r.dimension, &level.column, true),
+            }
+        }
         Ok(match &level.expr {
             Some(expr) => {
                 let mut out = expr.clone();
@@ -209,7 +281,11 @@ impl<'a> Star<'a> {
         };
         let alias = match &level.lookup {
             Some(lk) => lookup_alias(&r.dimension, lk),
-            None => dim_alias(&r.dimension),
+            None => {
+                let code = code.clone();
+                self.use_column(&r.dimension, &code, true);
+                dim_alias(&r.dimension)
+            }
         };
         Ok(Some(format!(
             "COALESCE(CAST({alias}.{} AS VARCHAR), {})",
@@ -223,7 +299,59 @@ impl<'a> Star<'a> {
         let why = format!("filter `{}`", f.describe());
         let label = self.level_label(&f.level, &why)?;
         let code = self.code_label(&f.level)?;
-        Ok(member_condition(&label, code.as_deref(), &f.op))
+        let cond = member_condition(&label, code.as_deref(), &f.op);
+        Ok(match self.key_range(f, &cond)? {
+            Some(range) => format!("{cond}\n  AND {range}"),
+            None => cond,
+        })
+    }
+
+    /// For a filter on the calendar: the range of date keys it keeps, as a condition on
+    /// the fact's own key column. The facts are partitioned by month and sorted by date,
+    /// so the range skips whole files and row groups by their statistics before
+    /// anything is joined. It only narrows what the filter keeps anyway: a fact row
+    /// whose key has no calendar row belongs to `Unknown`, which the filter must reject
+    /// for the range to be added. Levels from lookups or computed by an expression keep
+    /// the plain filter.
+    fn key_range(&self, f: &Filter, cond: &str) -> Result<Option<String>> {
+        let level = self.level_def(&f.level)?;
+        let Some(d) = self.model.dimension(&f.level.dimension) else {
+            return Ok(None);
+        };
+        let calendar = d.levels.iter().any(|(_, l)| l.period.is_some());
+        let column = self.model.fact(&self.fact_name).and_then(|fact| {
+            fact.dimensions
+                .iter()
+                .find(|(n, _)| n == &f.level.dimension)
+                .and_then(|(_, link)| match link {
+                    Link::Column(c) => Some(c.clone()),
+                    Link::Through { .. } => None,
+                })
+        });
+        let Some(column) = column else {
+            return Ok(None);
+        };
+        if !calendar
+            || level.lookup.is_some()
+            || level.expr.is_some()
+            || crate::engine::filter_accepts(f, UNKNOWN)
+        {
+            return Ok(None);
+        }
+        let bound = |agg: &str| {
+            format!(
+                "(SELECT {agg}({a}.{k}) FROM {t} AS {a} WHERE {cond})",
+                a = dim_alias(&f.level.dimension),
+                k = ident(&d.key),
+                t = ident(&d.table)
+            )
+        };
+        let c = format!("f.{}", ident(&column));
+        Ok(Some(format!(
+            "{c} >= {} AND {c} <= {}",
+            bound("MIN"),
+            bound("MAX")
+        )))
     }
 
     /// `FROM fact f LEFT JOIN …`.
@@ -233,8 +361,11 @@ impl<'a> Star<'a> {
             .fact(&self.fact_name)
             .ok_or_else(|| Error::Usage(format!("unknown fact `{}`", self.fact_name)))?;
         let mut s = format!("FROM {} AS f", ident(&fact.table));
-        for j in &self.joins {
+        for (dim, j) in &self.joins {
             s.push_str("\n  ");
+            if let Some(dim) = dim {
+                s.push_str(&format!("LEFT JOIN {} ", self.dimension_source(dim)?));
+            }
             s.push_str(j);
         }
         Ok(s)
@@ -446,20 +577,40 @@ pub(crate) fn queries_from(
             plain.push(m.clone());
         }
     }
+    // A distinct count of the values a count_distinct_having measure counts (customers next
+    // to repeat_customers) is the number of per-value rows that measure's query forms:
+    // it is counted there, and the facts are read once for both.
+    let mut with_nested: Vec<Vec<String>> = nested.iter().map(|m| vec![m.clone()]).collect();
+    if !spec.approximate {
+        plain.retain(|m| {
+            let Some(def) = model.measure(m) else {
+                return true;
+            };
+            if def.agg != Some(Agg::CountDistinct) {
+                return true;
+            }
+            let host = nested.iter().position(|n| {
+                model
+                    .measure(n)
+                    .is_some_and(|h| h.column == def.column && h.filter == def.filter)
+            });
+            match host {
+                Some(i) => {
+                    with_nested[i].push(m.clone());
+                    false
+                }
+                None => true,
+            }
+        });
+    }
     let mut out = Vec::new();
     if !plain.is_empty() {
         let mut source = new_source()?;
         out.push(one_query(model, spec, source.as_mut(), &plain, None)?);
     }
-    for m in nested {
+    for (m, ms) in nested.iter().zip(&with_nested) {
         let mut source = new_source()?;
-        out.push(one_query(
-            model,
-            spec,
-            source.as_mut(),
-            std::slice::from_ref(&m),
-            Some(&m),
-        )?);
+        out.push(one_query(model, spec, source.as_mut(), ms, Some(m))?);
     }
     Ok(out)
 }
@@ -492,6 +643,7 @@ fn one_query(
     let sql = match nested {
         None => {
             let mut aggs = Vec::new();
+            let mut summed = Vec::new();
             for (k, m) in measures.iter().enumerate() {
                 let (v, agg) = star.measure_value(m)?;
                 let agg = match agg {
@@ -502,11 +654,17 @@ fn one_query(
                     RowAgg::CountDistinct => format!("COUNT(DISTINCT v{k})"),
                 };
                 select.push(format!("{v} AS v{k}"));
+                summed.push(agg.starts_with("SUM("));
                 aggs.push(format!("{agg} AS m{k}"));
             }
             let base = base_select(&*star, &select, &conds)?;
             let mut cols = outer_labels.clone();
             cols.extend(aggs);
+            let base = if spec.sets.len() > 1 && summed.iter().all(|s| *s) {
+                finest_grain(&base, &label_cols, summed.len())
+            } else {
+                base
+            };
             format!(
                 "SELECT {}\nFROM (\n{base}\n) AS base{}",
                 cols.join(", "),
@@ -525,10 +683,14 @@ fn one_query(
             let base = base_select(&*star, &select, &conds)?;
             let mut inner_cols = label_cols.clone();
             inner_cols.push("c".into());
-            inner_cols.push("COUNT(DISTINCT p) AS n".into());
             let min = def.min.unwrap_or(2);
             let mut cols = outer_labels.clone();
+            inner_cols.push("COUNT(DISTINCT p) AS n".into());
             cols.push(format!("SUM(CASE WHEN n >= {min} THEN 1 ELSE 0 END) AS m0"));
+            // Distinct counts of the same values: one per-value row each.
+            for k in 1..measures.len() {
+                cols.push(format!("COUNT(*) AS m{k}"));
+            }
             let outer_group = if label_cols.is_empty() {
                 String::new()
             } else {
@@ -547,6 +709,24 @@ fn one_query(
         measures: measures.to_vec(),
         sql,
     })
+}
+
+/// With several grouping sets and only sums and counts, the fact rows are first summed
+/// once to the finest grain (every label), and the grouping sets then roll up those cells
+/// instead of every fact row once per set. (With a distinct count the grain would have to
+/// keep every distinct value, which is slower than counting per set.)
+fn finest_grain(base: &str, labels: &[String], measures: usize) -> String {
+    let mut cols = labels.to_vec();
+    cols.extend((0..measures).map(|k| format!("SUM(v{k}) AS v{k}")));
+    let group = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("\nGROUP BY {}", labels.join(", "))
+    };
+    format!(
+        "SELECT {}\nFROM (\n{base}\n) AS fact_rows{group}",
+        cols.join(", ")
+    )
 }
 
 fn base_select(star: &dyn RowSource, select: &[String], conds: &[String]) -> Result<String> {

@@ -48,13 +48,25 @@ impl QueryResult {
     }
 }
 
-fn session() -> SessionContext {
+fn session() -> Result<SessionContext> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
-    SessionContext::new_with_config(config)
+    // Any DataFusion setting can be overridden from the environment, named as DataFusion
+    // names it: datafusion.execution.batch_size is DATAFUSION_EXECUTION_BATCH_SIZE.
+    let options = config.options_mut();
+    for entry in options.entries() {
+        let var = entry.key.to_uppercase().replace('.', "_");
+        if let Some(value) = std::env::var_os(&var) {
+            let value = value.to_string_lossy();
+            options
+                .set(&entry.key, &value)
+                .map_err(|e| Error::Usage(format!("{var}={value}: {e}")))?;
+        }
+    }
+    Ok(SessionContext::new_with_config(config))
 }
 
 impl Warehouse {
@@ -74,7 +86,7 @@ impl Warehouse {
     /// before publishing it).
     pub async fn from_snapshot(snap: &Snapshot) -> Result<Self> {
         let dir = &snap.dir;
-        let ctx = session();
+        let ctx = session()?;
         let mut tables = Vec::new();
         for (name, t) in &snap.tables {
             let files = snap.file_paths(name);
@@ -121,7 +133,7 @@ impl Warehouse {
     /// Registers a folder of Parquet data: each `NAME.parquet` file or `NAME/` folder of
     /// Parquet files (searched recursively, e.g. Hive partitions) becomes table NAME.
     pub async fn open_data(dir: &Path) -> Result<Self> {
-        let ctx = session();
+        let ctx = session()?;
         let mut tables = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
