@@ -37,6 +37,9 @@ enum Command {
     /// Nightly ETL: load new exports, check, publish, refresh scores, vacuum.
     #[command(subcommand)]
     Etl(commands::etl::EtlCommand),
+    /// Write one warehouse version as Hive-partitioned Parquet (or CSV, Arrow) with a
+    /// manifest and a _SUCCESS marker, for BI tools and notebooks.
+    Export(commands::export::ExportArgs),
     /// List the versions of a warehouse: loads, their inputs and row counts.
     History(commands::history::HistoryArgs),
     /// Delete data files that no retained warehouse version uses.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Tables(a) => commands::sql::run_tables(&ctx, a),
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
         Command::Etl(c) => commands::etl::run(&ctx, c),
+        Command::Export(a) => commands::export::run(&ctx, a),
         Command::History(a) => commands::history::run_history(&ctx, a),
         Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),

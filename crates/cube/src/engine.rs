@@ -22,6 +22,8 @@ pub struct Cube {
     checked: bool,
     /// Pre-aggregations the planner may answer from (none: base facts only).
     pub(crate) preaggs: Option<crate::preagg::Catalog>,
+    /// Rows of each dimension table (for planning).
+    dimension_rows: HashMap<String, u64>,
 }
 
 /// An answer: the result table, how many rows there were before the limit, and the
@@ -69,11 +71,34 @@ impl Cube {
                 missing.insert(t);
             }
         }
+        // Dimension sizes decide which dimensions are joined after summing (plan.rs);
+        // Parquet footers answer the counts without reading the data.
+        let mut dimension_rows = HashMap::new();
+        for (_, d) in &model.dimensions {
+            if missing.contains(&d.table) || dimension_rows.contains_key(&d.table) {
+                continue;
+            }
+            let sql = format!("SELECT COUNT(*) FROM \"{}\"", d.table.replace('"', "\"\""));
+            let counted = run_sql(ctx, &sql).await?;
+            let rows = counted
+                .batches
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| {
+                    arrow::compute::cast(b.column(0), &DataType::Int64)
+                        .ok()
+                        .and_then(|a| a.as_any().downcast_ref::<Int64Array>().map(|x| x.value(0)))
+                });
+            if let Some(n) = rows {
+                dimension_rows.insert(d.table.clone(), n.max(0) as u64);
+            }
+        }
         Ok(Cube {
             model,
             missing,
             checked: true,
             preaggs: None,
+            dimension_rows,
         })
     }
 
@@ -84,6 +109,7 @@ impl Cube {
             missing: BTreeSet::new(),
             checked: false,
             preaggs: None,
+            dimension_rows: HashMap::new(),
         }
     }
 
@@ -364,6 +390,7 @@ impl Cube {
                     sets: &uniq,
                     filters,
                     approximate: q.approximate,
+                    dimension_rows: &self.dimension_rows,
                 };
                 queries.extend(match used {
                     Some(layout) => crate::preagg::fact_queries(&self.model, layout, &spec)?,

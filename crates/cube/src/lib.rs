@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod describe;
 pub mod engine;
+pub mod export;
 pub mod materialize;
 pub mod model;
 pub mod period;

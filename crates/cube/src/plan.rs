@@ -5,6 +5,7 @@
 use crate::model::{Agg, CubeModel, Level, LevelRef, Link};
 use crate::query::{Filter, FilterOp};
 use crmcube_model::{Error, Result};
+use std::collections::HashMap;
 
 /// Label of rolled-up members.
 pub const ALL: &str = "All";
@@ -51,6 +52,8 @@ pub struct Star<'a> {
     text_columns: Vec<(String, String)>,
     /// Columns of dimension tables read as they are: join keys, expression inputs.
     raw_columns: Vec<(String, String)>,
+    /// A statement read instead of the fact table (still as `f`).
+    base: Option<String>,
 }
 
 impl<'a> Star<'a> {
@@ -66,6 +69,7 @@ impl<'a> Star<'a> {
             joined: Vec::new(),
             text_columns: Vec::new(),
             raw_columns: Vec::new(),
+            base: None,
         })
     }
 
@@ -90,6 +94,13 @@ impl<'a> Star<'a> {
                 Ok(format!("{}.{}", dim_alias(&through), ident(&column)))
             }
         }
+    }
+
+    /// Starts from the rows of `base` (named `f`), which has the fact's key columns.
+    fn over(model: &'a CubeModel, fact: &str, base: String) -> Result<Self> {
+        let mut star = Star::new(model, fact)?;
+        star.base = Some(base);
+        Ok(star)
     }
 
     fn join_dimension(&mut self, dim: &str, why: &str) -> Result<()> {
@@ -360,7 +371,10 @@ impl<'a> Star<'a> {
             .model
             .fact(&self.fact_name)
             .ok_or_else(|| Error::Usage(format!("unknown fact `{}`", self.fact_name)))?;
-        let mut s = format!("FROM {} AS f", ident(&fact.table));
+        let mut s = match &self.base {
+            Some(b) => format!("FROM (\n{b}\n) AS f"),
+            None => format!("FROM {} AS f", ident(&fact.table)),
+        };
         for (dim, j) in &self.joins {
             s.push_str("\n  ");
             if let Some(dim) = dim {
@@ -400,6 +414,8 @@ pub struct FactSpec<'q> {
     pub filters: &'q [Filter],
     /// Distinct counts by sketch.
     pub approximate: bool,
+    /// Rows of the dimension tables, by table (those not given are taken as large).
+    pub dimension_rows: &'q HashMap<String, u64>,
 }
 
 /// The condition a member label (and, where the level has codes, its code) must meet.
@@ -605,14 +621,203 @@ pub(crate) fn queries_from(
     }
     let mut out = Vec::new();
     if !plain.is_empty() {
-        let mut source = new_source()?;
-        out.push(one_query(model, spec, source.as_mut(), &plain, None)?);
+        match summed_by_keys(model, spec, &plain)? {
+            Some(q) => out.push(q),
+            None => {
+                let mut source = new_source()?;
+                out.push(one_query(model, spec, source.as_mut(), &plain, None)?);
+            }
+        }
     }
     for (m, ms) in nested.iter().zip(&with_nested) {
         let mut source = new_source()?;
         out.push(one_query(model, spec, source.as_mut(), ms, Some(m))?);
     }
     Ok(out)
+}
+
+/// The most key combinations the facts are summed to before small dimensions are joined.
+const KEYED_CELLS: u64 = 100_000;
+
+/// The dimensions whose members are looked up after the fact rows are summed by their
+/// keys: small dimensions the fact links to directly, smallest first, as long as all
+/// their key combinations together stay within [`KEYED_CELLS`]. Not: dimensions with
+/// levels from lookups, dimensions others are reached through, and a filtered calendar
+/// (its filter narrows the date keys read, which needs it joined first).
+fn keyed_dimensions(model: &CubeModel, spec: &FactSpec) -> Vec<String> {
+    let Some(fact) = model.fact(spec.fact) else {
+        return Vec::new();
+    };
+    let link = |d: &str| fact.dimensions.iter().find(|(n, _)| n == d).map(|(_, l)| l);
+    let used: Vec<&LevelRef> = spec
+        .labels
+        .iter()
+        .chain(spec.filters.iter().map(|f| &f.level))
+        .collect();
+    let mut dims: Vec<&str> = Vec::new();
+    for l in &used {
+        if !dims.contains(&l.dimension.as_str()) {
+            dims.push(&l.dimension);
+        }
+    }
+    let mut candidates: Vec<(String, u64)> = Vec::new();
+    for d in &dims {
+        if !matches!(link(d), Some(Link::Column(_))) {
+            continue;
+        }
+        let reached_through = dims
+            .iter()
+            .any(|u| matches!(link(u), Some(Link::Through { through, .. }) if through == d));
+        let from_lookup = used
+            .iter()
+            .filter(|l| l.dimension == *d)
+            .any(|l| model.level(l).is_none_or(|x| x.lookup.is_some()));
+        let Some(dim) = model.dimension(d) else {
+            continue;
+        };
+        let calendar = dim.levels.iter().any(|(_, l)| l.period.is_some());
+        let filtered = spec.filters.iter().any(|f| f.level.dimension == *d);
+        if reached_through || from_lookup || (calendar && filtered) {
+            continue;
+        }
+        if let Some(rows) = spec.dimension_rows.get(&dim.table) {
+            candidates.push((d.to_string(), *rows));
+        }
+    }
+    candidates.sort_by_key(|(_, rows)| *rows);
+    let mut cells = 1u64;
+    let mut keyed = Vec::new();
+    for (d, rows) in candidates {
+        let more = cells.saturating_mul(rows.max(1));
+        if more <= KEYED_CELLS {
+            cells = more;
+            keyed.push(d);
+        }
+    }
+    keyed
+}
+
+/// Sums and counts with small dimensions on the axes (brand by channel, region by year):
+/// the fact rows are first summed by those dimensions' keys (integers, before any join),
+/// and the few summed rows are then joined to the dimensions, filtered by them and
+/// grouped by their members. None when a measure is not a sum or count of fact columns,
+/// or no dimension qualifies (see [`keyed_dimensions`]).
+fn summed_by_keys(
+    model: &CubeModel,
+    spec: &FactSpec,
+    measures: &[String],
+) -> Result<Option<FactQuery>> {
+    for m in measures {
+        let Some(def) = model.measure(m) else {
+            return Ok(None);
+        };
+        let fact_column = |c: &Option<String>| c.as_ref().is_none_or(|c| !c.contains('.'));
+        if !matches!(def.agg, Some(Agg::Sum) | Some(Agg::Count))
+            || !fact_column(&def.column)
+            || !fact_column(&def.filter)
+        {
+            return Ok(None);
+        }
+    }
+    let keyed = keyed_dimensions(model, spec);
+    if keyed.is_empty() {
+        return Ok(None);
+    }
+    let fact = model
+        .fact(spec.fact)
+        .ok_or_else(|| Error::Usage(format!("unknown fact `{}`", spec.fact)))?;
+    let key_columns: Vec<String> = keyed
+        .iter()
+        .filter_map(|d| {
+            fact.dimensions
+                .iter()
+                .find(|(n, _)| n == d)
+                .and_then(|(_, l)| match l {
+                    Link::Column(c) => Some(ident(c)),
+                    Link::Through { .. } => None,
+                })
+        })
+        .collect();
+    let why = format!("measure `{}`", measures.join("`, `"));
+    let is_keyed = |l: &LevelRef| keyed.contains(&l.dimension);
+    // Inner: the fact rows, other dimensions joined, summed by labels and keys.
+    let mut inner = Star::new(model, spec.fact)?;
+    let mut select = Vec::new();
+    let mut grain = Vec::new();
+    for (i, l) in spec.labels.iter().enumerate() {
+        if !is_keyed(l) {
+            select.push(format!("{} AS l{i}", inner.level_label(l, &why)?));
+            grain.push(format!("l{i}"));
+        }
+    }
+    for c in &key_columns {
+        select.push(format!("f.{c} AS {c}"));
+        grain.push(c.clone());
+    }
+    for (k, m) in measures.iter().enumerate() {
+        let def = model
+            .measure(m)
+            .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+        let filter = def.filter.as_ref().map(|w| format!("f.{}", ident(w)));
+        let column = def.column.as_ref().map(|c| format!("f.{}", ident(c)));
+        let v = match (def.agg, column, filter) {
+            (Some(Agg::Count), None, None) => "1".to_string(),
+            (Some(Agg::Count), None, Some(w)) => format!("CASE WHEN {w} THEN 1 ELSE 0 END"),
+            (Some(Agg::Count), Some(c), None) => {
+                format!("CASE WHEN {c} IS NOT NULL THEN 1 ELSE 0 END")
+            }
+            (Some(Agg::Count), Some(c), Some(w)) => {
+                format!("CASE WHEN {w} AND {c} IS NOT NULL THEN 1 ELSE 0 END")
+            }
+            (Some(Agg::Sum), Some(c), None) => c,
+            (Some(Agg::Sum), Some(c), Some(w)) => format!("CASE WHEN {w} THEN {c} END"),
+            _ => return Ok(None),
+        };
+        select.push(format!("{v} AS v{k}"));
+    }
+    let mut conds = Vec::new();
+    for f in spec.filters.iter().filter(|f| !is_keyed(&f.level)) {
+        conds.push(inner.condition(f)?);
+    }
+    let summed = finest_grain(
+        &base_select(&inner, &select, &conds)?,
+        &grain,
+        measures.len(),
+    );
+    // Middle: the summed rows joined to the keyed dimensions.
+    let mut outer = Star::over(model, spec.fact, summed)?;
+    let mut select = Vec::new();
+    for (i, l) in spec.labels.iter().enumerate() {
+        if is_keyed(l) {
+            select.push(format!("{} AS l{i}", outer.level_label(l, &why)?));
+        } else {
+            select.push(format!("f.l{i} AS l{i}"));
+        }
+    }
+    for k in 0..measures.len() {
+        select.push(format!("f.v{k} AS v{k}"));
+    }
+    let mut conds = Vec::new();
+    for f in spec.filters.iter().filter(|f| is_keyed(&f.level)) {
+        conds.push(outer.condition(f)?);
+    }
+    let middle = base_select(&outer, &select, &conds)?;
+    let label_cols: Vec<String> = (0..spec.labels.len()).map(|i| format!("l{i}")).collect();
+    let mut cols: Vec<String> = label_cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("COALESCE({c}, {}) AS a{i}", literal(ALL)))
+        .collect();
+    cols.extend((0..measures.len()).map(|k| format!("SUM(v{k}) AS m{k}")));
+    Ok(Some(FactQuery {
+        fact: spec.fact.to_string(),
+        measures: measures.to_vec(),
+        sql: format!(
+            "SELECT {}\nFROM (\n{middle}\n) AS base{}",
+            cols.join(", "),
+            group_by(&label_cols, spec.sets, &[])
+        ),
+    }))
 }
 
 fn one_query(
@@ -649,7 +854,10 @@ fn one_query(
                 let agg = match agg {
                     RowAgg::Sum => format!("SUM(v{k})"),
                     RowAgg::CountDistinct if spec.approximate => {
-                        format!("CAST(approx_distinct(v{k}) AS BIGINT)")
+                        // The sketch hashes each type its own way: one type (text
+                        // views) for the values from base facts and from
+                        // pre-aggregations keeps the estimates identical.
+                        format!("CAST(approx_distinct(arrow_cast(v{k}, 'Utf8View')) AS BIGINT)")
                     }
                     RowAgg::CountDistinct => format!("COUNT(DISTINCT v{k})"),
                 };

@@ -1215,7 +1215,14 @@ pub(crate) fn fact_queries(
     layout: &Layout,
     spec: &FactSpec,
 ) -> Result<Vec<FactQuery>> {
-    crate::plan::queries_from(model, spec, &mut || {
+    // No dimension sizes: the rows are already summed, so the plan does not sum them by
+    // dimension keys before joining (that path reads base facts only).
+    let no_sizes = std::collections::HashMap::new();
+    let spec = FactSpec {
+        dimension_rows: &no_sizes,
+        ..*spec
+    };
+    crate::plan::queries_from(model, &spec, &mut || {
         Ok(Box::new(PreAggRows { model, layout }))
     })
 }

@@ -24,6 +24,9 @@ pub enum CubeCommand {
     /// Build the pre-aggregations the model declares (incrementally where possible) and
     /// publish them as a new warehouse version.
     Materialize(MaterializeArgs),
+    /// Explore step by step: each line (drill, rollup, slice, dice, pivot, totals, undo,
+    /// …) changes the current view and shows the answer. Reads a terminal, a pipe or a file.
+    Shell(super::shell::ShellArgs),
 }
 
 /// Flags of `cube materialize`.
@@ -58,7 +61,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self) -> Result<CubeModel> {
+    pub(crate) fn load(&self) -> Result<CubeModel> {
         let warehouse = match &self.schemas {
             Some(d) => WarehouseSchema::from_file(&d.join("warehouse.yaml"))?,
             None => WarehouseSchema::builtin()?,
@@ -205,6 +208,7 @@ pub fn run(ctx: &Context, c: CubeCommand) -> Result<()> {
         CubeCommand::Describe(a) => describe(a),
         CubeCommand::Query(a) => query(ctx, *a),
         CubeCommand::Materialize(a) => materialize(a),
+        CubeCommand::Shell(a) => super::shell::run(ctx, a),
     }
 }
 
@@ -300,7 +304,7 @@ pub fn build_query(model: &CubeModel, a: &QueryArgs) -> Result<CubeQuery, Error>
     Ok(q)
 }
 
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

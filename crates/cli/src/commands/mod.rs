@@ -4,11 +4,13 @@ pub mod check;
 pub mod cube;
 pub mod demo;
 pub mod etl;
+pub mod export;
 pub mod history;
 pub mod ingest;
 pub mod mine;
 pub mod mine_more;
 pub mod sample;
+pub mod shell;
 pub mod sql;
 
 use anyhow::Result;

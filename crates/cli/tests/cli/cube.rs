@@ -332,6 +332,105 @@ fn time_intelligence_matches_sql() {
 }
 
 #[test]
+fn time_comparison_reads_the_facts_once_and_keeps_filtered_totals() {
+    let monthly: HashMap<String, f64> = sql(
+        "SELECT d.year_month AS m, SUM(f.revenue) AS revenue FROM fact_sales f \
+         JOIN dim_date d ON d.date_key = f.date_key GROUP BY d.year_month",
+    )
+    .iter()
+    .map(|r| (text(r, "m"), num(&r["revenue"])))
+    .collect();
+    // Every cell lies within one month: the 2025 cells come from the same statement as
+    // the 2024 ones they are compared with.
+    let (rows, stderr) = cube(&[
+        "--measures",
+        "revenue,orders",
+        "--rows",
+        "time.month",
+        "--slice",
+        "time.year=2025",
+        "--compare",
+        "yoy",
+        "--explain",
+    ]);
+    assert_eq!(rows.len(), 12);
+    assert!(stderr.contains("-- query 1"), "{stderr}");
+    assert!(!stderr.contains("-- query 2"), "{stderr}");
+    for r in &rows {
+        let m = text(r, "time.month");
+        assert!(m.starts_with("2025-"), "{r:?}");
+        assert!(close(num(&r["revenue"]), monthly[&m]));
+    }
+    // With totals the total is over 2025 only, so the filtered statement runs as well.
+    let (rows, stderr) = cube(&[
+        "--measures",
+        "revenue",
+        "--rows",
+        "time.month",
+        "--slice",
+        "time.year=2025",
+        "--compare",
+        "yoy",
+        "--totals",
+        "--explain",
+    ]);
+    assert_eq!(rows.len(), 13);
+    assert!(stderr.contains("-- query 2"), "{stderr}");
+    let y2025: f64 = monthly
+        .iter()
+        .filter(|(m, _)| m.starts_with("2025-"))
+        .map(|(_, v)| v)
+        .sum();
+    let all = by(&rows, "time.month");
+    assert!(close(
+        num(&all["All"]["revenue"]),
+        (y2025 * 100.0).round() / 100.0
+    ));
+}
+
+#[test]
+fn calendar_filters_narrow_the_date_keys_read() {
+    let (rows, stderr) = cube(&[
+        "--measures",
+        "revenue,order_lines",
+        "--rows",
+        "geography.region",
+        "--dice",
+        "time.month between 2024-11 and 2025-02",
+        "--totals",
+        "--explain",
+    ]);
+    assert!(
+        stderr.contains("f.\"date_key\" >= (SELECT MIN("),
+        "{stderr}"
+    );
+    let want = sql(
+        "SELECT COALESCE(r.region, 'Unknown') AS region, SUM(f.revenue) AS revenue, \
+         COUNT(*) AS n FROM fact_sales f LEFT JOIN dim_region r ON r.region_key = f.region_key \
+         JOIN dim_date d ON d.date_key = f.date_key \
+         WHERE d.year_month BETWEEN '2024-11' AND '2025-02' GROUP BY 1",
+    );
+    let got = by(&rows, "geography.region");
+    assert_eq!(got.len(), want.len() + 1);
+    for w in &want {
+        let g = &got[&text(w, "region")];
+        assert!(close(num(&g["revenue"]), num(&w["revenue"])), "{g:?} {w:?}");
+        assert_eq!(num(&g["order_lines"]), num(&w["n"]));
+    }
+    // A filter that keeps `Unknown` keeps fact rows without a calendar row: no range.
+    let (_, stderr) = cube(&[
+        "--measures",
+        "revenue",
+        "--rows",
+        "geography.region",
+        "--dice",
+        "time.year not in (2023)",
+        "--explain",
+    ]);
+    assert!(!stderr.contains("SELECT MIN("), "{stderr}");
+}
+
+#[test]
 fn share_and_rank_within_parent() {
     let (rows, _) = cube(&[
         "--measures",

@@ -8,6 +8,7 @@ mod common;
 mod cube;
 mod end_to_end;
 mod etl;
+mod export;
 mod mining;
 mod mining_more;
 mod preagg;

@@ -1,0 +1,488 @@
+//! Snapshot exports: the tables of one warehouse version as plain files for other tools
+//! (BI tools reading Parquet, notebooks with polars / duckdb / pyarrow, Spark).
+//!
+//! Layout of an export folder:
+//!
+//! ```text
+//! OUT/_manifest.json                                tables, schemas, rows, totals, source version
+//! OUT/dim_customer/part-0.parquet                   unpartitioned tables
+//! OUT/fact_sales/year=2025/month=03/part-0.parquet  facts, Hive-partitioned by calendar month
+//! OUT/_SUCCESS                                      written last: the export is complete
+//! ```
+//!
+//! The partition columns (`year`, `month`) are in the folder names only, as Hive
+//! partitioning has it; readers add them as integer columns. Every table is read at the
+//! table version the chosen warehouse version names, so the export is one consistent
+//! snapshot even while loads commit. The export is built in a staging folder next to OUT
+//! and renamed into place, so OUT never holds a partial export; a folder that is not
+//! empty and not an earlier export is never overwritten.
+
+use crate::warehouse::Warehouse;
+use arrow::array::Array;
+use arrow::datatypes::{DataType, Schema};
+use crmcube_model::{Error, Result};
+use crmcube_store::{AsOf, Snapshot};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// File format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The warehouse's own Parquet files (zstd), copied.
+    Parquet,
+    /// CSV with a header line (RFC 4180 quoting, ISO dates and timestamps).
+    Csv,
+    /// Arrow IPC files (Feather v2), uncompressed.
+    Arrow,
+}
+
+impl ExportFormat {
+    /// File name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Arrow => "arrow",
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Tables to export (empty: every table whose name does not start with `_`).
+    pub tables: Vec<String>,
+    /// File format.
+    pub format: ExportFormat,
+    /// Warehouse version to export.
+    pub as_of: AsOf,
+}
+
+/// One column of an exported table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedColumn {
+    /// Column name.
+    pub name: String,
+    /// Arrow data type, as Arrow prints it (`Int64`, `Decimal128(18, 2)`, `Utf8`, …).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Whether the column may hold nulls.
+    pub nullable: bool,
+}
+
+/// One exported file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedFile {
+    /// Path relative to the export folder, `/`-separated.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// One exported table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedTable {
+    /// Table name (also its folder).
+    pub name: String,
+    /// Hive partition columns, in folder order (`year`, `month`), or none.
+    pub partitioning: Vec<String>,
+    /// Columns stored in the files (without the partition columns).
+    pub schema: Vec<ExportedColumn>,
+    /// Rows over all files.
+    pub rows: u64,
+    /// Sum of every numeric column over all rows, as text (exact for integers and
+    /// decimals; floating-point sums may differ in the last digits between engines).
+    /// Surrogate keys (`*_key`, hashes) are left out: their sums mean nothing.
+    pub totals: BTreeMap<String, Option<String>>,
+    /// The table's own version in the warehouse.
+    pub table_version: u64,
+    /// The files.
+    pub files: Vec<ExportedFile>,
+}
+
+/// `_manifest.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    /// Version of this manifest layout.
+    pub manifest_version: u32,
+    /// The crmcube version that wrote it.
+    pub crmcube_version: String,
+    /// When the export was written (UTC, RFC 3339).
+    pub created_at: String,
+    /// The warehouse folder exported.
+    pub warehouse: String,
+    /// The warehouse version exported.
+    pub source_version: u64,
+    /// When that version was committed.
+    pub source_committed_at: String,
+    /// File format: parquet, csv or arrow.
+    pub format: String,
+    /// The tables.
+    pub tables: Vec<ExportedTable>,
+}
+
+/// Name of the marker written last.
+pub const SUCCESS: &str = "_SUCCESS";
+/// Name of the manifest.
+pub const MANIFEST: &str = "_manifest.json";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// Writes an export of `warehouse` into `out` and returns its manifest.
+pub async fn export(warehouse: &Path, out: &Path, opts: &ExportOptions) -> Result<Manifest> {
+    if !crmcube_store::is_warehouse(warehouse) {
+        return Err(Error::Usage(format!(
+            "{}: not a crmcube warehouse (no _crmcube_log with a version)",
+            warehouse.display()
+        )));
+    }
+    let snap = Snapshot::open(warehouse, opts.as_of)?;
+    let names = chosen_tables(&snap, &opts.tables)?;
+    check_target(out)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let leaf = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Usage(format!("{}: not a folder name", out.display())))?;
+    let staging = parent.join(format!(".{leaf}.export-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let result = write_export(&snap, &names, &staging, opts).await;
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    publish(&staging, out, &parent, &leaf)?;
+    Ok(manifest)
+}
+
+/// The tables asked for, or every public table.
+fn chosen_tables(snap: &Snapshot, asked: &[String]) -> Result<Vec<String>> {
+    if asked.is_empty() {
+        return Ok(snap
+            .tables
+            .keys()
+            .filter(|n| !n.starts_with('_'))
+            .cloned()
+            .collect());
+    }
+    let mut names = Vec::new();
+    for t in asked {
+        if !snap.tables.contains_key(t) {
+            return Err(Error::Usage(format!(
+                "--tables: warehouse version {} has no table `{t}`; it has {}",
+                snap.commit.version,
+                snap.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if !names.contains(t) {
+            names.push(t.clone());
+        }
+    }
+    Ok(names)
+}
+
+/// OUT must be absent, an empty folder, or an earlier export (which is replaced).
+fn check_target(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: exists and is not a folder",
+            out.display()
+        )));
+    }
+    let empty = std::fs::read_dir(out).map_err(io(out))?.next().is_none();
+    if empty || out.join(MANIFEST).is_file() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{}: exists, is not empty and holds no earlier export ({MANIFEST}); \
+         choose a new folder (an earlier export is replaced, anything else is left alone)",
+        out.display()
+    )))
+}
+
+/// Moves the finished staging folder to OUT (replacing an earlier export).
+fn publish(staging: &Path, out: &Path, parent: &Path, leaf: &str) -> Result<()> {
+    let old = parent.join(format!(".{leaf}.replaced-{}", std::process::id()));
+    let had_old = out.exists();
+    if had_old {
+        std::fs::rename(out, &old).map_err(io(out))?;
+    }
+    if let Err(e) = std::fs::rename(staging, out) {
+        if had_old {
+            let _ = std::fs::rename(&old, out);
+        }
+        return Err(Error::io(out, e));
+    }
+    if had_old {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+async fn write_export(
+    snap: &Snapshot,
+    names: &[String],
+    staging: &Path,
+    opts: &ExportOptions,
+) -> Result<Manifest> {
+    let mut tables = Vec::new();
+    let wh = Warehouse::from_snapshot(snap).await?;
+    for name in names {
+        let t = &snap.tables[name];
+        let mut by_partition: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for rel in t.files.keys() {
+            let partition = rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            by_partition
+                .entry(partition.to_string())
+                .or_default()
+                .push(rel);
+        }
+        let mut partitioning = Vec::new();
+        let mut files = Vec::new();
+        for (partition, rels) in &by_partition {
+            let columns: Vec<String> = partition
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.split_once('=').map_or(s, |(k, _)| k).to_string())
+                .collect();
+            if partitioning.is_empty() {
+                partitioning = columns;
+            } else if partitioning != columns {
+                return Err(Error::Data(format!(
+                    "table `{name}`: files in folders partitioned by {} and by {}",
+                    partitioning.join("/"),
+                    columns.join("/")
+                )));
+            }
+            let dir = staging.join(name).join(partition);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            for (i, rel) in rels.iter().enumerate() {
+                let source = snap.dir.join(name).join(rel);
+                let file_name = format!("part-{i}.{}", opts.format.extension());
+                let target = dir.join(&file_name);
+                let rows = match write_file(&source, &target, opts.format, &t.schema)? {
+                    Some(n) => n,
+                    None => t.files[*rel].rows,
+                };
+                let bytes = std::fs::metadata(&target).map_err(io(&target))?.len();
+                let mut path = format!("{name}/");
+                if !partition.is_empty() {
+                    path.push_str(partition);
+                    path.push('/');
+                }
+                path.push_str(&file_name);
+                files.push(ExportedFile { path, rows, bytes });
+            }
+        }
+        if t.files.is_empty() {
+            // An empty table still gets its folder and one empty file with the schema,
+            // so readers find the table and its columns.
+            let dir = staging.join(name);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let file_name = format!("part-0.{}", opts.format.extension());
+            let target = dir.join(&file_name);
+            write_empty(&target, opts.format, &t.schema)?;
+            let bytes = std::fs::metadata(&target).map_err(io(&target))?.len();
+            files.push(ExportedFile {
+                path: format!("{name}/{file_name}"),
+                rows: 0,
+                bytes,
+            });
+        }
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        if rows != t.rows() {
+            return Err(Error::Data(format!(
+                "table `{name}`: wrote {rows} rows but the warehouse log lists {}",
+                t.rows()
+            )));
+        }
+        tables.push(ExportedTable {
+            name: name.clone(),
+            partitioning,
+            schema: t
+                .schema
+                .fields()
+                .iter()
+                .map(|f| ExportedColumn {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            rows,
+            totals: totals(&wh, name, &t.schema).await?,
+            table_version: t.version,
+            files,
+        });
+    }
+    let manifest = Manifest {
+        manifest_version: 1,
+        crmcube_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        warehouse: snap.dir.display().to_string(),
+        source_version: snap.commit.version,
+        source_committed_at: snap.commit.committed_at.clone(),
+        format: opts.format.extension().to_string(),
+        tables,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::format(MANIFEST, e))?;
+    write_synced(&staging.join(MANIFEST), &json)?;
+    write_synced(&staging.join(SUCCESS), b"")?;
+    Ok(manifest)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_integer()
+        || t.is_floating()
+        || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+/// SUM of every numeric column except surrogate keys, as text.
+async fn totals(
+    wh: &Warehouse,
+    table: &str,
+    schema: &Schema,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let numeric: Vec<&String> = schema
+        .fields()
+        .iter()
+        .filter(|f| is_numeric(f.data_type()) && !f.name().ends_with("_key"))
+        .map(|f| f.name())
+        .collect();
+    let mut out = BTreeMap::new();
+    if numeric.is_empty() {
+        return Ok(out);
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let sums: Vec<String> = numeric
+        .iter()
+        .map(|c| format!("SUM({})", quote(c)))
+        .collect();
+    let r = wh
+        .sql(&format!("SELECT {} FROM {}", sums.join(", "), quote(table)))
+        .await?;
+    let batch =
+        r.batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
+            Error::Query(format!("table `{table}`: no row from the totals query"))
+        })?;
+    for (i, c) in numeric.iter().enumerate() {
+        let col = batch.column(i);
+        let value = if col.is_null(0) {
+            None
+        } else {
+            let text =
+                arrow::compute::cast(col, &DataType::Utf8).map_err(|e| Error::format(table, e))?;
+            let text = text
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .map(|a| a.value(0).to_string());
+            text
+        };
+        out.insert((*c).clone(), value);
+    }
+    Ok(out)
+}
+
+/// Writes one exported file from one warehouse file; returns the rows it converted
+/// (None for a Parquet file, which is copied as it is).
+fn write_file(
+    source: &Path,
+    target: &Path,
+    format: ExportFormat,
+    schema: &Schema,
+) -> Result<Option<u64>> {
+    if format == ExportFormat::Parquet {
+        std::fs::copy(source, target).map_err(io(source))?;
+        return Ok(None);
+    }
+    let f = std::fs::File::open(source).map_err(io(source))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.with_batch_size(64 * 1024).build())
+        .map_err(|e| Error::format(source.display(), e))?;
+    let out = std::fs::File::create(target).map_err(io(target))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let mut rows = 0u64;
+    let fail = |e: arrow::error::ArrowError| Error::format(target.display(), e);
+    match format {
+        ExportFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.6f".to_string())
+                .build(out);
+            for batch in reader {
+                let batch = batch.map_err(fail)?;
+                rows += batch.num_rows() as u64;
+                w.write(&batch).map_err(fail)?;
+            }
+            let mut inner = w.into_inner();
+            std::io::Write::flush(&mut inner).map_err(io(target))?;
+        }
+        ExportFormat::Arrow => {
+            let mut w = arrow::ipc::writer::FileWriter::try_new(out, schema).map_err(fail)?;
+            for batch in reader {
+                let batch = batch.map_err(fail)?;
+                rows += batch.num_rows() as u64;
+                w.write(&batch).map_err(fail)?;
+            }
+            w.finish().map_err(fail)?;
+        }
+        ExportFormat::Parquet => {}
+    }
+    Ok(Some(rows))
+}
+
+/// An empty file carrying only the schema.
+fn write_empty(target: &Path, format: ExportFormat, schema: &Schema) -> Result<()> {
+    let out = std::fs::File::create(target).map_err(io(target))?;
+    let fail = |e: String| Error::format(target.display(), e);
+    let schema = std::sync::Arc::new(schema.clone());
+    match format {
+        ExportFormat::Parquet => {
+            let w = parquet::arrow::ArrowWriter::try_new(out, schema, None)
+                .map_err(|e| fail(e.to_string()))?;
+            w.close().map_err(|e| fail(e.to_string()))?;
+        }
+        ExportFormat::Csv => {
+            // The header line only.
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
+            w.write(&arrow::record_batch::RecordBatch::new_empty(schema))
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        ExportFormat::Arrow => {
+            let mut w = arrow::ipc::writer::FileWriter::try_new(out, &schema)
+                .map_err(|e| fail(e.to_string()))?;
+            w.finish().map_err(|e| fail(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
