@@ -40,6 +40,8 @@ enum Command {
     /// Write one warehouse version as Hive-partitioned Parquet (or CSV, Arrow) with a
     /// manifest and a _SUCCESS marker, for BI tools and notebooks.
     Export(commands::export::ExportArgs),
+    /// Serve the warehouse and the cube's views over Arrow Flight SQL (read-only).
+    Serve(commands::serve::ServeArgs),
     /// List the versions of a warehouse: loads, their inputs and row counts.
     History(commands::history::HistoryArgs),
     /// Delete data files that no retained warehouse version uses.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Sql(a) => commands::sql::run_sql(&ctx, a),
         Command::Etl(c) => commands::etl::run(&ctx, c),
         Command::Export(a) => commands::export::run(&ctx, a),
+        Command::Serve(a) => commands::serve::run(&ctx, a),
         Command::History(a) => commands::history::run_history(&ctx, a),
         Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),

@@ -183,6 +183,51 @@ impl Cube {
                 status,
             });
         }
+        for (name, saved) in &m.queries {
+            let q = saved.to_query(m)?;
+            let levels = |v: &[LevelRef]| {
+                v.iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut parts = vec![format!("{} by {}", q.measures.join(", "), levels(&q.rows))];
+            if !q.columns.is_empty() {
+                parts.push(format!("across {}", levels(&q.columns)));
+            }
+            if !q.filters.is_empty() {
+                let f: Vec<String> = q.filters.iter().map(|f| f.describe()).collect();
+                parts.push(format!("where {}", f.join(" and ")));
+            }
+            if !saved.description.is_empty() {
+                parts.push(format!("-- {}", saved.description));
+            }
+            let mut tables = Vec::new();
+            let mut facts = Vec::new();
+            for measure in &q.measures {
+                for b in m.base_measures(measure) {
+                    if let Some(f) = m.measure(&b).and_then(|x| x.fact.clone()) {
+                        if !facts.contains(&f) {
+                            if let Some(t) = m.fact(&f) {
+                                tables.push(t.table.clone());
+                            }
+                            facts.push(f);
+                        }
+                    }
+                }
+            }
+            for l in q.rows.iter().chain(&q.columns) {
+                tables.extend(m.level_tables(l));
+            }
+            rows.push(Row {
+                element: "saved_query",
+                name: name.clone(),
+                kind: "view".into(),
+                definition: parts.join(" "),
+                facts: facts.join(", "),
+                status: status(self.is_checked(), missing(&tables)),
+            });
+        }
         let fields = ["element", "name", "kind", "definition", "facts", "status"];
         let schema: SchemaRef = Arc::new(Schema::new(
             fields

@@ -113,6 +113,60 @@ impl Cube {
         }
     }
 
+    /// Creates the wide view `cube_<fact>` of every fact (see [`plan::wide_view_sql`])
+    /// in `ctx`. Returns the views created and, for each fact left out, why (a table
+    /// it reads is not in the warehouse).
+    pub async fn register_views(&self, ctx: &SessionContext) -> Result<(Vec<String>, Vec<String>)> {
+        let mut made = Vec::new();
+        let mut skipped = Vec::new();
+        for (fact, _) in &self.model.facts {
+            let name = format!("cube_{fact}");
+            let sql =
+                plan::wide_view_sql(&self.model, fact, &|r| self.level_unavailable(r).is_none())?;
+            let create = format!("CREATE OR REPLACE VIEW {} AS {sql}", plan::ident(&name));
+            match ctx.sql(&create).await {
+                Ok(df) => {
+                    df.collect()
+                        .await
+                        .map_err(|e| Error::Query(format!("view {name}: {e}")))?;
+                    made.push(name);
+                }
+                Err(e) => skipped.push(format!("{name}: {e}")),
+            }
+        }
+        Ok((made, skipped))
+    }
+
+    /// Runs every saved query of the model (see [`crate::saved`]) and registers its
+    /// result in `ctx` as a table named after the query, with `dimension.level` columns
+    /// renamed `dimension_level`. Returns the views made and, for each query left out,
+    /// why (it needs a table the warehouse lacks). The results are computed once: a
+    /// caller serving a warehouse registers them again for each new version.
+    pub async fn register_saved_queries(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut made = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, saved) in &self.model.queries {
+            let q = saved.to_query(&self.model)?;
+            let r = match self.run(ctx, &q).await {
+                Ok(r) => r,
+                Err(e) => {
+                    skipped.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            let (schema, batches) = saved_view(&r)?;
+            let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+                .map_err(|e| Error::Query(format!("saved query {name}: {e}")))?;
+            ctx.register_table(name.as_str(), Arc::new(table))
+                .map_err(|e| Error::Query(format!("saved query {name}: {e}")))?;
+            made.push(name.clone());
+        }
+        Ok((made, skipped))
+    }
+
     /// Whether tables were checked against a warehouse.
     pub fn is_checked(&self) -> bool {
         self.checked
@@ -1201,6 +1255,36 @@ fn finish(mut table: Table, q: &CubeQuery) -> Result<(SchemaRef, RecordBatch, us
         RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::Query(e.to_string()))?
     };
     Ok((schema, batch, total))
+}
+
+/// A cube result as a view: `dimension.level` columns renamed by
+/// [`crate::saved::view_column`] (unless the new name is taken).
+pub fn saved_view(r: &CubeResult) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let names: Vec<String> = r.schema.fields().iter().map(|f| f.name().clone()).collect();
+    let fields: Vec<Field> = r
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let renamed = crate::saved::view_column(f.name());
+            let taken = renamed != *f.name() && names.contains(&renamed);
+            if taken {
+                f.as_ref().clone()
+            } else {
+                f.as_ref().clone().with_name(renamed)
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches = r
+        .batches
+        .iter()
+        .map(|b| {
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                .map_err(|e| Error::Query(format!("saved query result: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((schema, batches))
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //! OUT/_SUCCESS                                      written last: the export is complete
 //! ```
 //!
+//! Views of the cube model can be exported too (`--tables cube_sales,NAME` or `--views`):
+//! the wide `cube_<fact>` views and the saved queries, each computed from the tables of the
+//! exported version and written unpartitioned as `OUT/NAME/part-0.EXT`, marked `"view":
+//! true` in the manifest.
+//!
 //! The partition columns (`year`, `month`) are in the folder names only, as Hive
 //! partitioning has it; readers add them as integer columns. Every table is read at the
 //! table version the chosen warehouse version names, so the export is one consistent
@@ -17,11 +22,14 @@
 //! and renamed into place, so OUT never holds a partial export; a folder that is not
 //! empty and not an earlier export is never overwritten.
 
+use crate::model::CubeModel;
 use crate::warehouse::Warehouse;
+use crate::Cube;
 use arrow::array::Array;
 use arrow::datatypes::{DataType, Schema};
 use crmcube_model::{Error, Result};
 use crmcube_store::{AsOf, Snapshot};
+use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +65,11 @@ pub struct ExportOptions {
     pub format: ExportFormat,
     /// Warehouse version to export.
     pub as_of: AsOf,
+    /// The cube model whose views may be exported: the wide `cube_<fact>` views and the
+    /// saved queries, named in `tables` like tables.
+    pub model: Option<CubeModel>,
+    /// Export every view of `model` as well.
+    pub all_views: bool,
 }
 
 /// One column of an exported table.
@@ -97,8 +110,11 @@ pub struct ExportedTable {
     /// decimals; floating-point sums may differ in the last digits between engines).
     /// Surrogate keys (`*_key`, hashes) are left out: their sums mean nothing.
     pub totals: BTreeMap<String, Option<String>>,
-    /// The table's own version in the warehouse.
+    /// The table's own version in the warehouse (0 for a view).
     pub table_version: u64,
+    /// A view of the cube model (a wide `cube_<fact>` view or a saved query), computed
+    /// from the tables of the exported version.
+    pub view: bool,
     /// The files.
     pub files: Vec<ExportedFile>,
 }
@@ -122,6 +138,9 @@ pub struct Manifest {
     pub format: String,
     /// The tables.
     pub tables: Vec<ExportedTable>,
+    /// Views of the model that `--views` could not make from this warehouse, each with
+    /// the reason (e.g. a table written by `crmcube mine` is missing).
+    pub views_left_out: Vec<String>,
 }
 
 /// Name of the marker written last.
@@ -142,7 +161,8 @@ pub async fn export(warehouse: &Path, out: &Path, opts: &ExportOptions) -> Resul
         )));
     }
     let snap = Snapshot::open(warehouse, opts.as_of)?;
-    let names = chosen_tables(&snap, &opts.tables)?;
+    let views = model_views(opts.model.as_ref());
+    let (names, view_names) = chosen_tables(&snap, &views, opts)?;
     check_target(out)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -158,7 +178,7 @@ pub async fn export(warehouse: &Path, out: &Path, opts: &ExportOptions) -> Resul
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-    let result = write_export(&snap, &names, &staging, opts).await;
+    let result = write_export(&snap, &names, &view_names, &staging, opts).await;
     let manifest = match result {
         Ok(m) => m,
         Err(e) => {
@@ -170,30 +190,61 @@ pub async fn export(warehouse: &Path, out: &Path, opts: &ExportOptions) -> Resul
     Ok(manifest)
 }
 
-/// The tables asked for, or every public table.
-fn chosen_tables(snap: &Snapshot, asked: &[String]) -> Result<Vec<String>> {
-    if asked.is_empty() {
-        return Ok(snap
+/// The views a model offers: `cube_<fact>` for each fact, then the saved queries.
+fn model_views(model: Option<&CubeModel>) -> Vec<String> {
+    let Some(m) = model else { return Vec::new() };
+    m.facts
+        .iter()
+        .map(|(f, _)| format!("cube_{f}"))
+        .chain(m.queries.iter().map(|(q, _)| q.clone()))
+        .collect()
+}
+
+/// The tables and views asked for; by default every public table (and every view with
+/// `all_views`).
+fn chosen_tables(
+    snap: &Snapshot,
+    views: &[String],
+    opts: &ExportOptions,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut names = Vec::new();
+    let mut view_names = Vec::new();
+    if opts.tables.is_empty() {
+        names = snap
             .tables
             .keys()
             .filter(|n| !n.starts_with('_'))
             .cloned()
-            .collect());
+            .collect();
     }
-    let mut names = Vec::new();
-    for t in asked {
-        if !snap.tables.contains_key(t) {
+    for t in &opts.tables {
+        if snap.tables.contains_key(t) {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
+        } else if views.contains(t) {
+            if !view_names.contains(t) {
+                view_names.push(t.clone());
+            }
+        } else {
+            let mut known: Vec<String> = snap.tables.keys().cloned().collect();
+            known.extend(views.iter().cloned());
             return Err(Error::Usage(format!(
-                "--tables: warehouse version {} has no table `{t}`; it has {}",
+                "--tables: warehouse version {} has no table `{t}` and the cube model no \
+                 such view; there are {}",
                 snap.commit.version,
-                snap.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                known.join(", ")
             )));
         }
-        if !names.contains(t) {
-            names.push(t.clone());
+    }
+    if opts.all_views {
+        for v in views {
+            if !view_names.contains(v) {
+                view_names.push(v.clone());
+            }
         }
     }
-    Ok(names)
+    Ok((names, view_names))
 }
 
 /// OUT must be absent, an empty folder, or an earlier export (which is replaced).
@@ -243,11 +294,39 @@ fn publish(staging: &Path, out: &Path, parent: &Path, leaf: &str) -> Result<()> 
 async fn write_export(
     snap: &Snapshot,
     names: &[String],
+    view_names: &[String],
     staging: &Path,
     opts: &ExportOptions,
 ) -> Result<Manifest> {
     let mut tables = Vec::new();
     let wh = Warehouse::from_snapshot(snap).await?;
+    let mut view_names = view_names.to_vec();
+    let mut views_left_out = Vec::new();
+    if let (Some(model), false) = (&opts.model, view_names.is_empty()) {
+        let mut cube = Cube::open(model.clone(), wh.context()).await?;
+        cube.use_pre_aggregations(&wh).await?;
+        let (_, skipped_views) = cube.register_views(wh.context()).await?;
+        let (_, skipped_queries) = cube.register_saved_queries(wh.context()).await?;
+        let mut kept = Vec::new();
+        for v in view_names {
+            let prefix = format!("{v}: ");
+            match skipped_views
+                .iter()
+                .chain(&skipped_queries)
+                .find(|s| s.starts_with(&prefix))
+            {
+                None => kept.push(v),
+                Some(why) if opts.tables.contains(&v) => {
+                    return Err(Error::Usage(format!(
+                        "--tables: view `{v}` cannot be made from this warehouse ({})",
+                        &why[prefix.len()..]
+                    )));
+                }
+                Some(why) => views_left_out.push(why.clone()),
+            }
+        }
+        view_names = kept;
+    }
     for name in names {
         let t = &snap.tables[name];
         let mut by_partition: BTreeMap<String, Vec<&String>> = BTreeMap::new();
@@ -333,8 +412,12 @@ async fn write_export(
             rows,
             totals: totals(&wh, name, &t.schema).await?,
             table_version: t.version,
+            view: false,
             files,
         });
+    }
+    for name in &view_names {
+        tables.push(write_view(&wh, name, staging, opts.format).await?);
     }
     let manifest = Manifest {
         manifest_version: 1,
@@ -345,6 +428,7 @@ async fn write_export(
         source_committed_at: snap.commit.committed_at.clone(),
         format: opts.format.extension().to_string(),
         tables,
+        views_left_out,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::format(MANIFEST, e))?;
     write_synced(&staging.join(MANIFEST), &json)?;
@@ -409,6 +493,149 @@ async fn totals(
         out.insert((*c).clone(), value);
     }
     Ok(out)
+}
+
+/// Writes a view of the cube model as one unpartitioned file, `NAME/part-0.EXT`.
+async fn write_view(
+    wh: &Warehouse,
+    name: &str,
+    staging: &Path,
+    format: ExportFormat,
+) -> Result<ExportedTable> {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let fail = |e: datafusion::error::DataFusionError| Error::Query(format!("view `{name}`: {e}"));
+    let df = wh
+        .context()
+        .sql(&format!("SELECT * FROM {quoted}"))
+        .await
+        .map_err(fail)?;
+    // View types (Utf8View, BinaryView) become the plain ones every reader knows.
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    };
+    let schema = Schema::new(
+        df.schema()
+            .as_arrow()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+            .collect::<Vec<_>>(),
+    );
+    let schema_ref = std::sync::Arc::new(schema.clone());
+    let mut stream = df.execute_stream().await.map_err(fail)?;
+    let dir = staging.join(name);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let file_name = format!("part-0.{}", format.extension());
+    let target = dir.join(&file_name);
+    let mut w = BatchWriter::new(&target, format, &schema)?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(fail)?;
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Query(format!("view `{name}`: {e}")))?;
+        let batch = arrow::record_batch::RecordBatch::try_new(schema_ref.clone(), columns)
+            .map_err(|e| Error::Query(format!("view `{name}`: {e}")))?;
+        rows += batch.num_rows() as u64;
+        w.write(&batch)?;
+    }
+    w.finish()?;
+    let bytes = std::fs::metadata(&target).map_err(io(&target))?.len();
+    Ok(ExportedTable {
+        name: name.to_string(),
+        partitioning: Vec::new(),
+        schema: schema
+            .fields()
+            .iter()
+            .map(|f| ExportedColumn {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect(),
+        rows,
+        totals: totals(wh, name, &schema).await?,
+        table_version: 0,
+        view: true,
+        files: vec![ExportedFile {
+            path: format!("{name}/{file_name}"),
+            rows,
+            bytes,
+        }],
+    })
+}
+
+/// Writes record batches to one file of an export format.
+enum BatchWriter {
+    Parquet(parquet::arrow::ArrowWriter<std::fs::File>),
+    Csv(arrow::csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Arrow(arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>),
+}
+
+impl BatchWriter {
+    fn new(target: &Path, format: ExportFormat, schema: &Schema) -> Result<BatchWriter> {
+        let out = std::fs::File::create(target).map_err(io(target))?;
+        let fail = |e: String| Error::format(target.display(), e);
+        Ok(match format {
+            ExportFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                    .build();
+                BatchWriter::Parquet(
+                    parquet::arrow::ArrowWriter::try_new(
+                        out,
+                        std::sync::Arc::new(schema.clone()),
+                        Some(props),
+                    )
+                    .map_err(|e| fail(e.to_string()))?,
+                )
+            }
+            ExportFormat::Csv => BatchWriter::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.6f".to_string())
+                    .build(std::io::BufWriter::with_capacity(1 << 20, out)),
+            ),
+            ExportFormat::Arrow => BatchWriter::Arrow(
+                arrow::ipc::writer::FileWriter::try_new(
+                    std::io::BufWriter::with_capacity(1 << 20, out),
+                    schema,
+                )
+                .map_err(|e| fail(e.to_string()))?,
+            ),
+        })
+    }
+
+    fn write(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        let r = match self {
+            BatchWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            BatchWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+            BatchWriter::Arrow(w) => w.write(batch).map_err(|e| e.to_string()),
+        };
+        r.map_err(|e| Error::Query(format!("writing an exported view: {e}")))
+    }
+
+    fn finish(self) -> Result<()> {
+        let r = match self {
+            BatchWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            BatchWriter::Csv(w) => {
+                let mut inner = w.into_inner();
+                std::io::Write::flush(&mut inner).map_err(|e| e.to_string())
+            }
+            BatchWriter::Arrow(mut w) => w
+                .finish()
+                .and_then(|_| w.into_inner())
+                .map_err(|e| e.to_string())
+                .and_then(|mut inner| std::io::Write::flush(&mut inner).map_err(|e| e.to_string())),
+        };
+        r.map_err(|e| Error::Query(format!("writing an exported view: {e}")))
+    }
 }
 
 /// Writes one exported file from one warehouse file; returns the rows it converted

@@ -11,6 +11,7 @@ pub mod period;
 pub mod plan;
 pub mod preagg;
 pub mod query;
+pub mod saved;
 pub mod warehouse;
 
 pub use crmcube_store::AsOf;

@@ -32,6 +32,9 @@ pub struct CubeModel {
     /// Pre-aggregations by name (see `crate::preagg`).
     #[serde(default, deserialize_with = "ordered_map")]
     pub pre_aggregations: Vec<(String, crate::preagg::PreAggregation)>,
+    /// Saved queries by name (see `crate::saved`): views in `serve` and `export`.
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub queries: Vec<(String, crate::saved::SavedQuery)>,
     /// Where the model was read from (file path or built-in marker).
     #[serde(skip)]
     pub origin: String,
@@ -323,6 +326,11 @@ impl CubeModel {
     /// The pre-aggregation called `name`.
     pub fn pre_aggregation(&self, name: &str) -> Option<&crate::preagg::PreAggregation> {
         find(&self.pre_aggregations, name)
+    }
+
+    /// The saved query called `name`.
+    pub fn saved_query(&self, name: &str) -> Option<&crate::saved::SavedQuery> {
+        find(&self.queries, name)
     }
 
     /// The level `dimension.level`.
@@ -648,7 +656,8 @@ impl CubeModel {
                 }
             }
         }
-        crate::preagg::check(self)
+        crate::preagg::check(self)?;
+        crate::saved::check(self, warehouse)
     }
 
     fn ratio_depth(&self, name: &str, depth: usize) -> usize {

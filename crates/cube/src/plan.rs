@@ -980,3 +980,38 @@ pub fn drill_through_sql(
     );
     Ok((rows, count))
 }
+
+/// SQL of the wide view of one fact: every fact column, then every level of every
+/// dimension the fact reaches, named `dimension_level` (`geography_region`,
+/// `time_month`), with the members the cube shows (`Unknown` for a missing key). BI
+/// tools and SQL clients group and filter these rows like a flat table. Levels for
+/// which `available` is false (they read a table the warehouse lacks) are left out.
+pub fn wide_view_sql(
+    model: &CubeModel,
+    fact: &str,
+    available: &dyn Fn(&LevelRef) -> bool,
+) -> Result<String> {
+    let def = model
+        .fact(fact)
+        .ok_or_else(|| Error::Usage(format!("unknown fact `{fact}`")))?;
+    let mut star = Star::new(model, fact)?;
+    let why = format!("view of fact `{fact}`");
+    let mut select = vec!["f.*".to_string()];
+    for (dim, _) in &def.dimensions {
+        let Some(d) = model.dimension(dim) else {
+            continue;
+        };
+        for (level, _) in &d.levels {
+            let r = LevelRef {
+                dimension: dim.clone(),
+                level: level.clone(),
+            };
+            if !available(&r) {
+                continue;
+            }
+            let label = star.level_label(&r, &why)?;
+            select.push(format!("{label} AS {}", ident(&format!("{dim}_{level}"))));
+        }
+    }
+    base_select(&star, &select, &[])
+}

@@ -118,6 +118,14 @@ pub struct QueryArgs {
     pub warehouse: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Run a saved query of the model (its `queries:` section; `crmcube cube describe`
+    /// lists them). --limit, --approx, --explain and the output flags still apply.
+    #[arg(long, value_name = "NAME", conflicts_with_all = [
+        "measures", "rows", "columns", "slice", "dice", "drill", "rollup", "order", "totals",
+        "grouping_sets", "compare", "ytd", "qtd", "mtd", "rolling", "share_of_parent",
+        "rank_within_parent",
+    ])]
+    pub saved: Option<String>,
     /// Measures, comma-separated (see `crmcube cube describe`).
     #[arg(long, value_delimiter = ',')]
     pub measures: Vec<String>,
@@ -233,6 +241,29 @@ fn describe(a: DescribeArgs) -> Result<()> {
 
 /// Builds the query from the flags.
 pub fn build_query(model: &CubeModel, a: &QueryArgs) -> Result<CubeQuery, Error> {
+    if let Some(name) = &a.saved {
+        let saved = model.saved_query(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "--saved: the model has no saved query `{name}`; it has {}",
+                if model.queries.is_empty() {
+                    "none".to_string()
+                } else {
+                    model
+                        .queries
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))
+        })?;
+        let mut q = saved.to_query(model)?;
+        if a.limit.is_some() {
+            q.limit = a.limit;
+        }
+        q.approximate |= a.approx;
+        return Ok(q);
+    }
     let levels = |v: &[String]| -> Result<Vec<_>, Error> {
         v.iter()
             .filter(|s| !s.trim().is_empty())

@@ -31,8 +31,16 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Tables to export, comma-separated (default: every table not starting with `_`).
+    /// Views of the cube model may be named too: `cube_<fact>` (e.g. cube_sales) and the
+    /// saved queries of the model (`crmcube cube describe` lists them).
     #[arg(long, value_delimiter = ',')]
     pub tables: Vec<String>,
+    /// Export every view of the cube model as well (the wide `cube_<fact>` views and the
+    /// saved queries).
+    #[arg(long)]
+    pub views: bool,
+    #[command(flatten)]
+    pub model: super::cube::ModelArgs,
     /// File format.
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,
@@ -59,12 +67,17 @@ pub fn run(ctx: &Context, a: ExportArgs) -> Result<()> {
             FormatArg::Arrow => ExportFormat::Arrow,
         },
         as_of: a.as_of.as_of(),
+        model: Some(a.model.load()?),
+        all_views: a.views,
     };
     let rt = runtime()?;
     let manifest = rt.block_on(export(&a.warehouse, &a.out, &opts))?;
     match a.report {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&manifest)?),
         ReportFormat::Table => print!("{}", render(&manifest)),
+    }
+    for v in &manifest.views_left_out {
+        ctx.note(format!("view left out: {v}"));
     }
     ctx.note(format!(
         "exported warehouse version {} to {} in {:.2} s",
@@ -95,7 +108,9 @@ fn render(m: &Manifest) -> String {
             thousands(t.rows as usize),
             t.files.len(),
             bytes as f64 / 1e6,
-            if t.partitioning.is_empty() {
+            if t.view {
+                "- (view)".to_string()
+            } else if t.partitioning.is_empty() {
                 "-".to_string()
             } else {
                 t.partitioning.join("/")

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod mine;
 pub mod mine_more;
 pub mod sample;
+pub mod serve;
 pub mod shell;
 pub mod sql;
 

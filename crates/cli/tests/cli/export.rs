@@ -379,3 +379,136 @@ view
     );
     assert_eq!(answers(&stdout).len(), 1, "{stdout}");
 }
+
+#[test]
+fn views_of_the_cube_model_export_with_the_rows_of_the_cube_and_are_read_alike() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let wh = tmp.path().join("wh");
+    ingest_ok(&repo_root().join("sample_data"), &wh);
+    let out = tmp.path().join("views");
+    let r = crmcube(&[
+        "export",
+        "--warehouse",
+        s(&wh),
+        "--out",
+        s(&out),
+        "--tables",
+        "fact_sales,cube_sales,revenue_by_region_year",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = manifest(&out);
+    let names: Vec<&str> = m["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["fact_sales", "cube_sales", "revenue_by_region_year"]
+    );
+    assert_eq!(table(&m, "fact_sales")["view"], false);
+    // The wide view has one row per sale and the same revenue.
+    let wide = table(&m, "cube_sales");
+    assert_eq!(wide["view"], true);
+    assert_eq!(wide["rows"], table(&m, "fact_sales")["rows"]);
+    assert!(
+        (num(&wide["totals"]["revenue"]) - num(&table(&m, "fact_sales")["totals"]["revenue"]))
+            .abs()
+            < 0.005
+    );
+    // The saved query has the rows of `cube query --saved`, revenue to the cent.
+    let cube = crmcube(&[
+        "cube",
+        "query",
+        "--warehouse",
+        s(&wh),
+        "--saved",
+        "revenue_by_region_year",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(cube.code, 0, "{}", cube.stderr);
+    let cube: serde_json::Value = serde_json::from_str(cube.stdout.trim()).expect("json");
+    let cube = cube.as_array().expect("rows");
+    let saved = table(&m, "revenue_by_region_year");
+    assert_eq!(num(&saved["rows"]) as usize, cube.len());
+    let columns: Vec<&str> = saved["schema"]
+        .as_array()
+        .expect("schema")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        &columns[..3],
+        ["geography_region", "time_year", "revenue"],
+        "{columns:?}"
+    );
+    let grand = cube
+        .iter()
+        .find(|r| r["geography.region"] == "All" && r["time.year"] == "All")
+        .expect("grand total row");
+    let sales_revenue = num(&table(&m, "fact_sales")["totals"]["revenue"]);
+    assert!((num(&grand["revenue"]) - sales_revenue).abs() < 0.005);
+    // pyarrow, polars and DuckDB read the views like the tables.
+    let readings = python_readers(&out);
+    for reader in ["pyarrow", "polars", "duckdb"] {
+        assert_eq!(
+            num(&readings["revenue_by_region_year"][reader]["rows"]) as usize,
+            cube.len(),
+            "{reader}"
+        );
+    }
+
+    // A view the warehouse cannot make (no customer_scores before `mine rfm`) is refused
+    // by name when asked for, and left out, with the reason, by --views.
+    let fresh = tmp.path().join("fresh");
+    let r = crmcube(&[
+        "export",
+        "--warehouse",
+        s(&wh),
+        "--out",
+        s(&fresh),
+        "--tables",
+        "revenue_by_rfm_segment",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("revenue_by_rfm_segment") && r.stderr.contains("customer_scores"),
+        "{}",
+        r.stderr
+    );
+    assert!(!fresh.exists());
+    let r = crmcube(&[
+        "export",
+        "--warehouse",
+        s(&wh),
+        "--out",
+        s(&fresh),
+        "--tables",
+        "dim_channel",
+        "--views",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = manifest(&fresh);
+    for v in [
+        "cube_sales",
+        "cube_tickets",
+        "revenue_by_region_year",
+        "monthly_revenue_yoy",
+        "campaign_funnel",
+    ] {
+        assert_eq!(table(&m, v)["view"], true, "{v}");
+    }
+    let left_out = m["views_left_out"].as_array().expect("left out");
+    assert!(
+        left_out.iter().any(|v| v
+            .as_str()
+            .unwrap_or("")
+            .starts_with("revenue_by_rfm_segment: ")),
+        "{left_out:?}"
+    );
+    python_readers(&fresh);
+}

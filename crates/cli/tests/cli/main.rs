@@ -12,5 +12,6 @@ mod export;
 mod mining;
 mod mining_more;
 mod preagg;
+mod serve;
 mod sql;
 mod versions;

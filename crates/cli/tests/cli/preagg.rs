@@ -650,7 +650,15 @@ fn materialize_reports_and_refuses_clearly() {
     // A pre-aggregation needing a table the warehouse lacks is skipped, with the reason.
     let text = std::fs::read_to_string(repo_root().join("schemas/cube.yaml"))
         .expect("cube.yaml")
-        + "  by_rfm:\n    fact: sales\n    measures: [revenue]\n    levels: [customer.rfm_segment]\n";
+        .replacen(
+            "\npre_aggregations:\n",
+            "\npre_aggregations:\n  by_rfm:\n    fact: sales\n    measures: [revenue]\n    levels: [customer.rfm_segment]\n",
+            1,
+        );
+    assert!(
+        text.contains("by_rfm:"),
+        "schemas/cube.yaml has no pre_aggregations"
+    );
     std::fs::write(&model, &text).expect("write");
     let report = materialize(wh, &["--model", s(&model), "--name", "by_rfm"]);
     let e = entry(&report, "by_rfm");

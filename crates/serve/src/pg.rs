@@ -1,0 +1,264 @@
+//! The PostgreSQL wire protocol endpoint (for BI tools, psql, psycopg, JDBC/ODBC
+//! PostgreSQL drivers), on the same tables and views as Flight SQL.
+//!
+//! Query handling and the `pg_catalog` tables BI tools read on connect come from
+//! `datafusion-postgres`; crmcube adds password authentication against its own users
+//! (cleartext password exchange, so use TLS beyond loopback), a read-only guard and a
+//! connection limit.
+
+use crate::auth::Users;
+use async_trait::async_trait;
+use crmcube_model::{Error, Result};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, LoginInfo, StartupHandler,
+};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::startup::Authentication;
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::pgwire::tokio::{process_socket, TlsAcceptor};
+use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::{Sink, SinkExt};
+use std::fmt::Debug;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Statements a read-only endpoint accepts: queries and the session chatter clients
+/// send (SET, SHOW, transactions, cursors).
+const ALLOWED: &[&str] = &[
+    "SELECT",
+    "WITH",
+    "VALUES",
+    "EXPLAIN",
+    "SHOW",
+    "SET",
+    "RESET",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "ROLLBACK",
+    "END",
+    "ABORT",
+    "DECLARE",
+    "FETCH",
+    "CLOSE",
+    "DISCARD",
+    "DEALLOCATE",
+    "(",
+];
+
+fn refusal(statement: &Statement) -> Option<PgWireError> {
+    let text = statement.to_string();
+    let first = text
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let first = if first.starts_with('(') {
+        "(".to_string()
+    } else {
+        first
+    };
+    let select_into = matches!(statement, Statement::Query(q)
+        if matches!(q.body.as_ref(), SetExpr::Select(s) if s.into.is_some()));
+    if ALLOWED.contains(&first.as_str()) && !select_into {
+        return None;
+    }
+    Some(PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "25006".into(), // read_only_sql_transaction
+        format!("crmcube serve is read-only: {first} statements are not allowed"),
+    ))))
+}
+
+/// Refuses writes and DDL before they are planned.
+#[derive(Debug)]
+struct ReadOnly;
+
+#[async_trait]
+impl QueryHook for ReadOnly {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        refusal(statement).map(Err)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        refusal(statement).map(Err)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        refusal(statement).map(Err)
+    }
+}
+
+/// Password check at connection start (cleartext exchange; TLS protects it on the wire).
+struct Login {
+    users: Option<Users>,
+    parameters: DefaultServerParameterProvider,
+}
+
+#[async_trait]
+impl StartupHandler for Login {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if self.users.is_none() {
+                    finish_authentication(client, &self.parameters).await?;
+                    return Ok(());
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                let pwd = pwd.into_password()?;
+                let user = LoginInfo::from_client_info(client)
+                    .user()
+                    .unwrap_or_default()
+                    .to_string();
+                match &self.users {
+                    Some(users) if users.check(&user, &pwd.password) => {
+                        finish_authentication(client, &self.parameters).await?;
+                    }
+                    _ => return Err(PgWireError::InvalidPassword(user)),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+struct Handlers {
+    service: Arc<DfSessionService>,
+    login: Arc<Login>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.login.clone()
+    }
+}
+
+/// A TLS acceptor from PEM certificate chain and key.
+pub(crate) fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<TlsAcceptor> {
+    use datafusion_postgres::pgwire::tokio::tokio_rustls::rustls;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(cert)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Usage(format!("--tls-cert: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Usage(
+            "--tls-cert: no certificate in the file".into(),
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| Error::Usage(format!("--tls-key: {e}")))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Prepares `ctx` for PostgreSQL clients (the `pg_catalog` schema and functions).
+pub(crate) fn prepare(ctx: &SessionContext) -> Result<()> {
+    datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+        ctx,
+        "datafusion",
+        datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .map_err(|e| Error::Usage(format!("pg_catalog: {e}")))
+}
+
+/// Accepts PostgreSQL connections on `listener` until the task is dropped.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    ctx: Arc<SessionContext>,
+    users: Option<Users>,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+) {
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(ReadOnly),
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    let handlers = Arc::new(Handlers {
+        service: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        login: Arc::new(Login {
+            users,
+            parameters: DefaultServerParameterProvider::default(),
+        }),
+    });
+    let limiter = Arc::new(Semaphore::new(max_connections.max(1)));
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        // Over the limit the connection is closed at once; the client sees the refusal.
+        let Ok(permit) = limiter.clone().try_acquire_owned() else {
+            drop(socket);
+            continue;
+        };
+        let handlers = handlers.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _ = process_socket(socket, tls, handlers).await;
+            drop(permit);
+        });
+    }
+}
