@@ -52,7 +52,11 @@ QUERIES = [
 def client(protocol: str, address: str, seconds: float, max_queries: int, barrier, out):
     try:
         if protocol == "flight":
+            import warnings
+
             import adbc_driver_flightsql.dbapi as flight_sql
+            # The driver warns that Flight SQL has no transactions (autocommit only).
+            warnings.filterwarnings("ignore", message="Cannot disable autocommit")
             conn = flight_sql.connect(
                 address, db_kwargs={"username": "load", "password": PASSWORD})
 

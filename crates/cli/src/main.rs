@@ -40,8 +40,13 @@ enum Command {
     /// Write one warehouse version as Hive-partitioned Parquet (or CSV, Arrow) with a
     /// manifest and a _SUCCESS marker, for BI tools and notebooks.
     Export(commands::export::ExportArgs),
-    /// Serve the warehouse and the cube's views over Arrow Flight SQL (read-only).
+    /// Serve the warehouse and the cube's views over Arrow Flight SQL and the PostgreSQL
+    /// wire protocol (read-only).
     Serve(commands::serve::ServeArgs),
+    /// Run an Apache Ballista scheduler and executor on loopback, for `sql --engine`
+    /// (built with `--features ballista`).
+    #[cfg(feature = "ballista")]
+    Cluster(commands::cluster::ClusterArgs),
     /// List the versions of a warehouse: loads, their inputs and row counts.
     History(commands::history::HistoryArgs),
     /// Delete data files that no retained warehouse version uses.
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Etl(c) => commands::etl::run(&ctx, c),
         Command::Export(a) => commands::export::run(&ctx, a),
         Command::Serve(a) => commands::serve::run(&ctx, a),
+        #[cfg(feature = "ballista")]
+        Command::Cluster(a) => commands::cluster::run(&ctx, a),
         Command::History(a) => commands::history::run_history(&ctx, a),
         Command::Vacuum(a) => commands::history::run_vacuum(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),

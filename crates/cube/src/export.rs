@@ -399,16 +399,7 @@ async fn write_export(
         tables.push(ExportedTable {
             name: name.clone(),
             partitioning,
-            schema: t
-                .schema
-                .fields()
-                .iter()
-                .map(|f| ExportedColumn {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
+            schema: columns(&t.schema),
             rows,
             totals: totals(&wh, name, &t.schema).await?,
             table_version: t.version,
@@ -550,15 +541,7 @@ async fn write_view(
     Ok(ExportedTable {
         name: name.to_string(),
         partitioning: Vec::new(),
-        schema: schema
-            .fields()
-            .iter()
-            .map(|f| ExportedColumn {
-                name: f.name().clone(),
-                data_type: f.data_type().to_string(),
-                nullable: f.is_nullable(),
-            })
-            .collect(),
+        schema: columns(&schema),
         rows,
         totals: totals(wh, name, &schema).await?,
         table_version: 0,
@@ -712,4 +695,17 @@ fn write_empty(target: &Path, format: ExportFormat, schema: &Schema) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The manifest's description of a schema's columns.
+fn columns(schema: &arrow::datatypes::Schema) -> Vec<ExportedColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ExportedColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
 }

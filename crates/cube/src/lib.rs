@@ -12,6 +12,7 @@ pub mod plan;
 pub mod preagg;
 pub mod query;
 pub mod saved;
+pub mod scale_out;
 pub mod warehouse;
 
 pub use crmcube_store::AsOf;
@@ -20,4 +21,5 @@ pub use materialize::{materialize, MaterializeOptions, MaterializeReport};
 pub use model::{CubeModel, LevelRef};
 pub use preagg::{Catalog, Layout, Status};
 pub use query::{CubeQuery, Filter, FilterOp, OrderKey, ToDate, Totals};
+pub use scale_out::Engine;
 pub use warehouse::{QueryResult, TableInfo, Warehouse};

@@ -201,6 +201,12 @@ impl Warehouse {
         &self.ctx
     }
 
+    /// The same tables in another session (one that runs plans elsewhere).
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
+    pub(crate) fn replace_context(self, ctx: SessionContext) -> Warehouse {
+        Warehouse { ctx, ..self }
+    }
+
     /// Runs one SQL statement and collects its result.
     pub async fn sql(&self, query: &str) -> Result<QueryResult> {
         let df = self.ctx.sql(query).await.map_err(query_error)?;

@@ -195,11 +195,11 @@ impl Service {
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let session = self.session().await?;
         let left = timeout.saturating_sub(started.elapsed());
-        let work = async {
-            let df = session
-                .wh
-                .context()
-                .sql_with_options(sql, Self::sql_options())
+        let ctx = session.wh.context().clone();
+        let sql = sql.to_string();
+        let work = async move {
+            let df = ctx
+                .sql_with_options(&sql, Self::sql_options())
                 .await
                 .map_err(|e| Status::invalid_argument(one_line(&e.to_string())))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -215,12 +215,21 @@ impl Service {
             })?;
             Ok::<_, Status>((schema, batches))
         };
-        let out = tokio::time::timeout(left, work).await.map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "query stopped after {} s (the server's --query-timeout)",
-                timeout.as_secs()
-            ))
-        })?;
+        // Its own task: the timer fires on another worker even while an operator keeps
+        // this one busy, and aborting drops the plan (its streams and spawned tasks stop
+        // at their next yield point).
+        let task = tokio::spawn(work);
+        let abort = task.abort_handle();
+        let out = match tokio::time::timeout(left, task).await {
+            Ok(joined) => joined.map_err(|e| Status::internal(format!("query failed: {e}")))?,
+            Err(_) => {
+                abort.abort();
+                return Err(Status::deadline_exceeded(format!(
+                    "query stopped after {} s (the server's --query-timeout)",
+                    timeout.as_secs()
+                )));
+            }
+        };
         drop(permit);
         out
     }
@@ -244,6 +253,30 @@ impl Service {
             .map_err(internal)?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor))
+    }
+
+    /// The answer to a catalog request (`schema` of its rows): checked, and a ticket that
+    /// replays the request itself.
+    fn metadata_info(
+        &self,
+        schema: &arrow::datatypes::Schema,
+        command: &impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let ticket = command.as_any().encode_to_vec();
+        Ok(Response::new(Self::info(
+            schema,
+            ticket,
+            request.into_inner(),
+        )?))
+    }
+
+    /// The one column of the table-types listing.
+    fn table_types_schema() -> SchemaRef {
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("table_type", arrow::datatypes::DataType::Utf8, false),
+        ]))
     }
 
     /// Every table and view: (catalog, schema, name, type, columns).
@@ -448,14 +481,8 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let schema = query.into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.metadata_info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -480,14 +507,8 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let schema = query.clone().into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.metadata_info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -517,14 +538,8 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let schema = query.clone().into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.metadata_info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -548,18 +563,7 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
-            "table_type",
-            arrow::datatypes::DataType::Utf8,
-            false,
-        )]);
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.metadata_info(&Self::table_types_schema(), &query, request)
     }
 
     async fn do_get_table_types(
@@ -568,9 +572,7 @@ impl FlightSqlService for Service {
         request: Request<Ticket>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.check(&request)?;
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-            arrow::datatypes::Field::new("table_type", arrow::datatypes::DataType::Utf8, false),
-        ]));
+        let schema = Self::table_types_schema();
         let values = arrow::array::StringArray::from(vec!["TABLE", "VIEW"]);
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).map_err(internal)?;
@@ -582,14 +584,8 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let schema = query.clone().into_builder(&self.state.sql_info).schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.metadata_info(&schema, &query, request)
     }
 
     async fn do_get_sql_info(
@@ -607,7 +603,8 @@ impl FlightSqlService for Service {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -727,7 +724,12 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(&Started)) -> Result<(
     }
     builder
         .add_service(FlightServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown_signal())
+        // No Nagle: a Flight SQL query is several small request/response exchanges, each
+        // otherwise held back by the peer's delayed ACK (about 40 ms a round trip).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown_signal(),
+        )
         .await
         .map_err(|e| Error::Usage(format!("server stopped: {e}")))?;
     for t in pg_tasks {

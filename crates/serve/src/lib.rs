@@ -20,4 +20,4 @@ mod flight;
 mod pg;
 
 pub use auth::{Users, PASSWORD_ENV, USER_ENV};
-pub use flight::{serve, ServeOptions, Started};
+pub use flight::{serve, shutdown_signal, ServeOptions, Started};

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod check;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod cube;
 pub mod demo;
 pub mod etl;

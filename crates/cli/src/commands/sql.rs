@@ -3,7 +3,7 @@
 use super::{runtime, Context};
 use crate::output::{emit, Format};
 use anyhow::Result;
-use crmcube_cube::Warehouse;
+use crmcube_cube::{Engine, Warehouse};
 use crmcube_model::Error;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,15 @@ pub struct SqlArgs {
     /// Write the result to a file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Where the query runs: `local` (this process) or `ballista://HOST:PORT`, an Apache
+    /// Ballista scheduler whose executors see the warehouse at the same path (needs a
+    /// build with `--features ballista`; docs/scale-out.md).
+    #[arg(long, value_name = "ENGINE", default_value = "local", value_parser = parse_engine)]
+    pub engine: Engine,
+}
+
+fn parse_engine(s: &str) -> std::result::Result<Engine, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 /// Flags of `tables`.
@@ -124,9 +133,15 @@ pub fn run_sql(ctx: &Context, a: SqlArgs) -> Result<()> {
         }
     };
     let rt = runtime()?;
+    let engine = a.engine.clone();
     let result = rt.block_on(async {
-        let wh = a.source.open_at(&a.as_of).await?;
-        anyhow::Ok(wh.sql(&query).await?)
+        let wh = a.source.open_at(&a.as_of).await?.with_engine(&engine)?;
+        let result = wh.sql(&query).await.map_err(|e| match (&engine, e) {
+            (Engine::Local, e) => e,
+            (_, Error::Query(m)) => Error::Query(format!("on {engine}: {m}")),
+            (_, e) => e,
+        });
+        anyhow::Ok(result?)
     })?;
     emit(
         a.output.as_deref(),

@@ -12,6 +12,7 @@ mod export;
 mod mining;
 mod mining_more;
 mod preagg;
+mod scale_out;
 mod serve;
 mod sql;
 mod versions;
