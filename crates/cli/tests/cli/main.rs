@@ -11,6 +11,7 @@ mod etl;
 mod export;
 mod mining;
 mod mining_more;
+mod notebook;
 mod preagg;
 mod scale_out;
 mod serve;

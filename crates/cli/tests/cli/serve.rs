@@ -8,12 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-const PASSWORD: &str = "s3cret-for-tests";
+pub(crate) const PASSWORD: &str = "s3cret-for-tests";
 
 /// A running server, stopped on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    uri: String,
+    pub(crate) uri: String,
     pg_port: Option<u16>,
 }
 
@@ -24,7 +24,7 @@ impl Drop for Server {
     }
 }
 
-fn start(wh: &Path, extra: &[&str]) -> Server {
+pub(crate) fn start(wh: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crmcube"))
         .args([
             "serve",
