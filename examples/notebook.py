@@ -169,6 +169,7 @@ if EXPORT is None:
             cur.execute(f"SELECT {', '.join(cols)} FROM {table}")
             fetched[table] = cur.fetch_arrow_table()
             con.register(table, fetched[table])
+    fconn.close()
     say("fetched " + ", ".join(f"{t} ({a.num_rows:,} rows)" for t, a in fetched.items()))
 
 
