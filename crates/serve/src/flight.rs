@@ -106,6 +106,13 @@ async fn open_session(
         .await?;
     }
     register_cube(model, &wh, wh.context()).await?;
+    // Internal tables (`_quarantine`, raw `_src_*` rows, `_preagg_*`) are not served; the
+    // saved queries have already been computed with the pre-aggregations.
+    for t in wh.tables() {
+        if is_internal(&t.name) {
+            let _ = wh.context().deregister_table(t.name.as_str());
+        }
+    }
     Ok(Session {
         version: wh.version(),
         wh,
@@ -761,7 +768,7 @@ async fn keep_fresh(
 
 async fn refresh(ctx: &datafusion::prelude::SessionContext, state: &State) -> Result<()> {
     let wh = Warehouse::open(&state.warehouse).await?;
-    for t in wh.tables() {
+    for t in wh.tables().iter().filter(|t| !is_internal(&t.name)) {
         let provider = wh
             .context()
             .table_provider(t.name.as_str())
@@ -772,6 +779,11 @@ async fn refresh(ctx: &datafusion::prelude::SessionContext, state: &State) -> Re
             .map_err(|e| Error::Query(e.to_string()))?;
     }
     register_cube(&state.model, &wh, ctx).await
+}
+
+/// Tables the warehouse keeps for itself (names starting with `_`), never served.
+fn is_internal(name: &str) -> bool {
+    name.starts_with('_')
 }
 
 /// Creates the cube's views in `ctx` (which has the tables of `wh` registered): the wide

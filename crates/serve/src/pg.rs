@@ -73,6 +73,19 @@ fn refusal(statement: &Statement) -> Option<PgWireError> {
     };
     let select_into = matches!(statement, Statement::Query(q)
         if matches!(q.body.as_ref(), SetExpr::Select(s) if s.into.is_some()));
+    // The session is shared by every PostgreSQL client: a `SET datafusion.…` would change
+    // the server's settings (memory limit included) for all of them.
+    let server_setting = matches!(first.as_str(), "SET" | "RESET")
+        && text.to_ascii_lowercase().contains("datafusion.");
+    if server_setting {
+        return Some(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "42501".into(), // insufficient_privilege
+            "crmcube serve: the server's datafusion.* settings are not allowed to change \
+             (they are shared by every client; set them when starting `crmcube serve`)"
+                .into(),
+        ))));
+    }
     if ALLOWED.contains(&first.as_str()) && !select_into {
         return None;
     }

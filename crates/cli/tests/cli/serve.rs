@@ -326,6 +326,16 @@ fn postgres_clients_psql_and_psycopg_query_the_same_tables_and_views() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "psql: {stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{n}"));
+    // Server-wide settings and internal tables are not for clients.
+    let out = psql(
+        &["-c", "SET datafusion.runtime.memory_limit = '1K'"],
+        PASSWORD,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not allowed to change"), "{err}");
+    let out = psql(&["-c", "SELECT COUNT(*) FROM _quarantine"], PASSWORD);
+    assert!(!out.status.success(), "_quarantine was served");
     let out = psql(&["-c", "SELECT 1"], "wrong");
     assert!(!out.status.success());
     assert!(
