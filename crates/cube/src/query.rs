@@ -256,6 +256,36 @@ pub fn parent_level(model: &CubeModel, level: &LevelRef) -> Option<LevelRef> {
 }
 
 impl CubeQuery {
+    /// Applies, in this order, slices (`level=member`), dice conditions, drills,
+    /// roll-ups and sort keys (`name[:asc|desc]`) as `cube query` and saved queries
+    /// spell them.
+    pub fn apply_steps(
+        &mut self,
+        model: &CubeModel,
+        slice: &[String],
+        dice: &[String],
+        drill: &[String],
+        rollup: &[String],
+        order: &[String],
+    ) -> Result<()> {
+        for s in slice {
+            self.filters.push(Filter::parse_slice(model, s)?);
+        }
+        for d in dice {
+            self.filters.push(Filter::parse_dice(model, d)?);
+        }
+        for d in drill {
+            self.drill(model, d)?;
+        }
+        for r in rollup {
+            self.rollup(model, r)?;
+        }
+        for o in order {
+            self.order.push(parse_order(o)?);
+        }
+        Ok(())
+    }
+
     /// Moves `dimension` one level down its hierarchy; with `=member`, first keeps only
     /// that member of the current level. A dimension not on an axis joins the rows at its
     /// top level (or, with a member, is sliced there and shown one level down).

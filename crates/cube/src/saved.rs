@@ -23,7 +23,7 @@
 
 use crate::model::CubeModel;
 use crate::period::Step;
-use crate::query::{parse_order, CubeQuery, Filter, ToDate, Totals};
+use crate::query::{CubeQuery, ToDate, Totals};
 use crmcube_model::{Error, Result, WarehouseSchema};
 use serde::Deserialize;
 
@@ -149,21 +149,14 @@ impl SavedQuery {
             rolling: self.rolling,
             ..Default::default()
         };
-        for s in &self.slice {
-            q.filters.push(Filter::parse_slice(model, s)?);
-        }
-        for d in &self.dice {
-            q.filters.push(Filter::parse_dice(model, d)?);
-        }
-        for d in &self.drill {
-            q.drill(model, d)?;
-        }
-        for r in &self.rollup {
-            q.rollup(model, r)?;
-        }
-        for o in &self.order {
-            q.order.push(parse_order(o)?);
-        }
+        q.apply_steps(
+            model,
+            &self.slice,
+            &self.dice,
+            &self.drill,
+            &self.rollup,
+            &self.order,
+        )?;
         q.totals = match self.totals {
             None => Totals::None,
             Some(SavedTotals::Rollup) => Totals::Rollup,

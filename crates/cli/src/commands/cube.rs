@@ -7,8 +7,7 @@ use crate::output::{emit, Format};
 use anyhow::Result;
 use crmcube_cube::period::Step;
 use crmcube_cube::{
-    Cube, CubeModel, CubeQuery, Filter, MaterializeOptions, MaterializeReport, ToDate, Totals,
-    Warehouse,
+    Cube, CubeModel, CubeQuery, MaterializeOptions, MaterializeReport, ToDate, Totals, Warehouse,
 };
 use crmcube_model::{Error, WarehouseSchema};
 use std::path::PathBuf;
@@ -286,21 +285,7 @@ pub fn build_query(model: &CubeModel, a: &QueryArgs) -> Result<CubeQuery, Error>
         rolling: a.rolling.map(|n| n as usize),
         ..Default::default()
     };
-    for s in &a.slice {
-        q.filters.push(Filter::parse_slice(model, s)?);
-    }
-    for d in &a.dice {
-        q.filters.push(Filter::parse_dice(model, d)?);
-    }
-    for d in &a.drill {
-        q.drill(model, d)?;
-    }
-    for r in &a.rollup {
-        q.rollup(model, r)?;
-    }
-    for o in &a.order {
-        q.order.push(crmcube_cube::query::parse_order(o)?);
-    }
+    q.apply_steps(model, &a.slice, &a.dice, &a.drill, &a.rollup, &a.order)?;
     q.totals = match a.totals {
         None => Totals::None,
         Some(TotalsArg::Rollup) => Totals::Rollup,
