@@ -7,6 +7,10 @@ that each reader gets the row count and column totals the manifest reports.
 Exit code 0 when every reader agrees with the manifest for every table, 1 otherwise (each
 difference is printed), 2 when the folder is not a finished export (no _SUCCESS).
 
+A saved-query view with subtotals lists them under "subtotals" in the manifest (its level
+columns and the `All` member marking subtotal rows); its totals are over the detail rows
+only, so each reader sums the rows where no level column is `All`.
+
 Readers (each with Hive partitioning, so `year` and `month` become columns of the facts):
   pyarrow  pyarrow.dataset.dataset(DIR/TABLE, format=..., partitioning="hive")
   polars   polars.scan_parquet / scan_ipc(DIR/TABLE/**/*.EXT, hive_partitioning=True);
@@ -36,6 +40,12 @@ def close(a, b) -> bool:
 
 def numeric_columns(table: dict) -> list[str]:
     return list(table["totals"].keys())
+
+
+def detail_levels(table: dict) -> tuple[list[str], str]:
+    """The level columns marking subtotal rows, and the member that marks them."""
+    sub = table.get("subtotals")
+    return (sub["levels"], sub["all_member"]) if sub else ([], "")
 
 
 def arrow_type(name: str):
@@ -96,9 +106,14 @@ def read_pyarrow(root: Path, table: dict, fmt: str):
         partitioning="hive" if table["partitioning"] else None,
     )
     t = d.to_table()
+    detail = t
+    levels, all_member = detail_levels(table)
+    for lv in levels:
+        text = pc.cast(detail.column(lv), "string")
+        detail = detail.filter(pc.fill_null(pc.not_equal(text, all_member), True))
     totals = {}
     for c in numeric_columns(table):
-        s = pc.sum(t.column(c)).as_py()
+        s = pc.sum(detail.column(c)).as_py()
         totals[c] = None if s is None else s
     return t.num_rows, totals, t.column_names
 
@@ -124,10 +139,20 @@ def read_polars(root: Path, table: dict, fmt: str):
             parts.append(part)
         lf = pl.concat(parts, how="diagonal_relaxed")
     cols = numeric_columns(table)
-    df = lf.select([pl.len().alias("__rows")] + [pl.col(c).sum().alias(c) for c in cols]).collect()
+    levels, all_member = detail_levels(table)
+    detail = pl.all_horizontal(
+        [pl.col(lv).cast(pl.String).ne_missing(all_member) for lv in levels] or [pl.lit(True)]
+    )
+    # polars sums no values to 0 where SQL (and the manifest) says NULL: count them too.
+    df = lf.select(
+        [pl.len().alias("__rows")]
+        + [pl.col(c).filter(detail).sum().alias(c) for c in cols]
+        + [pl.col(c).filter(detail).count().alias(f"__n_{c}") for c in cols]
+    ).collect()
     row = df.row(0, named=True)
     names = lf.collect_schema().names()
-    return row["__rows"], {c: row[c] for c in cols}, names
+    sums = {c: (row[c] if row[f"__n_{c}"] else None) for c in cols}
+    return row["__rows"], sums, names
 
 
 def read_duckdb(root: Path, table: dict, fmt: str):
@@ -143,7 +168,11 @@ def read_duckdb(root: Path, table: dict, fmt: str):
         else f"read_csv('{pattern}', hive_partitioning={hive}, header=true)"
     )
     cols = numeric_columns(table)
-    sums = "".join(f', SUM("{c}")' for c in cols)
+    levels, all_member = detail_levels(table)
+    detail = " AND ".join(
+        f"CAST(\"{lv}\" AS VARCHAR) IS DISTINCT FROM '{all_member}'" for lv in levels
+    ) or "TRUE"
+    sums = "".join(f', SUM("{c}") FILTER (WHERE {detail})' for c in cols)
     con = duckdb.connect()
     row = con.execute(f"SELECT COUNT(*){sums} FROM {reader}").fetchone()
     names = [d[0] for d in con.execute(f"SELECT * FROM {reader} LIMIT 0").description]

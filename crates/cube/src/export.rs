@@ -15,8 +15,10 @@
 //! exported version and written unpartitioned as `OUT/NAME/part-0.EXT`, marked `"view":
 //! true` in the manifest.
 //!
-//! The partition columns (`year`, `month`) are in the folder names only, as Hive
-//! partitioning has it; readers add them as integer columns. Every table is read at the
+//! The partition columns (`year`, `month` of the facts, `as_of` of `customer_scores`)
+//! are in the folder names only, as Hive partitioning has it; readers add them as
+//! columns. (The warehouse keeps `as_of` inside its files too; the export leaves it out
+//! of them, so readers do not see two `as_of` of different types.) Every table is read at the
 //! table version the chosen warehouse version names, so the export is one consistent
 //! snapshot even while loads commit. The export is built in a staging folder next to OUT
 //! and renamed into place, so OUT never holds a partial export; a folder that is not
@@ -108,8 +110,13 @@ pub struct ExportedTable {
     pub rows: u64,
     /// Sum of every numeric column over all rows, as text (exact for integers and
     /// decimals; floating-point sums may differ in the last digits between engines).
-    /// Surrogate keys (`*_key`, hashes) are left out: their sums mean nothing.
+    /// Surrogate keys (`*_key`, hashes) are left out: their sums mean nothing. For a
+    /// view with subtotal rows (see `subtotals`), the sums are over the detail rows
+    /// only, as the subtotals would count every value again.
     pub totals: BTreeMap<String, Option<String>>,
+    /// For a saved query with `totals: rollup | cube`: how its subtotal rows are marked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtotals: Option<Subtotals>,
     /// The table's own version in the warehouse (0 for a view).
     pub table_version: u64,
     /// A view of the cube model (a wide `cube_<fact>` view or a saved query), computed
@@ -117,6 +124,18 @@ pub struct ExportedTable {
     pub view: bool,
     /// The files.
     pub files: Vec<ExportedFile>,
+}
+
+/// The subtotal rows of an exported view: a row is a subtotal (or the grand total) when
+/// one of `levels` holds `all_member`; the detail rows are the others.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Subtotals {
+    /// The view's level columns.
+    pub levels: Vec<String>,
+    /// The member standing for "all members" in subtotal rows (`All`).
+    pub all_member: String,
+    /// How many rows are subtotals.
+    pub rows: u64,
 }
 
 /// `_manifest.json`.
@@ -360,7 +379,12 @@ async fn write_export(
                 let source = snap.dir.join(name).join(rel);
                 let file_name = format!("part-{i}.{}", opts.format.extension());
                 let target = dir.join(&file_name);
-                let rows = match write_file(&source, &target, opts.format, &t.schema)? {
+                let drop: Vec<String> = partitioning
+                    .iter()
+                    .filter(|c| t.schema.field_with_name(c).is_ok())
+                    .cloned()
+                    .collect();
+                let rows = match write_file(&source, &target, opts.format, &t.schema, &drop)? {
                     Some(n) => n,
                     None => t.files[*rel].rows,
                 };
@@ -396,19 +420,29 @@ async fn write_export(
                 t.rows()
             )));
         }
+        let stored = Schema::new(
+            t.schema
+                .fields()
+                .iter()
+                .filter(|f| !partitioning.contains(f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         tables.push(ExportedTable {
             name: name.clone(),
             partitioning,
-            schema: columns(&t.schema),
+            schema: columns(&stored),
             rows,
-            totals: totals(&wh, name, &t.schema).await?,
+            totals: totals(&wh, name, &t.schema, None).await?,
+            subtotals: None,
             table_version: t.version,
             view: false,
             files,
         });
     }
     for name in &view_names {
-        tables.push(write_view(&wh, name, staging, opts.format).await?);
+        let levels = subtotal_levels(opts.model.as_ref(), name)?;
+        tables.push(write_view(&wh, name, staging, opts.format, levels).await?);
     }
     let manifest = Manifest {
         manifest_version: 1,
@@ -440,11 +474,57 @@ fn is_numeric(t: &DataType) -> bool {
         || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
 }
 
-/// SUM of every numeric column except surrogate keys, as text.
+/// The level columns of a saved query with subtotals (in its view's column names), or
+/// None when the view has no subtotal rows.
+fn subtotal_levels(model: Option<&CubeModel>, view: &str) -> Result<Option<Vec<String>>> {
+    let Some(model) = model else { return Ok(None) };
+    let Some((_, saved)) = model.queries.iter().find(|(q, _)| q == view) else {
+        return Ok(None);
+    };
+    let q = saved.to_query(model)?;
+    if q.totals == crate::query::Totals::None && q.grouping_sets.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        q.axis_levels()
+            .iter()
+            .map(|l| crate::saved::view_column(&l.to_string()))
+            .collect(),
+    ))
+}
+
+/// The SQL condition selecting the detail rows of a view with subtotals: no level column
+/// holds the `All` member.
+fn detail_rows(levels: &[String], schema: &Schema) -> String {
+    let conds: Vec<String> = levels
+        .iter()
+        .filter(|l| schema.field_with_name(l).is_ok())
+        .map(|l| {
+            format!(
+                "(CAST({} AS VARCHAR) IS DISTINCT FROM '{}')",
+                quote_ident(l),
+                crate::plan::ALL
+            )
+        })
+        .collect();
+    if conds.is_empty() {
+        "TRUE".to_string()
+    } else {
+        conds.join(" AND ")
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// SUM of every numeric column except surrogate keys, as text; over the rows `filter`
+/// selects, or all.
 async fn totals(
     wh: &Warehouse,
     table: &str,
     schema: &Schema,
+    filter: Option<&str>,
 ) -> Result<BTreeMap<String, Option<String>>> {
     let numeric: Vec<&String> = schema
         .fields()
@@ -456,13 +536,17 @@ async fn totals(
     if numeric.is_empty() {
         return Ok(out);
     }
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let sums: Vec<String> = numeric
         .iter()
-        .map(|c| format!("SUM({})", quote(c)))
+        .map(|c| format!("SUM({})", quote_ident(c)))
         .collect();
+    let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
     let r = wh
-        .sql(&format!("SELECT {} FROM {}", sums.join(", "), quote(table)))
+        .sql(&format!(
+            "SELECT {} FROM {}{filter}",
+            sums.join(", "),
+            quote_ident(table)
+        ))
         .await?;
     let batch =
         r.batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
@@ -492,8 +576,9 @@ async fn write_view(
     name: &str,
     staging: &Path,
     format: ExportFormat,
+    subtotal_levels: Option<Vec<String>>,
 ) -> Result<ExportedTable> {
-    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let quoted = quote_ident(name);
     let fail = |e: datafusion::error::DataFusionError| Error::Query(format!("view `{name}`: {e}"));
     let df = wh
         .context()
@@ -538,12 +623,47 @@ async fn write_view(
     }
     w.finish()?;
     let bytes = std::fs::metadata(&target).map_err(io(&target))?.len();
+    let (filter, subtotals) = match subtotal_levels {
+        None => (None, None),
+        Some(levels) => {
+            let filter = detail_rows(&levels, &schema);
+            let r = wh
+                .sql(&format!(
+                    "SELECT COUNT(*) FROM {quoted} WHERE NOT ({filter})"
+                ))
+                .await?;
+            let subtotal_rows = r
+                .batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .map(|a| a.value(0) as u64)
+                })
+                .unwrap_or(0);
+            let levels = levels
+                .into_iter()
+                .filter(|l| schema.field_with_name(l).is_ok())
+                .collect();
+            (
+                Some(filter),
+                Some(Subtotals {
+                    levels,
+                    all_member: crate::plan::ALL.to_string(),
+                    rows: subtotal_rows,
+                }),
+            )
+        }
+    };
     Ok(ExportedTable {
         name: name.to_string(),
         partitioning: Vec::new(),
         schema: columns(&schema),
         rows,
-        totals: totals(wh, name, &schema).await?,
+        totals: totals(wh, name, &schema, filter.as_deref()).await?,
+        subtotals,
         table_version: 0,
         view: true,
         files: vec![ExportedFile {
@@ -555,7 +675,12 @@ async fn write_view(
 }
 
 /// Writes record batches to one file of an export format.
-enum BatchWriter {
+struct BatchWriter {
+    target: PathBuf,
+    inner: FormatWriter,
+}
+
+enum FormatWriter {
     Parquet(parquet::arrow::ArrowWriter<std::fs::File>),
     Csv(arrow::csv::Writer<std::io::BufWriter<std::fs::File>>),
     Arrow(arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>),
@@ -565,12 +690,12 @@ impl BatchWriter {
     fn new(target: &Path, format: ExportFormat, schema: &Schema) -> Result<BatchWriter> {
         let out = std::fs::File::create(target).map_err(io(target))?;
         let fail = |e: String| Error::format(target.display(), e);
-        Ok(match format {
+        let inner = match format {
             ExportFormat::Parquet => {
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
                     .build();
-                BatchWriter::Parquet(
+                FormatWriter::Parquet(
                     parquet::arrow::ArrowWriter::try_new(
                         out,
                         std::sync::Arc::new(schema.clone()),
@@ -579,57 +704,64 @@ impl BatchWriter {
                     .map_err(|e| fail(e.to_string()))?,
                 )
             }
-            ExportFormat::Csv => BatchWriter::Csv(
+            ExportFormat::Csv => FormatWriter::Csv(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.6f".to_string())
                     .build(std::io::BufWriter::with_capacity(1 << 20, out)),
             ),
-            ExportFormat::Arrow => BatchWriter::Arrow(
+            ExportFormat::Arrow => FormatWriter::Arrow(
                 arrow::ipc::writer::FileWriter::try_new(
                     std::io::BufWriter::with_capacity(1 << 20, out),
                     schema,
                 )
                 .map_err(|e| fail(e.to_string()))?,
             ),
+        };
+        Ok(BatchWriter {
+            target: target.to_path_buf(),
+            inner,
         })
     }
 
     fn write(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
-        let r = match self {
-            BatchWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
-            BatchWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
-            BatchWriter::Arrow(w) => w.write(batch).map_err(|e| e.to_string()),
+        let r = match &mut self.inner {
+            FormatWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            FormatWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+            FormatWriter::Arrow(w) => w.write(batch).map_err(|e| e.to_string()),
         };
-        r.map_err(|e| Error::Query(format!("writing an exported view: {e}")))
+        r.map_err(|e| Error::format(self.target.display(), e))
     }
 
     fn finish(self) -> Result<()> {
-        let r = match self {
-            BatchWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-            BatchWriter::Csv(w) => {
+        let r = match self.inner {
+            FormatWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            FormatWriter::Csv(w) => {
                 let mut inner = w.into_inner();
                 std::io::Write::flush(&mut inner).map_err(|e| e.to_string())
             }
-            BatchWriter::Arrow(mut w) => w
+            FormatWriter::Arrow(mut w) => w
                 .finish()
                 .and_then(|_| w.into_inner())
                 .map_err(|e| e.to_string())
                 .and_then(|mut inner| std::io::Write::flush(&mut inner).map_err(|e| e.to_string())),
         };
-        r.map_err(|e| Error::Query(format!("writing an exported view: {e}")))
+        r.map_err(|e| Error::format(self.target.display(), e))
     }
 }
 
 /// Writes one exported file from one warehouse file; returns the rows it converted
-/// (None for a Parquet file, which is copied as it is).
+/// (None for a Parquet file copied as it is). Columns named in `drop` (partition
+/// columns the warehouse also keeps inside its files) are left out, so each partition
+/// column is in the folder names only, as Hive partitioning has it.
 fn write_file(
     source: &Path,
     target: &Path,
     format: ExportFormat,
     schema: &Schema,
+    drop: &[String],
 ) -> Result<Option<u64>> {
-    if format == ExportFormat::Parquet {
+    if format == ExportFormat::Parquet && drop.is_empty() {
         std::fs::copy(source, target).map_err(io(source))?;
         return Ok(None);
     }
@@ -637,64 +769,29 @@ fn write_file(
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
         .and_then(|b| b.with_batch_size(64 * 1024).build())
         .map_err(|e| Error::format(source.display(), e))?;
-    let out = std::fs::File::create(target).map_err(io(target))?;
-    let out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !drop.contains(schema.field(i).name()))
+        .collect();
+    let kept = schema
+        .project(&keep)
+        .map_err(|e| Error::format(source.display(), e))?;
+    let mut w = BatchWriter::new(target, format, &kept)?;
     let mut rows = 0u64;
-    let fail = |e: arrow::error::ArrowError| Error::format(target.display(), e);
-    match format {
-        ExportFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.6f".to_string())
-                .build(out);
-            for batch in reader {
-                let batch = batch.map_err(fail)?;
-                rows += batch.num_rows() as u64;
-                w.write(&batch).map_err(fail)?;
-            }
-            let mut inner = w.into_inner();
-            std::io::Write::flush(&mut inner).map_err(io(target))?;
-        }
-        ExportFormat::Arrow => {
-            let mut w = arrow::ipc::writer::FileWriter::try_new(out, schema).map_err(fail)?;
-            for batch in reader {
-                let batch = batch.map_err(fail)?;
-                rows += batch.num_rows() as u64;
-                w.write(&batch).map_err(fail)?;
-            }
-            w.finish().map_err(fail)?;
-        }
-        ExportFormat::Parquet => {}
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::format(source.display(), e))?;
+        let batch = batch
+            .project(&keep)
+            .map_err(|e| Error::format(source.display(), e))?;
+        rows += batch.num_rows() as u64;
+        w.write(&batch)?;
     }
+    w.finish()?;
     Ok(Some(rows))
 }
 
 /// An empty file carrying only the schema.
 fn write_empty(target: &Path, format: ExportFormat, schema: &Schema) -> Result<()> {
-    let out = std::fs::File::create(target).map_err(io(target))?;
-    let fail = |e: String| Error::format(target.display(), e);
-    let schema = std::sync::Arc::new(schema.clone());
-    match format {
-        ExportFormat::Parquet => {
-            let w = parquet::arrow::ArrowWriter::try_new(out, schema, None)
-                .map_err(|e| fail(e.to_string()))?;
-            w.close().map_err(|e| fail(e.to_string()))?;
-        }
-        ExportFormat::Csv => {
-            // The header line only.
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            w.write(&arrow::record_batch::RecordBatch::new_empty(schema))
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        ExportFormat::Arrow => {
-            let mut w = arrow::ipc::writer::FileWriter::try_new(out, &schema)
-                .map_err(|e| fail(e.to_string()))?;
-            w.finish().map_err(|e| fail(e.to_string()))?;
-        }
-    }
-    Ok(())
+    BatchWriter::new(target, format, schema)?.finish()
 }
 
 /// The manifest's description of a schema's columns.

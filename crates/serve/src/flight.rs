@@ -710,6 +710,11 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(&Started)) -> Result<(
             service.state.users.clone(),
             tls,
             opts.max_connections,
+            crate::pg::Limits {
+                slots: service.state.slots.clone(),
+                max_concurrent: service.state.max_concurrent,
+                timeout: service.state.query_timeout,
+            },
         )));
         pg_tasks.push(tokio::spawn(keep_fresh(
             ctx,

@@ -3,8 +3,10 @@
 //!
 //! Query handling and the `pg_catalog` tables BI tools read on connect come from
 //! `datafusion-postgres`; crmcube adds password authentication against its own users
-//! (cleartext password exchange, so use TLS beyond loopback), a read-only guard and a
-//! connection limit.
+//! (cleartext password exchange, so TLS is required of every client once the server has
+//! a certificate), a read-only guard, a connection limit, and the query limits Flight SQL
+//! has: the same slots for queries running at once and the same per-query timeout
+//! (waiting for a slot, planning, running and sending the rows).
 
 use crate::auth::Users;
 use async_trait::async_trait;
@@ -21,10 +23,16 @@ use datafusion_postgres::pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, LoginInfo, StartupHandler,
 };
+use datafusion_postgres::pgwire::api::portal::Portal;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::results::Response;
-use datafusion_postgres::pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::extendedquery::Execute;
+use datafusion_postgres::pgwire::messages::simplequery::Query;
 use datafusion_postgres::pgwire::messages::startup::Authentication;
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion_postgres::pgwire::tokio::{process_socket, TlsAcceptor};
@@ -32,8 +40,9 @@ use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::{Sink, SinkExt};
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Statements a read-only endpoint accepts: queries and the session chatter clients
 /// send (SET, SHOW, transactions, cursors).
@@ -132,9 +141,151 @@ impl QueryHook for ReadOnly {
     }
 }
 
+/// The server-wide query limits, shared with the Flight SQL endpoint.
+#[derive(Clone)]
+pub(crate) struct Limits {
+    /// Slots for queries running at once (the same semaphore Flight SQL uses).
+    pub slots: Arc<Semaphore>,
+    /// Number of slots, for messages.
+    pub max_concurrent: usize,
+    /// Longest a query may wait for a slot plus run and send its rows.
+    pub timeout: Duration,
+}
+
+fn user_error(severity: &str, code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.into(),
+        code.into(),
+        message,
+    )))
+}
+
+/// Queries through `datafusion-postgres`, each within the server's limits: it waits for a
+/// slot (up to the timeout), then runs and sends its rows in what is left of the
+/// timeout. Past it the query's stream is dropped (its DataFusion tasks stop at their
+/// next yield point) and the client gets SQLSTATE 57014, as for PostgreSQL's own
+/// `statement_timeout`; the connection stays usable.
+struct Limited {
+    inner: Arc<DfSessionService>,
+    limits: Limits,
+}
+
+impl Limited {
+    async fn within<F, T>(&self, work: F) -> PgWireResult<T>
+    where
+        F: std::future::Future<Output = PgWireResult<T>>,
+    {
+        let limits = &self.limits;
+        let started = tokio::time::Instant::now();
+        let permit: OwnedSemaphorePermit = match tokio::time::timeout(
+            limits.timeout,
+            limits.slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(user_error(
+                    "ERROR",
+                    "57P01", // admin_shutdown
+                    "the server is shutting down".into(),
+                ));
+            }
+            Err(_) => {
+                return Err(user_error(
+                    "ERROR",
+                    "53000", // insufficient_resources
+                    format!(
+                        "server busy: {} queries running for {} s; try again later",
+                        limits.max_concurrent,
+                        limits.timeout.as_secs()
+                    ),
+                ));
+            }
+        };
+        let left = limits.timeout.saturating_sub(started.elapsed());
+        let out = match tokio::time::timeout(left, work).await {
+            Ok(r) => r,
+            Err(_) => Err(user_error(
+                "ERROR",
+                "57014", // query_canceled
+                format!(
+                    "canceling statement: query stopped after {} s (the server's --query-timeout)",
+                    limits.timeout.as_secs()
+                ),
+            )),
+        };
+        drop(permit);
+        out
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Limited {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.within(self._on_query(client, query)).await
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        SimpleQueryHandler::do_query(self.inner.as_ref(), client, query).await
+    }
+}
+
+type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
+
+#[async_trait]
+impl ExtendedQueryHandler for Limited {
+    type Statement = DfStatement;
+    type QueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.inner.query_parser()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.within(self._on_execute(client, message)).await
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await
+    }
+}
+
 /// Password check at connection start (cleartext exchange; TLS protects it on the wire).
+/// With `require_tls`, a client that did not negotiate TLS is refused before it sends
+/// its password.
 struct Login {
     users: Option<Users>,
+    require_tls: bool,
     parameters: DefaultServerParameterProvider,
 }
 
@@ -152,6 +303,15 @@ impl StartupHandler for Login {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.require_tls && !client.is_secure() {
+                    return Err(user_error(
+                        "FATAL",
+                        "28000", // invalid_authorization_specification
+                        "crmcube serve requires TLS: connect with sslmode=require \
+                         (or verify-full with the server's certificate)"
+                            .into(),
+                    ));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if self.users.is_none() {
@@ -185,7 +345,7 @@ impl StartupHandler for Login {
 }
 
 struct Handlers {
-    service: Arc<DfSessionService>,
+    service: Arc<Limited>,
     login: Arc<Login>,
 }
 
@@ -243,6 +403,7 @@ pub(crate) async fn accept(
     users: Option<Users>,
     tls: Option<TlsAcceptor>,
     max_connections: usize,
+    limits: Limits,
 ) {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(ReadOnly),
@@ -251,9 +412,13 @@ pub(crate) async fn accept(
         Arc::new(TransactionStatementHook),
     ];
     let handlers = Arc::new(Handlers {
-        service: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        service: Arc::new(Limited {
+            inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            limits,
+        }),
         login: Arc::new(Login {
             users,
+            require_tls: tls.is_some(),
             parameters: DefaultServerParameterProvider::default(),
         }),
     });

@@ -450,13 +450,36 @@ fn views_of_the_cube_model_export_with_the_rows_of_the_cube_and_are_read_alike()
         .expect("grand total row");
     let sales_revenue = num(&table(&m, "fact_sales")["totals"]["revenue"]);
     assert!((num(&grand["revenue"]) - sales_revenue).abs() < 0.005);
+    // Its subtotal rows are named in the manifest and left out of its totals, so the
+    // view's revenue total is the facts' revenue, not three times it.
+    let all_rows = cube
+        .iter()
+        .filter(|r| r["geography.region"] == "All" || r["time.year"] == "All")
+        .count();
+    assert!(all_rows > 1, "rollup rows: {all_rows}");
+    assert_eq!(
+        saved["subtotals"],
+        serde_json::json!({
+            "levels": ["geography_region", "time_year"],
+            "all_member": "All",
+            "rows": all_rows,
+        })
+    );
+    assert!(
+        (num(&saved["totals"]["revenue"]) - sales_revenue).abs() < 0.005,
+        "view totals {} vs facts {sales_revenue}",
+        saved["totals"]["revenue"]
+    );
+    assert!(wide.get("subtotals").is_none());
     // pyarrow, polars and DuckDB read the views like the tables.
     let readings = python_readers(&out);
     for reader in ["pyarrow", "polars", "duckdb"] {
-        assert_eq!(
-            num(&readings["revenue_by_region_year"][reader]["rows"]) as usize,
-            cube.len(),
-            "{reader}"
+        let got = &readings["revenue_by_region_year"][reader];
+        assert_eq!(num(&got["rows"]) as usize, cube.len(), "{reader}");
+        assert!(
+            (num(&got["totals"]["revenue"]) - sales_revenue).abs() < 0.005,
+            "{reader}: detail revenue {}",
+            got["totals"]["revenue"]
         );
     }
 
@@ -511,4 +534,50 @@ fn views_of_the_cube_model_export_with_the_rows_of_the_cube_and_are_read_alike()
         "{left_out:?}"
     );
     python_readers(&fresh);
+
+    // After `mine rfm`, customer_scores (partitioned by score date) exports with `as_of`
+    // in the folder names only, and every reader reads it and the RFM view.
+    let r = crmcube(&["mine", "rfm", "--warehouse", s(&wh)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let scored = tmp.path().join("scored");
+    let r = crmcube(&[
+        "export",
+        "--warehouse",
+        s(&wh),
+        "--out",
+        s(&scored),
+        "--tables",
+        "customer_scores,dim_customer,revenue_by_rfm_segment",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = manifest(&scored);
+    let scores = table(&m, "customer_scores");
+    assert_eq!(scores["partitioning"], serde_json::json!(["as_of"]));
+    let stored: Vec<&str> = scores["schema"]
+        .as_array()
+        .expect("schema")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert!(
+        !stored.contains(&"as_of") && stored.contains(&"rfm_segment"),
+        "{stored:?}"
+    );
+    let n = num(&query(&wh, "SELECT COUNT(*) AS n FROM customer_scores")[0]["n"]);
+    assert_eq!(num(&scores["rows"]), n);
+    let path = scores["files"][0]["path"].as_str().expect("path");
+    assert!(path.starts_with("customer_scores/as_of="), "{path}");
+    let readings = python_readers(&scored);
+    for reader in ["pyarrow", "polars", "duckdb"] {
+        assert_eq!(
+            num(&readings["customer_scores"][reader]["rows"]),
+            n,
+            "{reader}"
+        );
+        assert_eq!(
+            num(&readings["revenue_by_rfm_segment"][reader]["rows"]),
+            num(&table(&m, "revenue_by_rfm_segment")["rows"]),
+            "{reader}"
+        );
+    }
 }

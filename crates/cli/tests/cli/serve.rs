@@ -436,3 +436,115 @@ fn postgres_clients_psql_and_psycopg_query_the_same_tables_and_views() {
     }
     assert_eq!(now, before, "the new version is served after the load");
 }
+
+/// psql against the PostgreSQL endpoint: (success, stdout, stderr, seconds taken).
+fn psql_at(conninfo: &str, sql: &str) -> (bool, String, String, f64) {
+    let started = std::time::Instant::now();
+    let out = Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-A", "-t", "-c", sql])
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// A query that runs for hours: stopped by the server's --query-timeout.
+const SLOW: &str = "SELECT SUM(value) FROM range(1, 1000000000000)";
+
+#[test]
+fn postgres_clients_get_the_query_limits_and_must_use_tls_when_the_server_has_a_certificate() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let wh = tmp.path().join("wh");
+    ingest_ok(&repo_root().join("sample_data"), &wh);
+    let channels = num(&query(&wh, "SELECT COUNT(*) AS n FROM dim_channel")[0]["n"]);
+
+    // A self-signed certificate for 127.0.0.1.
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = start(
+        &wh,
+        &[
+            "--query-timeout",
+            "3",
+            "--max-concurrent-queries",
+            "1",
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    let port = server.pg_port.expect("pg port");
+    let conninfo =
+        |ssl: &str| format!("host=127.0.0.1 port={port} user=analyst dbname=crmcube {ssl}");
+
+    // Without TLS the server refuses before the password crosses the wire.
+    let (ok, _, err, _) = psql_at(&conninfo("sslmode=disable"), "SELECT 1");
+    assert!(!ok, "a cleartext connection was accepted");
+    assert!(err.contains("requires TLS"), "{err}");
+    // With TLS, and with the certificate verified against the host name.
+    let sql = "SELECT COUNT(*) FROM dim_channel";
+    let (ok, got, err, _) = psql_at(&conninfo("sslmode=require"), sql);
+    assert!(ok, "{err}");
+    assert_eq!(got, format!("{channels}"));
+    let verified = conninfo(&format!(
+        "sslmode=verify-full sslrootcert={}",
+        cert.display()
+    ));
+    let (ok, got, err, _) = psql_at(&verified, sql);
+    assert!(ok, "{err}");
+    assert_eq!(got, format!("{channels}"));
+
+    // A query over the time limit is stopped with SQLSTATE 57014; the next is answered.
+    let (ok, _, err, took) = psql_at(&verified, SLOW);
+    assert!(!ok, "the slow query was expected to be stopped");
+    assert!(err.contains("query stopped after 3 s"), "{err}");
+    assert!(took < 30.0, "stopped after {took:.1} s");
+    let (ok, got, err, _) = psql_at(&verified, sql);
+    assert!(ok, "{err}");
+    assert_eq!(got, format!("{channels}"));
+
+    // One slot: a query sent while a slow one runs waits for the slot, then is answered.
+    let slow = {
+        let verified = verified.clone();
+        std::thread::spawn(move || psql_at(&verified, SLOW))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (ok, got, err, waited) = psql_at(&verified, sql);
+    assert!(ok, "{err}");
+    assert_eq!(got, format!("{channels}"));
+    assert!(
+        waited > 1.0,
+        "answered in {waited:.2} s while the only slot was taken"
+    );
+    let (ok, _, err, _) = slow.join().expect("slow query thread");
+    assert!(!ok && err.contains("query stopped"), "{err}");
+}
