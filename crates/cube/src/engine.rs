@@ -400,21 +400,27 @@ impl Cube {
                 None => by_fact.push((fact, vec![b.clone()])),
             }
         }
-        // Each fact is read from the smallest fresh pre-aggregation that stores every
-        // measure and every level grouped or filtered by, else from the base facts.
-        let mut used_levels = labels.clone();
-        for f in &q.filters {
-            if !used_levels.contains(&f.level) {
-                used_levels.push(f.level.clone());
-            }
-        }
+        // Each fact is read from the smallest fresh pre-aggregation that answers exactly
+        // (it stores every measure and every level grouped or filtered by, or counts
+        // each grouping set's cells), else from the base facts.
+        let filter_lists: Vec<&[Filter]> = if post_filters.is_empty() {
+            vec![&q.filters]
+        } else {
+            vec![&q.filters, &sql_filters]
+        };
+        let ask = crate::preagg::Ask {
+            labels: &labels,
+            sets: &uniq,
+            filters: &filter_lists,
+            approximate: q.approximate,
+        };
         let mut sources = Vec::new();
         let mut notes = Vec::new();
         let mut chosen = Vec::new();
         for (fact, measures) in &by_fact {
             match &self.preaggs {
                 Some(c) => {
-                    let choice = c.choose(&self.model, fact, measures, &used_levels);
+                    let choice = c.choose(&self.model, fact, measures, &ask);
                     sources.extend(choice.lines);
                     notes.extend(choice.notes);
                     chosen.push(choice.used);

@@ -16,6 +16,11 @@
 //! Sums and counts are stored as sums and added up; ratios are computed after
 //! aggregation from their parts, as for the base facts.
 //!
+//! A pre-aggregation declared with `distinct: counted` stores, instead of the values
+//! counted, each distinct count once per cell of the grains it declares (its levels, their
+//! roll-up or cube subtotals, more grouping sets). It answers a query only when every
+//! grouping set of the query is one of those grains and every filter picks whole cells.
+//!
 //! `crmcube cube materialize` builds the tables and records, in the `_preagg_state`
 //! table of the same warehouse commit, the Delta version of every table each one was
 //! built from and a fingerprint of its definition. A pre-aggregation is used only while
@@ -23,8 +28,10 @@
 
 use crate::engine::Cube;
 use crate::model::{names, Agg, CubeModel, LevelRef, Link, MeasureKind};
-use crate::plan::{ident, literal, member_condition, FactQuery, FactSpec, RowAgg, RowSource, Star};
-use crate::query::Filter;
+use crate::plan::{
+    ident, literal, member_condition, FactQuery, FactSpec, RowAgg, RowSource, Star, ALL,
+};
+use crate::query::{Filter, FilterOp};
 use crate::warehouse::Warehouse;
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::DataType;
@@ -38,6 +45,22 @@ pub const TABLE_PREFIX: &str = "_preagg_";
 pub const STATE_TABLE: &str = "_preagg_state";
 /// Bumped when the layout of pre-aggregation tables changes, so older tables are rebuilt.
 const LAYOUT_VERSION: &str = "preagg-layout-1";
+/// Column holding the grain of each row of a `distinct: counted` pre-aggregation: its
+/// position in [`Layout::grains`].
+pub const GRAIN_COLUMN: &str = "grain";
+
+/// How a pre-aggregation stores distinct counts (orders, customers, repeat customers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistinctStorage {
+    /// The values counted are kept (one row per order or customer and cell), so any
+    /// coarser grain, filter or roll-up recounts them exactly.
+    #[default]
+    Kept,
+    /// Counted once per cell of each stored grain: a small table that answers distinct
+    /// counts at exactly those grains (and filters on whole cells), nothing coarser.
+    Counted,
+}
 
 /// A pre-aggregation as declared in the model.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +71,7 @@ pub struct PreAggregation {
     /// Measures it can answer (ratios bring their parts).
     pub measures: Vec<String>,
     /// Levels (`dimension.level`) it keeps; the levels above them come along.
+    #[serde(default)]
     pub levels: Vec<String>,
     /// A calendar level (e.g. `time.month`): one partition per member, rebuilt only
     /// when fact rows of that member change.
@@ -56,6 +80,16 @@ pub struct PreAggregation {
     /// What it is for.
     #[serde(default)]
     pub description: String,
+    /// `kept` (default) or `counted`; see [`DistinctStorage`].
+    #[serde(default)]
+    pub distinct: DistinctStorage,
+    /// With `distinct: counted`: the subtotals of `levels` stored too, `rollup` (coarse
+    /// to fine, as `cube query --totals`) or `cube` (every combination).
+    #[serde(default)]
+    pub totals: Option<String>,
+    /// With `distinct: counted`: more grains to store, each a list of levels.
+    #[serde(default)]
+    pub grouping_sets: Vec<Vec<String>>,
 }
 
 /// Values kept so that a distinct count can be recomputed: a measure column (fact
@@ -112,10 +146,31 @@ pub struct Layout {
     pub sums: Vec<(String, String)>,
     /// Values kept for distinct counts.
     pub keys: Vec<StoredKey>,
+    /// Distinct base measures counted per cell (`distinct: counted`): (measure, column).
+    pub counts: Vec<(String, String)>,
     /// Distinct measures (base) it was declared for.
     pub distinct: Vec<String>,
     /// Index into `levels` of the partition level.
     pub partition: Option<usize>,
+    /// With `distinct: counted`: the grains stored, each the sorted indices into `levels`
+    /// of its levels and the levels above them. Each row holds one cell of one grain,
+    /// numbered in [`GRAIN_COLUMN`]; the levels outside its grain hold `All`.
+    pub grains: Option<Vec<Vec<usize>>>,
+}
+
+/// Combinations of `n` levels a `totals` setting stores, as indices.
+fn totals_sets(n: usize, totals: Option<&str>) -> Result<Vec<Vec<usize>>> {
+    match totals.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("none") => Ok(vec![(0..n).collect()]),
+        Some("rollup") => Ok((0..=n).rev().map(|k| (0..k).collect()).collect()),
+        Some("cube") => Ok((0..(1usize << n))
+            .rev()
+            .map(|mask| (0..n).filter(|i| mask & (1 << (n - 1 - i)) != 0).collect())
+            .collect()),
+        Some(other) => Err(Error::Usage(format!(
+            "totals `{other}` is not none, rollup or cube"
+        ))),
+    }
 }
 
 fn level_ref(text: &str) -> Option<LevelRef> {
@@ -194,16 +249,60 @@ impl Layout {
                 code,
             });
         };
-        for text in &def.levels {
-            let r = level_ref(text)
-                .ok_or_else(|| Error::Usage(format!("`{text}` is not dimension.level")))?;
-            for a in ancestors(model, &r) {
+        let counted = def.distinct == DistinctStorage::Counted;
+        let parse = |text: &String| {
+            level_ref(text).ok_or_else(|| Error::Usage(format!("`{text}` is not dimension.level")))
+        };
+        let declared: Vec<LevelRef> = def.levels.iter().map(parse).collect::<Result<_>>()?;
+        // The grains a counted pre-aggregation stores, as declared levels.
+        let mut grain_levels: Vec<Vec<LevelRef>> = Vec::new();
+        if counted {
+            if !declared.is_empty() || def.grouping_sets.is_empty() {
+                for set in totals_sets(declared.len(), def.totals.as_deref())? {
+                    grain_levels.push(set.iter().map(|i| declared[*i].clone()).collect());
+                }
+            }
+            for set in &def.grouping_sets {
+                grain_levels.push(set.iter().map(parse).collect::<Result<_>>()?);
+            }
+        }
+        for r in declared.iter().chain(grain_levels.iter().flatten()) {
+            for a in ancestors(model, r) {
                 push(a);
             }
-            push(r);
+            push(r.clone());
         }
+        if counted {
+            // Counted cells are read by member name only.
+            for l in &mut levels {
+                l.code = None;
+            }
+        }
+        let grains = if counted {
+            let mut grains: Vec<Vec<usize>> = Vec::new();
+            for set in &grain_levels {
+                let mut idx = Vec::new();
+                for r in set {
+                    for a in ancestors(model, r).iter().chain(std::iter::once(r)) {
+                        if let Some(i) = levels.iter().position(|s| &s.level == a) {
+                            if !idx.contains(&i) {
+                                idx.push(i);
+                            }
+                        }
+                    }
+                }
+                idx.sort();
+                if !grains.contains(&idx) {
+                    grains.push(idx);
+                }
+            }
+            Some(grains)
+        } else {
+            None
+        };
         let mut sums = Vec::new();
         let mut keys: Vec<StoredKey> = Vec::new();
+        let mut counts = Vec::new();
         let mut distinct = Vec::new();
         for m in &def.measures {
             for b in model.base_measures(m) {
@@ -216,6 +315,12 @@ impl Layout {
                 }
                 if !distinct.contains(&b) {
                     distinct.push(b.clone());
+                }
+                if counted {
+                    if !counts.iter().any(|(n, _)| n == &b) {
+                        counts.push((b.clone(), format!("n_{}", column_safe(&b))));
+                    }
+                    continue;
                 }
                 for k in keys_of(model, &b) {
                     if keys.iter().any(|s| s.key == k) {
@@ -244,8 +349,10 @@ impl Layout {
             levels,
             sums,
             keys,
+            counts,
             distinct,
             partition,
+            grains,
         };
         let mut seen: Vec<&str> = Vec::new();
         for c in layout.columns() {
@@ -262,6 +369,9 @@ impl Layout {
     /// Every column name, in table order.
     pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
+        if self.grains.is_some() {
+            out.push(GRAIN_COLUMN);
+        }
         for l in &self.levels {
             out.push(l.column.as_str());
             if let Some(c) = &l.code {
@@ -269,6 +379,7 @@ impl Layout {
             }
         }
         out.extend(self.keys.iter().map(|k| k.column.as_str()));
+        out.extend(self.counts.iter().map(|(_, c)| c.as_str()));
         out.extend(self.sums.iter().map(|(_, c)| c.as_str()));
         out
     }
@@ -309,6 +420,9 @@ impl Layout {
             if let Some((_, f)) = model.facts.iter_mut().find(|(n, _)| n == &self.fact) {
                 f.table = t.to_string();
             }
+        }
+        if let Some(grains) = &self.grains {
+            return self.counted_sql(&model, grains);
         }
         let why = format!("pre-aggregation `{}`", self.name);
         let mut star = Star::new(&model, &self.fact)?;
@@ -373,6 +487,185 @@ impl Layout {
             ));
         }
         Ok(out)
+    }
+
+    /// The SQL of a `distinct: counted` table: for each grain, the cube's own fact
+    /// queries at that grain over the base facts (one per kind of measure, joined on the
+    /// cell), one row per cell, its grain numbered; all grains stacked.
+    fn counted_sql(&self, model: &CubeModel, grains: &[Vec<usize>]) -> Result<String> {
+        let measures: Vec<String> = self
+            .counts
+            .iter()
+            .chain(&self.sums)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let no_sizes = std::collections::HashMap::new();
+        let mut parts = Vec::new();
+        for (g, grain) in grains.iter().enumerate() {
+            // The grain's levels are the labels of one grouping set (a0, a1, … in order).
+            let labels: Vec<LevelRef> = grain
+                .iter()
+                .filter_map(|i| self.levels.get(*i))
+                .map(|l| l.level.clone())
+                .collect();
+            let sets = vec![(0..labels.len()).collect::<Vec<usize>>()];
+            let spec = FactSpec {
+                fact: &self.fact,
+                measures: &measures,
+                labels: &labels,
+                sets: &sets,
+                filters: &[],
+                approximate: false,
+                dimension_rows: &no_sizes,
+            };
+            let queries = crate::plan::fact_queries(model, &spec)?;
+            // Label `p` of the cell as any of the first `n` queries has it.
+            let label = |n: usize, p: usize| -> String {
+                if n == 1 {
+                    format!("q0.a{p}")
+                } else {
+                    let all: Vec<String> = (0..n).map(|j| format!("q{j}.a{p}")).collect();
+                    format!("COALESCE({})", all.join(", "))
+                }
+            };
+            let mut from = String::new();
+            for (j, q) in queries.iter().enumerate() {
+                if j == 0 {
+                    from = format!("FROM (\n{}\n) AS q0", q.sql);
+                    continue;
+                }
+                let on: Vec<String> = (0..labels.len())
+                    .map(|p| format!("{} = q{j}.a{p}", label(j, p)))
+                    .collect();
+                let on = if on.is_empty() {
+                    "TRUE".to_string()
+                } else {
+                    on.join(" AND ")
+                };
+                from.push_str(&format!("\nFULL JOIN (\n{}\n) AS q{j} ON {on}", q.sql));
+            }
+            let mut cols = vec![format!("CAST({g} AS INT) AS {}", ident(GRAIN_COLUMN))];
+            for (i, l) in self.levels.iter().enumerate() {
+                let v = match grain.iter().position(|x| *x == i) {
+                    Some(p) => label(queries.len(), p),
+                    None => literal(ALL),
+                };
+                cols.push(format!("CAST({v} AS VARCHAR) AS {}", ident(&l.column)));
+            }
+            for (m, c) in self.counts.iter().chain(&self.sums) {
+                let (j, k) = queries
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, q)| q.measures.iter().position(|x| x == m).map(|k| (j, k)))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "pre-aggregation `{}` cannot compute `{m}`",
+                            self.name
+                        ))
+                    })?;
+                cols.push(format!("q{j}.m{k} AS {}", ident(c)));
+            }
+            parts.push(format!("SELECT {}\n{from}", cols.join(", ")));
+        }
+        let mut order = vec![ident(GRAIN_COLUMN)];
+        order.extend(self.levels.iter().map(|l| ident(&l.column)));
+        Ok(format!(
+            "SELECT * FROM (\n{}\n) AS cells\nORDER BY {}",
+            parts.join("\nUNION ALL\n"),
+            order.join(", ")
+        ))
+    }
+
+    /// The stored grain (position in `grains`) whose cells answer query grouping set
+    /// `set` (indices into `labels`) under `filters`, or why none does. The grain must
+    /// hold exactly the set's levels and those above them; a filter must pick whole cells:
+    /// on a level of the grain, or one member of a level that the grain adds.
+    fn grain_for(
+        &self,
+        model: &CubeModel,
+        labels: &[LevelRef],
+        set: &[usize],
+        filters: &[Filter],
+    ) -> std::result::Result<usize, String> {
+        let Some(grains) = &self.grains else {
+            return Err("it keeps no grains".into());
+        };
+        let mut want: Vec<usize> = Vec::new();
+        let add = |r: &LevelRef, want: &mut Vec<usize>| -> std::result::Result<(), String> {
+            for a in ancestors(model, r).iter().chain(std::iter::once(r)) {
+                let i = self
+                    .levels
+                    .iter()
+                    .position(|l| &l.level == a)
+                    .ok_or_else(|| {
+                        format!(
+                            "level `{a}` is not stored (it stores {})",
+                            self.level_names()
+                        )
+                    })?;
+                if !want.contains(&i) {
+                    want.push(i);
+                }
+            }
+            Ok(())
+        };
+        for i in set {
+            if let Some(r) = labels.get(*i) {
+                add(r, &mut want)?;
+            }
+        }
+        for f in filters {
+            if model.level(&f.level).is_some_and(|l| l.code.is_some())
+                && matches!(f.op, FilterOp::In(_) | FilterOp::NotIn(_))
+            {
+                return Err(format!(
+                    "the filter on `{}` may name members by code, which counted cells do not store",
+                    f.level
+                ));
+            }
+            let inside = self
+                .levels
+                .iter()
+                .position(|l| l.level == f.level)
+                .is_some_and(|i| want.contains(&i));
+            if inside {
+                continue;
+            }
+            match &f.op {
+                FilterOp::In(v) if v.len() == 1 => add(&f.level, &mut want)?,
+                _ => {
+                    return Err(format!(
+                        "the filter on `{}` spans several of its cells, and distinct counts are not added up",
+                        f.level
+                    ))
+                }
+            }
+        }
+        want.sort();
+        grains.iter().position(|g| g == &want).ok_or_else(|| {
+            format!(
+                "it counts no grain of exactly {} (it counts {})",
+                self.grain_name(&want),
+                grains
+                    .iter()
+                    .map(|g| self.grain_name(g))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+    }
+
+    /// A grain as text: its levels, or `the grand total`.
+    fn grain_name(&self, grain: &[usize]) -> String {
+        if grain.is_empty() {
+            return "the grand total".into();
+        }
+        grain
+            .iter()
+            .filter_map(|i| self.levels.get(*i))
+            .map(|l| l.level.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// SQL listing the partition members of fact rows, or None when not partitioned.
@@ -530,8 +823,8 @@ impl Layout {
         };
         add(fact.table.clone());
         let mut levels: Vec<LevelRef> = self.levels.iter().map(|l| l.level.clone()).collect();
-        for k in &self.keys {
-            if let Some(r) = level_ref(&k.key.column) {
+        for k in self.distinct.iter().flat_map(|m| keys_of(model, m)) {
+            if let Some(r) = level_ref(&k.column) {
                 levels.push(r);
             }
         }
@@ -551,6 +844,28 @@ impl Layout {
         out
     }
 
+    /// Why a `distinct: counted` layout cannot answer `ask` for `measures`, or None:
+    /// every grouping set, under every list of filters, must be one of its grains.
+    fn cannot_count(&self, model: &CubeModel, measures: &[String], ask: &Ask) -> Option<String> {
+        if ask.approximate
+            && measures
+                .iter()
+                .any(|m| self.counts.iter().any(|(n, _)| n == m))
+        {
+            return Some(
+                "its distinct counts are exact, and the query asks for approximate ones".into(),
+            );
+        }
+        for filters in ask.filters {
+            for set in ask.sets {
+                if let Err(why) = self.grain_for(model, ask.labels, set, filters) {
+                    return Some(why);
+                }
+            }
+        }
+        None
+    }
+
     /// Why the layout cannot compute base measure `m` of its fact, or None.
     fn cannot_compute(&self, model: &CubeModel, m: &str) -> Option<String> {
         let def = model.measure(m)?;
@@ -567,6 +882,12 @@ impl Layout {
                     stored.join(", ")
                 }
             ));
+        }
+        if self.grains.is_some() {
+            if self.counts.iter().any(|(n, _)| n == m) {
+                return None;
+            }
+            return Some(format!("distinct count `{m}` is not counted in it"));
         }
         let missing: Vec<String> = keys_of(model, m)
             .into_iter()
@@ -676,6 +997,31 @@ pub(crate) fn check(model: &CubeModel) -> Result<()> {
             let r = parse(format!("{base}.levels"), l)?;
             stored.extend(ancestors(model, &r));
             stored.push(r);
+        }
+        for (i, set) in def.grouping_sets.iter().enumerate() {
+            for l in set {
+                parse(format!("{base}.grouping_sets[{i}]"), l)?;
+            }
+        }
+        if def.distinct == DistinctStorage::Counted {
+            if def.partition_by.is_some() {
+                return Err(err(
+                    format!("{base}.partition_by"),
+                    "a `distinct: counted` pre-aggregation is rebuilt whole (its counts span partitions); drop partition_by".into(),
+                ));
+            }
+            if let Some(t) = &def.totals {
+                totals_sets(def.levels.len(), Some(t))
+                    .map_err(|e| err(format!("{base}.totals"), e.to_string()))?;
+            }
+        } else if def.totals.is_some() || !def.grouping_sets.is_empty() {
+            return Err(err(
+                format!(
+                    "{base}.{}",
+                    if def.totals.is_some() { "totals" } else { "grouping_sets" }
+                ),
+                "totals and grouping_sets are for `distinct: counted` pre-aggregations (one that keeps its distinct values answers every coarser grain already)".into(),
+            ));
         }
         if let Some(p) = &def.partition_by {
             let key = format!("{base}.partition_by");
@@ -880,6 +1226,19 @@ pub struct Catalog {
     pub off: Option<String>,
 }
 
+/// What a query asks of one fact, for choosing where to read it from.
+pub(crate) struct Ask<'q> {
+    /// Label levels (output columns a0, a1, …).
+    pub labels: &'q [LevelRef],
+    /// Grouping sets as indices into `labels`.
+    pub sets: &'q [Vec<usize>],
+    /// Every list of filters the fact is queried with (a time comparison also queries it
+    /// without its calendar filters).
+    pub filters: &'q [&'q [Filter]],
+    /// Distinct counts by sketch.
+    pub approximate: bool,
+}
+
 /// How one fact of a query is answered.
 pub(crate) struct Choice {
     /// The pre-aggregation used, or None for the base facts.
@@ -950,16 +1309,22 @@ impl Catalog {
         })
     }
 
-    /// Picks the source of fact `fact` for base measures `measures`, given every level
-    /// the query groups or filters by: the fresh pre-aggregation with the fewest rows
-    /// that stores all of them, else the base facts. Explains every choice.
+    /// Picks the source of fact `fact` for base measures `measures`, given what the
+    /// query groups and filters by: the fresh pre-aggregation with the fewest rows that
+    /// answers exactly, else the base facts. Explains every choice.
     pub(crate) fn choose(
         &self,
         model: &CubeModel,
         fact: &str,
         measures: &[String],
-        levels: &[LevelRef],
+        ask: &Ask,
     ) -> Choice {
+        let mut levels: Vec<LevelRef> = ask.labels.to_vec();
+        for f in ask.filters.iter().flat_map(|f| f.iter()) {
+            if !levels.contains(&f.level) {
+                levels.push(f.level.clone());
+            }
+        }
         let table = model
             .fact(fact)
             .map(|f| f.table.clone())
@@ -992,10 +1357,15 @@ impl Catalog {
         for (l, status) in &mine {
             let mut why = measures.iter().find_map(|m| l.cannot_compute(model, m));
             if why.is_none() {
-                why = levels
-                    .iter()
-                    .find(|r| l.stored_level(r).is_none())
-                    .map(|r| format!("level `{r}` is not stored (it stores {})", l.level_names()));
+                why = match &l.grains {
+                    None => levels
+                        .iter()
+                        .find(|r| l.stored_level(r).is_none())
+                        .map(|r| {
+                            format!("level `{r}` is not stored (it stores {})", l.level_names())
+                        }),
+                    Some(_) => l.cannot_count(model, measures, ask),
+                };
             }
             match (why, status) {
                 (Some(w), _) => reasons.push((l.name.clone(), w)),
@@ -1090,14 +1460,22 @@ impl Cube {
         let mut out = Vec::new();
         for (name, def) in &self.model.pre_aggregations {
             let layout = Layout::new(&self.model, name);
-            let kind = def
-                .partition_by
-                .as_ref()
-                .map(|p| format!("by {p}"))
-                .unwrap_or_default();
-            // The levels it stores: the declared ones and those above them.
+            let kind = match (&def.partition_by, &layout) {
+                (Some(p), _) => format!("by {p}"),
+                (None, Ok(l)) if l.grains.is_some() => "distinct counted".into(),
+                _ => String::new(),
+            };
+            // The levels it stores: the declared ones and those above them; for counted
+            // ones, each grain.
             let levels = match &layout {
-                Ok(l) => l.level_names(),
+                Ok(l) => match &l.grains {
+                    Some(g) => g
+                        .iter()
+                        .map(|g| format!("({})", l.grain_name(g)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => l.level_names(),
+                },
                 Err(_) => def.levels.join(", "),
             };
             let mut definition = format!("{} by {levels}", def.measures.join(", "));
@@ -1215,6 +1593,9 @@ pub(crate) fn fact_queries(
     layout: &Layout,
     spec: &FactSpec,
 ) -> Result<Vec<FactQuery>> {
+    if layout.grains.is_some() {
+        return counted_queries(model, layout, spec).map(|q| vec![q]);
+    }
     // No dimension sizes: the rows are already summed, so the plan does not sum them by
     // dimension keys before joining (that path reads base facts only).
     let no_sizes = std::collections::HashMap::new();
@@ -1224,6 +1605,62 @@ pub(crate) fn fact_queries(
     };
     crate::plan::queries_from(model, &spec, &mut || {
         Ok(Box::new(PreAggRows { model, layout }))
+    })
+}
+
+/// The query of one fact from a `distinct: counted` pre-aggregation: for each grouping
+/// set, the cells of the grain that answers it, filtered (filters pick whole cells).
+fn counted_queries(model: &CubeModel, layout: &Layout, spec: &FactSpec) -> Result<FactQuery> {
+    let col = |c: &str| format!("{ALIAS}.{}", ident(c));
+    let mut parts = Vec::new();
+    for set in spec.sets {
+        let g = layout
+            .grain_for(model, spec.labels, set, spec.filters)
+            .map_err(|w| Error::Usage(format!("pre-aggregation `{}`: {w}", layout.name)))?;
+        let mut cols = Vec::new();
+        for (i, r) in spec.labels.iter().enumerate() {
+            let v = match layout.stored_level(r) {
+                Some(l) if set.contains(&i) => col(&l.column),
+                _ => literal(ALL),
+            };
+            cols.push(format!("CAST({v} AS VARCHAR) AS a{i}"));
+        }
+        for (k, m) in spec.measures.iter().enumerate() {
+            let c = layout
+                .counts
+                .iter()
+                .chain(&layout.sums)
+                .find(|(n, _)| n == m)
+                .map(|(_, c)| c)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "pre-aggregation `{}` cannot compute `{m}`",
+                        layout.name
+                    ))
+                })?;
+            cols.push(format!("{} AS m{k}", col(c)));
+        }
+        let mut conds = vec![format!("{} = {g}", col(GRAIN_COLUMN))];
+        for f in spec.filters {
+            let l = layout.stored_level(&f.level).ok_or_else(|| {
+                Error::Usage(format!(
+                    "pre-aggregation `{}` does not store level `{}`",
+                    layout.name, f.level
+                ))
+            })?;
+            conds.push(member_condition(&col(&l.column), None, &f.op));
+        }
+        parts.push(format!(
+            "SELECT {}\nFROM {} AS {ALIAS}\nWHERE {}",
+            cols.join(", "),
+            ident(&layout.table),
+            conds.join(" AND ")
+        ));
+    }
+    Ok(FactQuery {
+        fact: spec.fact.to_string(),
+        measures: spec.measures.to_vec(),
+        sql: parts.join("\nUNION ALL\n"),
     })
 }
 
@@ -1331,6 +1768,87 @@ mod tests {
         assert!(why.contains("customer.customer"), "{why}");
     }
 
+    fn filter(level: &str, op: FilterOp) -> Filter {
+        Filter {
+            level: level_ref(level).unwrap(),
+            op,
+        }
+    }
+
+    #[test]
+    fn counted_grains_answer_exactly_their_own_cells() {
+        let m = CubeModel::parse(
+            &with("  c:\n    fact: sales\n    measures: [revenue, orders, repeat_customers]\n    levels: [geography.country, time.quarter]\n    totals: rollup\n    distinct: counted\n    grouping_sets: [[customer.segment, time.year]]\n"),
+            "cube.yaml",
+            &wh(),
+        )
+        .unwrap();
+        let l = Layout::new(&m, "c").unwrap();
+        assert_eq!(
+            l.level_names(),
+            "geography.region, geography.country, time.year, time.quarter, customer.segment"
+        );
+        // country x quarter, country, the grand total; segment x year. Codes are not kept.
+        assert_eq!(
+            l.grains,
+            Some(vec![vec![0, 1, 2, 3], vec![0, 1], vec![], vec![2, 4]])
+        );
+        assert_eq!(
+            l.columns(),
+            vec![
+                "grain",
+                "geography__region",
+                "geography__country",
+                "time__year",
+                "time__quarter",
+                "customer__segment",
+                "n_orders",
+                "n_repeat_customers",
+                "m_revenue",
+            ]
+        );
+        assert!(l.cannot_compute(&m, "orders").is_none());
+        assert!(l
+            .cannot_compute(&m, "customers")
+            .unwrap()
+            .contains("not counted"));
+        let labels = vec![
+            level_ref("geography.country").unwrap(),
+            level_ref("time.quarter").unwrap(),
+            level_ref("geography.region").unwrap(),
+            level_ref("customer.segment").unwrap(),
+            level_ref("time.year").unwrap(),
+        ];
+        let grain = |set: &[usize], filters: &[Filter]| l.grain_for(&m, &labels, set, filters);
+        assert_eq!(grain(&[0, 1], &[]), Ok(0));
+        // A level above the grain's levels adds nothing: region comes with country.
+        assert_eq!(grain(&[2, 0], &[]), Ok(1));
+        assert_eq!(grain(&[], &[]), Ok(2));
+        assert_eq!(grain(&[3, 4], &[]), Ok(3));
+        // Filters on levels of the grain pick whole cells; one member of a level the
+        // grain adds does too.
+        let y2025 = filter("time.year", FilterOp::In(vec!["2025".into()]));
+        assert_eq!(grain(&[0, 1], std::slice::from_ref(&y2025)), Ok(0));
+        assert_eq!(grain(&[3], std::slice::from_ref(&y2025)), Ok(3));
+        // Several members, a range, a coarser grain, or a code: the counts would have to
+        // be added up, or a filter may not match.
+        let years = filter(
+            "time.year",
+            FilterOp::In(vec!["2024".into(), "2025".into()]),
+        );
+        assert!(grain(&[3], &[years]).unwrap_err().contains("spans several"));
+        let from = filter("time.year", FilterOp::Compare(">=".into(), "2024".into()));
+        assert!(grain(&[3], &[from]).unwrap_err().contains("spans several"));
+        let e = grain(&[2], &[]).unwrap_err();
+        assert!(e.contains("no grain of exactly geography.region"), "{e}");
+        let de = filter("geography.country", FilterOp::In(vec!["DE".into()]));
+        assert!(grain(&[0], &[de]).unwrap_err().contains("by code"));
+        // Built by the cube's own queries, one grain at a time.
+        let sql = l.build_sql(&m, None, None).unwrap();
+        assert_eq!(sql.matches("UNION ALL").count(), 3, "{sql}");
+        assert!(sql.contains("FULL JOIN"), "{sql}");
+    }
+
     #[test]
     fn bad_declarations_name_file_and_key() {
         let cases = [
@@ -1357,6 +1875,22 @@ mod tests {
             (
                 "  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n    partition_by: time.month\n",
                 "cube.yaml: pre_aggregations.p.partition_by: \"time.month\" is not among the levels it stores",
+            ),
+            (
+                "  p:\n    fact: sales\n    measures: [orders]\n    levels: [time.month]\n    totals: rollup\n",
+                "cube.yaml: pre_aggregations.p.totals: totals and grouping_sets are for `distinct: counted` pre-aggregations",
+            ),
+            (
+                "  p:\n    fact: sales\n    measures: [orders]\n    levels: [time.month]\n    distinct: counted\n    partition_by: time.month\n",
+                "cube.yaml: pre_aggregations.p.partition_by: a `distinct: counted` pre-aggregation is rebuilt whole",
+            ),
+            (
+                "  p:\n    fact: sales\n    measures: [orders]\n    levels: [time.month]\n    distinct: counted\n    totals: sideways\n",
+                "cube.yaml: pre_aggregations.p.totals: totals `sideways` is not none, rollup or cube",
+            ),
+            (
+                "  p:\n    fact: sales\n    measures: [orders]\n    distinct: counted\n    grouping_sets: [[time.mont]]\n",
+                "cube.yaml: pre_aggregations.p.grouping_sets[0]: level \"time.mont\" not defined",
             ),
             (
                 "  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n    partition_by: geography.country\n",
