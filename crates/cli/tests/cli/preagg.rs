@@ -69,6 +69,20 @@ fn both(wh: &Path, args: &[&str]) -> (Run, Run) {
     (cube_query(wh, &with), cube_query(wh, &without))
 }
 
+/// Both answers, after checking they are equal and not empty.
+fn same_answer(wh: &Path, args: &[&str]) -> (Run, Run) {
+    let (with, without) = both(wh, args);
+    assert!(
+        with.stdout == without.stdout,
+        "{args:?} differs:\nwith pre-aggregations:\n{}\n{}\nwithout:\n{}",
+        with.stdout,
+        with.stderr,
+        without.stdout
+    );
+    assert!(with.stdout.lines().count() > 1, "{args:?}: empty answer");
+    (with, without)
+}
+
 /// The `--explain` line saying where fact `fact` was read from.
 fn source_of<'a>(explain: &'a str, fact: &str) -> &'a str {
     explain
@@ -119,15 +133,7 @@ fn golden_queries_answer_the_same_with_and_without_pre_aggregations() {
     let mut used = BTreeSet::new();
     let mut from_pre = 0;
     for args in GOLDEN {
-        let (with, without) = both(wh, args);
-        assert!(
-            with.stdout == without.stdout,
-            "{args:?} differs:\nwith pre-aggregations:\n{}\n{}\nwithout:\n{}",
-            with.stdout,
-            with.stderr,
-            without.stdout
-        );
-        assert!(with.stdout.lines().count() > 1, "{args:?}: empty answer");
+        let (with, without) = same_answer(wh, args);
         for line in without
             .stderr
             .lines()
@@ -179,15 +185,7 @@ fn counted_pre_aggregations_answer_only_their_own_cells() {
         (&["--measures", "orders,customers", "--rows", "time.month", "--approx"], None),
     ];
     for (args, want) in cases {
-        let (with, without) = both(wh, args);
-        assert!(
-            with.stdout == without.stdout,
-            "{args:?} differs:\nwith pre-aggregations:\n{}\n{}\nwithout:\n{}",
-            with.stdout,
-            with.stderr,
-            without.stdout
-        );
-        assert!(with.stdout.lines().count() > 1, "{args:?}: empty answer");
+        let (with, _) = same_answer(wh, args);
         let source = source_of(&with.stderr, "sales");
         match want {
             Some(p) => assert!(
