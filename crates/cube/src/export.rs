@@ -502,7 +502,7 @@ fn detail_rows(levels: &[String], schema: &Schema) -> String {
         .map(|l| {
             format!(
                 "(CAST({} AS VARCHAR) IS DISTINCT FROM '{}')",
-                quote_ident(l),
+                crate::plan::ident(l),
                 crate::plan::ALL
             )
         })
@@ -512,10 +512,6 @@ fn detail_rows(levels: &[String], schema: &Schema) -> String {
     } else {
         conds.join(" AND ")
     }
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// SUM of every numeric column except surrogate keys, as text; over the rows `filter`
@@ -538,14 +534,14 @@ async fn totals(
     }
     let sums: Vec<String> = numeric
         .iter()
-        .map(|c| format!("SUM({})", quote_ident(c)))
+        .map(|c| format!("SUM({})", crate::plan::ident(c)))
         .collect();
     let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
     let r = wh
         .sql(&format!(
             "SELECT {} FROM {}{filter}",
             sums.join(", "),
-            quote_ident(table)
+            crate::plan::ident(table)
         ))
         .await?;
     let batch =
@@ -578,7 +574,7 @@ async fn write_view(
     format: ExportFormat,
     subtotal_levels: Option<Vec<String>>,
 ) -> Result<ExportedTable> {
-    let quoted = quote_ident(name);
+    let quoted = crate::plan::ident(name);
     let fail = |e: datafusion::error::DataFusionError| Error::Query(format!("view `{name}`: {e}"));
     let df = wh
         .context()

@@ -1683,6 +1683,13 @@ mod tests {
         format!("{base}\npre_aggregations:\n{section}")
     }
 
+    /// The model with `section` as its pre-aggregations, and the layout of `name`.
+    fn layout(section: &str, name: &str) -> (CubeModel, Layout) {
+        let m = CubeModel::parse(&with(section), "cube.yaml", &wh()).unwrap();
+        let l = Layout::new(&m, name).unwrap();
+        (m, l)
+    }
+
     fn error(section: &str) -> String {
         CubeModel::parse(&with(section), "cube.yaml", &wh())
             .unwrap_err()
@@ -1712,13 +1719,10 @@ mod tests {
 
     #[test]
     fn levels_bring_their_ancestors_and_codes() {
-        let m = CubeModel::parse(
-            &with("  p:\n    fact: sales\n    measures: [margin_pct, customers, repeat_customers]\n    levels: [time.month, geography.country]\n    partition_by: time.month\n"),
-            "cube.yaml",
-            &wh(),
-        )
-        .unwrap();
-        let l = Layout::new(&m, "p").unwrap();
+        let (m, l) = layout(
+            "  p:\n    fact: sales\n    measures: [margin_pct, customers, repeat_customers]\n    levels: [time.month, geography.country]\n    partition_by: time.month\n",
+            "p",
+        );
         assert_eq!(
             l.level_names(),
             "time.year, time.quarter, time.month, geography.region, geography.country"
@@ -1754,15 +1758,10 @@ mod tests {
 
     #[test]
     fn distinct_counts_are_not_derivable_from_sums() {
-        let m = CubeModel::parse(
-            &with(
-                "  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n",
-            ),
-            "cube.yaml",
-            &wh(),
-        )
-        .unwrap();
-        let l = Layout::new(&m, "p").unwrap();
+        let (m, l) = layout(
+            "  p:\n    fact: sales\n    measures: [revenue]\n    levels: [geography.country]\n",
+            "p",
+        );
         let why = l.cannot_compute(&m, "customers").unwrap();
         assert!(why.contains("never added up"), "{why}");
         assert!(why.contains("customer.customer"), "{why}");
@@ -1777,13 +1776,10 @@ mod tests {
 
     #[test]
     fn counted_grains_answer_exactly_their_own_cells() {
-        let m = CubeModel::parse(
-            &with("  c:\n    fact: sales\n    measures: [revenue, orders, repeat_customers]\n    levels: [geography.country, time.quarter]\n    totals: rollup\n    distinct: counted\n    grouping_sets: [[customer.segment, time.year]]\n"),
-            "cube.yaml",
-            &wh(),
-        )
-        .unwrap();
-        let l = Layout::new(&m, "c").unwrap();
+        let (m, l) = layout(
+            "  c:\n    fact: sales\n    measures: [revenue, orders, repeat_customers]\n    levels: [geography.country, time.quarter]\n    totals: rollup\n    distinct: counted\n    grouping_sets: [[customer.segment, time.year]]\n",
+            "c",
+        );
         assert_eq!(
             l.level_names(),
             "geography.region, geography.country, time.year, time.quarter, customer.segment"

@@ -1,6 +1,7 @@
 //! The Arrow Flight SQL service.
 
 use crate::auth::{new_token, Users};
+use crate::limits::{Limits, Refused};
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::RwLock;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -70,10 +71,8 @@ struct State {
     warehouse: PathBuf,
     model: CubeModel,
     users: Option<Users>,
-    max_concurrent: usize,
-    query_timeout: Duration,
     memory_limit: Option<u64>,
-    slots: Arc<Semaphore>,
+    limits: Limits,
     current: RwLock<Arc<Session>>,
     tokens: Mutex<HashMap<String, String>>,
     sql_info: SqlInfoData,
@@ -188,20 +187,11 @@ impl Service {
 
     /// Runs a query within the limits.
     async fn run(&self, sql: &str) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), Status> {
-        let timeout = self.state.query_timeout;
-        let started = tokio::time::Instant::now();
-        let permit = tokio::time::timeout(timeout, self.state.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "server busy: {} queries running for {} s; try again later",
-                    self.state.max_concurrent,
-                    timeout.as_secs()
-                ))
-            })?
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let (permit, left) = self.state.limits.slot().await.map_err(|r| match r {
+            Refused::Busy(message) => Status::resource_exhausted(message),
+            Refused::ShuttingDown => Status::unavailable("the server is shutting down"),
+        })?;
         let session = self.session().await?;
-        let left = timeout.saturating_sub(started.elapsed());
         let ctx = session.wh.context().clone();
         let sql = sql.to_string();
         let work = async move {
@@ -231,10 +221,7 @@ impl Service {
             Ok(joined) => joined.map_err(|e| Status::internal(format!("query failed: {e}")))?,
             Err(_) => {
                 abort.abort();
-                return Err(Status::deadline_exceeded(format!(
-                    "query stopped after {} s (the server's --query-timeout)",
-                    timeout.as_secs()
-                )));
+                return Err(Status::deadline_exceeded(self.state.limits.stopped()));
             }
         };
         drop(permit);
@@ -673,10 +660,8 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(&Started)) -> Result<(
             warehouse: opts.warehouse.clone(),
             model: opts.model,
             users: opts.users,
-            max_concurrent: opts.max_concurrent.max(1),
-            query_timeout: opts.query_timeout,
             memory_limit: opts.memory_limit,
-            slots: Arc::new(Semaphore::new(opts.max_concurrent.max(1))),
+            limits: Limits::new(opts.max_concurrent, opts.query_timeout),
             current: RwLock::new(Arc::new(session)),
             tokens: Mutex::new(HashMap::new()),
             sql_info: sql_info()?,
@@ -710,11 +695,7 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(&Started)) -> Result<(
             service.state.users.clone(),
             tls,
             opts.max_connections,
-            crate::pg::Limits {
-                slots: service.state.slots.clone(),
-                max_concurrent: service.state.max_concurrent,
-                timeout: service.state.query_timeout,
-            },
+            service.state.limits.clone(),
         )));
         pg_tasks.push(tokio::spawn(keep_fresh(
             ctx,

@@ -17,6 +17,7 @@
 
 mod auth;
 mod flight;
+mod limits;
 mod pg;
 
 pub use auth::{Users, PASSWORD_ENV, USER_ENV};

@@ -9,6 +9,7 @@
 //! (waiting for a slot, planning, running and sending the rows).
 
 use crate::auth::Users;
+use crate::limits::{Limits, Refused};
 use async_trait::async_trait;
 use crmcube_model::{Error, Result};
 use datafusion::common::ParamValues;
@@ -40,9 +41,8 @@ use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::{Sink, SinkExt};
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Statements a read-only endpoint accepts: queries and the session chatter clients
 /// send (SET, SHOW, transactions, cursors).
@@ -141,17 +141,6 @@ impl QueryHook for ReadOnly {
     }
 }
 
-/// The server-wide query limits, shared with the Flight SQL endpoint.
-#[derive(Clone)]
-pub(crate) struct Limits {
-    /// Slots for queries running at once (the same semaphore Flight SQL uses).
-    pub slots: Arc<Semaphore>,
-    /// Number of slots, for messages.
-    pub max_concurrent: usize,
-    /// Longest a query may wait for a slot plus run and send its rows.
-    pub timeout: Duration,
-}
-
 fn user_error(severity: &str, code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         severity.into(),
@@ -175,44 +164,19 @@ impl Limited {
     where
         F: std::future::Future<Output = PgWireResult<T>>,
     {
-        let limits = &self.limits;
-        let started = tokio::time::Instant::now();
-        let permit: OwnedSemaphorePermit = match tokio::time::timeout(
-            limits.timeout,
-            limits.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => {
-                return Err(user_error(
-                    "ERROR",
-                    "57P01", // admin_shutdown
-                    "the server is shutting down".into(),
-                ));
+        let (permit, left) = self.limits.slot().await.map_err(|r| match r {
+            Refused::Busy(message) => user_error("ERROR", "53000", message), // insufficient_resources
+            Refused::ShuttingDown => {
+                user_error("ERROR", "57P01", "the server is shutting down".into())
+                // admin_shutdown
             }
-            Err(_) => {
-                return Err(user_error(
-                    "ERROR",
-                    "53000", // insufficient_resources
-                    format!(
-                        "server busy: {} queries running for {} s; try again later",
-                        limits.max_concurrent,
-                        limits.timeout.as_secs()
-                    ),
-                ));
-            }
-        };
-        let left = limits.timeout.saturating_sub(started.elapsed());
+        })?;
         let out = match tokio::time::timeout(left, work).await {
             Ok(r) => r,
             Err(_) => Err(user_error(
                 "ERROR",
                 "57014", // query_canceled
-                format!(
-                    "canceling statement: query stopped after {} s (the server's --query-timeout)",
-                    limits.timeout.as_secs()
-                ),
+                format!("canceling statement: {}", self.limits.stopped()),
             )),
         };
         drop(permit);
