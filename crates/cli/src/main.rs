@@ -19,6 +19,10 @@ struct Cli {
     /// Print no progress or summary lines on stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Log each step of a long operation (ingest, etl, demo) on stderr with the seconds
+    /// since the start, e.g. for cron logs and for finding where time goes.
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -63,7 +67,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ctx = commands::Context { quiet: cli.quiet };
+    let ctx = commands::Context {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run(&ctx, a),
         Command::Sample(c) => commands::sample::run(&ctx, c),

@@ -678,7 +678,7 @@ impl<'a> Load<'a> {
             .table(table)
             .and_then(|d| d.partition_by.clone())
         {
-            if let Some((lo, hi)) = ts_day_range(&out.batch, &p) {
+            for (lo, hi) in out.batches.iter().filter_map(|b| ts_day_range(b, &p)) {
                 self.day_range = Some(match self.day_range {
                     None => (lo, hi),
                     Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -687,11 +687,16 @@ impl<'a> Load<'a> {
         }
         let def = self.opts.schema.require(table)?;
         let exists = self.base.is_some_and(|b| b.tables.contains_key(table));
-        if out.batch.num_rows() == 0 && exists {
+        if out.batches.iter().all(|b| b.num_rows() == 0) && exists {
             return Ok(());
         }
-        let merged = state::merge_fact(self.base, table, def, out.batch)?;
-        self.write_replacing(table, &merged.batch, merged.replaced)
+        let merged = state::merge_fact(self.base, table, def, out.batches)?;
+        self.write_files(
+            table,
+            &merged.batches,
+            crmcube_store::Mode::ReplaceFiles,
+            merged.replaced,
+        )
     }
 
     /// Writes a whole table (a new version replaces it).
@@ -706,23 +711,15 @@ impl<'a> Load<'a> {
         batch: &arrow::record_batch::RecordBatch,
         mode: crmcube_store::Mode,
     ) -> Result<()> {
-        self.write_files(name, batch, mode, Vec::new())
+        self.write_files(name, std::slice::from_ref(batch), mode, Vec::new())
     }
 
-    /// Writes new files of a table; the commit removes the live files `replaced`.
-    fn write_replacing(
-        &mut self,
-        name: &str,
-        batch: &arrow::record_batch::RecordBatch,
-        replaced: Vec<String>,
-    ) -> Result<()> {
-        self.write_files(name, batch, crmcube_store::Mode::ReplaceFiles, replaced)
-    }
-
+    /// Writes new files of a table from its parts (one schema); the commit removes the
+    /// live files `replaced`.
     fn write_files(
         &mut self,
         name: &str,
-        batch: &arrow::record_batch::RecordBatch,
+        parts: &[arrow::record_batch::RecordBatch],
         mode: crmcube_store::Mode,
         replaced: Vec<String>,
     ) -> Result<()> {
@@ -734,10 +731,14 @@ impl<'a> Load<'a> {
         };
         let file_name = self.writer.new_file_path(None, 0);
         let dir = self.writer.dir().join(name);
-        let files = write::write_table(&dir, &file_name, partition_by, sort_by, batch)?;
+        let files = write::write_table(&dir, &file_name, partition_by, sort_by, parts)?;
         self.written.push(write::summarize(name, &files));
+        let schema = match parts.first() {
+            Some(p) => p.schema(),
+            None => self.opts.schema.require(name)?.arrow_schema(),
+        };
         self.writer
-            .stage_replacing(name, batch.schema(), files, mode, replaced);
+            .stage_replacing(name, schema, files, mode, replaced);
         self.write_seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }

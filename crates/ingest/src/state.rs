@@ -179,8 +179,9 @@ pub const MAX_FILES_PER_PARTITION: usize = 16;
 /// New fact rows merged into the live table: the rows to write and the live files
 /// (relative to the table folder) they replace.
 pub struct FactMerge {
-    /// Rows to write: the new rows, then the surviving rows of the replaced files.
-    pub batch: RecordBatch,
+    /// Rows to write, in parts of one schema: the new rows, then the surviving rows of
+    /// the replaced files.
+    pub batches: Vec<RecordBatch>,
     /// Live files the commit removes.
     pub replaced: Vec<String>,
 }
@@ -195,10 +196,10 @@ pub fn merge_fact(
     base: Option<&Snapshot>,
     table: &str,
     def: &crmcube_model::TableDef,
-    new: RecordBatch,
+    new: Vec<RecordBatch>,
 ) -> Result<FactMerge> {
-    let unchanged = |batch| FactMerge {
-        batch,
+    let unchanged = |batches| FactMerge {
+        batches,
         replaced: Vec::new(),
     };
     let Some(snap) = base.and_then(|b| b.tables.get(table)) else {
@@ -207,11 +208,15 @@ pub fn merge_fact(
     let Some(part_col) = def.partition_by.as_deref() else {
         return Ok(unchanged(new));
     };
-    let touched: FastSet<String> = crate::write::row_partitions(&new, part_col)?
-        .into_iter()
-        .flatten()
-        .map(crate::write::partition_folder)
-        .collect();
+    let mut touched: FastSet<String> = FastSet::default();
+    for part in &new {
+        touched.extend(
+            crate::write::row_partitions(part, part_col)?
+                .into_iter()
+                .flatten()
+                .map(crate::write::partition_folder),
+        );
+    }
     let dir = base.map(|b| b.dir.join(table)).unwrap_or_default();
     let folder = |p: &str| p.rsplit_once('/').map_or("", |(f, _)| f).to_string();
     let candidates: Vec<&String> = snap
@@ -223,15 +228,17 @@ pub fn merge_fact(
         return Ok(unchanged(new));
     }
     let mut replaced: Vec<String> = Vec::new();
-    let new_keys: FastSet<String> = if def.natural_key.is_empty() {
-        FastSet::default()
-    } else {
-        row_keys(&new, &def.natural_key, table)?
-            .into_iter()
-            .collect()
-    };
+    let mut new_keys: FastSet<String> = FastSet::default();
+    if !def.natural_key.is_empty() {
+        for part in &new {
+            new_keys.extend(row_keys(part, &def.natural_key, table)?);
+        }
+    }
+    let schema = new
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| def.arrow_schema());
     if !new_keys.is_empty() {
-        let schema = new.schema();
         let idx: Vec<usize> = def
             .natural_key
             .iter()
@@ -268,7 +275,7 @@ pub fn merge_fact(
     }
     replaced.sort();
     let paths: Vec<PathBuf> = replaced.iter().map(|p| dir.join(p)).collect();
-    let old = read_files(&paths, &new.schema())?;
+    let old = read_files(&paths, &schema)?;
     let keep: Vec<bool> = if new_keys.is_empty() {
         vec![true; old.num_rows()]
     } else {
@@ -278,8 +285,9 @@ pub fn merge_fact(
             .collect()
     };
     let old = filter_record_batch(&old, &keep.into()).map_err(|e| Error::format(table, e))?;
-    let batch = concat_batches(&new.schema(), &[new, old]).map_err(|e| Error::format(table, e))?;
-    Ok(FactMerge { batch, replaced })
+    let mut batches = new;
+    batches.push(old);
+    Ok(FactMerge { batches, replaced })
 }
 
 /// The columns `indices` of one Parquet file.

@@ -4,7 +4,9 @@
 //! is written.
 
 use arrow::array::{AsArray, Int32Array, RecordBatch, UInt32Array};
-use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::compute::{
+    concat_batches, interleave_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use crmcube_model::keys::FastSet;
 use crmcube_model::{Error, Result};
@@ -75,19 +77,31 @@ fn mostly_distinct(a: &dyn arrow::array::Array) -> bool {
 
 /// Writes one Parquet file; returns its size and sha256.
 pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(u64, String)> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => return Err(Error::format(path.display(), "nothing to write")),
     };
+    let props = properties(&batches[0]);
+    write_parquet_chunks(path, schema, props, batches.iter().cloned().map(Ok))
+}
+
+/// Writes one Parquet file from batches made on demand (so a large table never needs a
+/// second, sorted copy in memory); returns its size and sha256. The file is synced.
+fn write_parquet_chunks(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    props: WriterProperties,
+    chunks: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<(u64, String)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-    let mut w = ArrowWriter::try_new(out, schema, Some(properties(&batches[0])))
+    let mut w = ArrowWriter::try_new(out, schema, Some(props))
         .map_err(|e| Error::format(path.display(), e))?;
-    for b in batches {
-        w.write(b).map_err(|e| Error::format(path.display(), e))?;
+    for b in chunks {
+        w.write(&b?).map_err(|e| Error::format(path.display(), e))?;
     }
     let out = w
         .into_inner()
@@ -100,56 +114,126 @@ pub fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(u64, Strin
     Ok((len, sha))
 }
 
-/// Writes a table's rows into `table_dir` as files named `file_name`: one per month of
-/// `partition_by` (under `year=YYYY/month=MM/`) when given, else one; rows sorted by
-/// `sort_by` inside each file. Returns the files written, paths relative to `table_dir`.
+/// Writes a table's rows, given as parts with one schema, into `table_dir` as files
+/// named `file_name`: one per month of `partition_by` (under `year=YYYY/month=MM/`) when
+/// given, else one; rows sorted by `sort_by` inside each file. Returns the files
+/// written, paths relative to `table_dir`.
+///
+/// Only the sort order is computed over the whole table; each file's rows are then
+/// gathered from the parts one row group at a time, so the sorted table is never held
+/// in memory next to the unsorted one.
 pub fn write_table(
     table_dir: &Path,
     file_name: &str,
     partition_by: Option<&str>,
     sort_by: &[String],
-    batch: &RecordBatch,
+    parts: &[RecordBatch],
 ) -> Result<Vec<DataFile>> {
     let table = table_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let Some(first) = parts.first() else {
+        return Err(Error::format(&table, "nothing to write"));
+    };
+    let schema = first.schema();
+    let parts: Vec<&RecordBatch> = parts.iter().filter(|p| p.num_rows() > 0).collect();
+    let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
+    if rows > u32::MAX as usize {
+        return Err(Error::format(
+            &table,
+            format!("{rows} rows in one load; at most {} fit", u32::MAX),
+        ));
+    }
     let now = chrono::Utc::now().timestamp_millis();
-    let one = |rel: String, b: &RecordBatch| -> Result<DataFile> {
-        let (size, sha256) = write_parquet(&table_dir.join(&rel), std::slice::from_ref(b))?;
+    let offsets: Vec<usize> = parts
+        .iter()
+        .scan(0, |acc, p| {
+            let o = *acc;
+            *acc += p.num_rows();
+            Some(o)
+        })
+        .collect();
+    // A run of the order (global row numbers) becomes one file, gathered chunk by chunk.
+    let one = |rel: String, order: &[u32]| -> Result<DataFile> {
+        // The first chunk decides the file's encodings (see `properties`).
+        let mut chunks = order.chunks(ROW_GROUP_ROWS);
+        let head = match chunks.next() {
+            Some(c) => gather(&table, &parts, &offsets, c)?,
+            // An empty table: one empty file keeps its schema readable.
+            None => RecordBatch::new_empty(schema.clone()),
+        };
+        let props = properties(&head);
+        let chunks =
+            std::iter::once(Ok(head)).chain(chunks.map(|c| gather(&table, &parts, &offsets, c)));
+        let (size, sha256) =
+            write_parquet_chunks(&table_dir.join(&rel), schema.clone(), props, chunks)?;
         Ok(DataFile {
             path: rel,
             size,
-            rows: b.num_rows() as u64,
+            rows: order.len() as u64,
             sha256,
             modified_ms: now,
         })
     };
-    let Some(part_col) = partition_by.filter(|_| batch.num_rows() > 0) else {
-        // Unpartitioned, or an empty table (one empty file keeps its schema readable).
-        let sorted = sort(&table, sort_by, batch, None)?;
-        return Ok(vec![one(file_name.to_string(), &sorted)?]);
+    let Some(part_col) = partition_by.filter(|_| rows > 0) else {
+        let order = sort_order(&table, sort_by, &parts, None)?;
+        return Ok(vec![one(file_name.to_string(), &order)?]);
     };
-    let month = sorted_partition(batch, part_col)?;
-    let sorted = sort(&table, sort_by, batch, Some(&month))?;
-    let sorted_month = sorted_partition(&sorted, part_col)?;
+    let month: Vec<i32> = parts
+        .iter()
+        .map(|p| sorted_partition(p, part_col))
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .flat_map(|m| m.iter().map(|v| v.unwrap_or(i32::MIN)))
+        .collect();
+    let order = sort_order(&table, sort_by, &parts, Some(&month))?;
     // Contiguous runs of one month become one file each.
     let mut runs: Vec<(i32, usize, usize)> = Vec::new();
     let mut start = 0;
-    for i in 1..=sorted_month.len() {
-        if i == sorted_month.len() || sorted_month.value(i) != sorted_month.value(start) {
-            runs.push((sorted_month.value(start), start, i - start));
+    for i in 1..=order.len() {
+        let m = |k: usize| month[order[k] as usize];
+        if i == order.len() || m(i) != m(start) {
+            runs.push((m(start), start, i - start));
             start = i;
         }
+    }
+    if runs.iter().any(|r| r.0 == i32::MIN) {
+        return Err(Error::format(
+            &table,
+            format!("{part_col} is empty in some rows; a partition column must have a value"),
+        ));
     }
     runs.par_iter()
         .map(|&(ym, off, len)| {
             one(
                 format!("{}/{file_name}", partition_folder(ym)),
-                &sorted.slice(off, len),
+                &order[off..off + len],
             )
         })
         .collect()
+}
+
+/// The rows `order` (global row numbers over `parts`) as one batch.
+fn gather(
+    table: &str,
+    parts: &[&RecordBatch],
+    offsets: &[usize],
+    order: &[u32],
+) -> Result<RecordBatch> {
+    if let [only] = parts {
+        return take_record_batch(only, &UInt32Array::from(order.to_vec()))
+            .map_err(|e| Error::format(table, e));
+    }
+    let pairs: Vec<(usize, usize)> = order
+        .iter()
+        .map(|&g| {
+            let g = g as usize;
+            let p = offsets.partition_point(|&o| o <= g) - 1;
+            (p, g - offsets[p])
+        })
+        .collect();
+    interleave_record_batch(parts, &pairs).map_err(|e| Error::format(table, e))
 }
 
 /// The partition folder of a `YYYYMM` month.
@@ -184,46 +268,53 @@ fn sorted_partition(batch: &RecordBatch, part_col: &str) -> Result<Int32Array> {
         .collect())
 }
 
-fn sort(
+/// The order in which to write the rows of `parts` (global row numbers): by `month`,
+/// then by `sort_by`; ties keep their input order.
+fn sort_order(
     table: &str,
     sort_by: &[String],
-    batch: &RecordBatch,
-    month: Option<&Int32Array>,
-) -> Result<RecordBatch> {
-    let n = batch.num_rows();
+    parts: &[&RecordBatch],
+    month: Option<&[i32]>,
+) -> Result<Vec<u32>> {
+    let n: usize = parts.iter().map(|p| p.num_rows()).sum();
     if n < 2 || (month.is_none() && sort_by.is_empty()) {
-        return Ok(batch.clone());
+        return Ok((0..n as u32).collect());
     }
     // Integer sort keys (the usual case: month, date_key, surrogate keys) are sorted with a
     // parallel sort on plain vectors; anything else goes through Arrow's lexsort.
     let mut keys: Vec<Vec<i64>> = Vec::new();
     if let Some(m) = month {
-        keys.push(m.values().iter().map(|v| i64::from(*v)).collect());
+        keys.push(m.iter().map(|v| i64::from(*v)).collect());
     }
     for s in sort_by {
-        let Some(a) = batch.column_by_name(s) else {
-            continue;
-        };
-        match a.data_type() {
-            DataType::Int64 => keys.push(a.as_primitive::<Int64Type>().values().to_vec()),
-            DataType::Int32 => keys.push(
-                a.as_primitive::<Int32Type>()
-                    .values()
-                    .iter()
-                    .map(|v| i64::from(*v))
-                    .collect(),
-            ),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => keys.push(
-                a.as_primitive::<TimestampMicrosecondType>()
-                    .values()
-                    .to_vec(),
-            ),
-            _ => return lexsort(table, sort_by, batch, month),
+        let mut key: Vec<i64> = Vec::with_capacity(n);
+        for p in parts {
+            let Some(a) = p.column_by_name(s) else {
+                break;
+            };
+            match a.data_type() {
+                DataType::Int64 => key.extend_from_slice(a.as_primitive::<Int64Type>().values()),
+                DataType::Int32 => key.extend(
+                    a.as_primitive::<Int32Type>()
+                        .values()
+                        .iter()
+                        .map(|v| i64::from(*v)),
+                ),
+                DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                    key.extend_from_slice(a.as_primitive::<TimestampMicrosecondType>().values())
+                }
+                _ => return lexsort(table, sort_by, parts, month),
+            }
+        }
+        if key.len() == n {
+            keys.push(key);
         }
     }
+    if keys.is_empty() {
+        return Ok((0..n as u32).collect());
+    }
     if let Some(idx) = packed_order(&keys) {
-        return take_record_batch(batch, &UInt32Array::from(idx))
-            .map_err(|e| Error::format(table, e));
+        return Ok(idx);
     }
     let mut idx: Vec<u32> = (0..n as u32).collect();
     idx.par_sort_unstable_by(|&a, &b| {
@@ -235,7 +326,7 @@ fn sort(
         }
         a.cmp(&b)
     });
-    take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| Error::format(table, e))
+    Ok(idx)
 }
 
 /// Sort order of rows by several integer keys packed into one `u128` per row, when the
@@ -277,24 +368,35 @@ fn packed_order(keys: &[Vec<i64>]) -> Option<Vec<u32>> {
 fn lexsort(
     table: &str,
     sort_by: &[String],
-    batch: &RecordBatch,
-    month: Option<&Int32Array>,
-) -> Result<RecordBatch> {
+    parts: &[&RecordBatch],
+    month: Option<&[i32]>,
+) -> Result<Vec<u32>> {
+    let schema = match parts.first() {
+        Some(p) => p.schema(),
+        None => return Ok(Vec::new()),
+    };
+    let all =
+        concat_batches(&schema, parts.iter().copied()).map_err(|e| Error::format(table, e))?;
     let mut cols: Vec<SortColumn> = Vec::new();
     if let Some(m) = month {
         cols.push(SortColumn {
-            values: Arc::new(m.clone()),
+            values: Arc::new(Int32Array::from(m.to_vec())),
             options: None,
         });
     }
     for s in sort_by {
-        if let Some(a) = batch.column_by_name(s) {
+        if let Some(a) = all.column_by_name(s) {
             cols.push(SortColumn {
                 values: a.clone(),
                 options: None,
             });
         }
     }
+    // A stable tie-break on the row number keeps equal rows in input order.
+    cols.push(SortColumn {
+        values: Arc::new(UInt32Array::from_iter_values(0..all.num_rows() as u32)),
+        options: None,
+    });
     let idx = lexsort_to_indices(&cols, None).map_err(|e| Error::format(table, e))?;
-    take_record_batch(batch, &idx).map_err(|e| Error::format(table, e))
+    Ok(idx.values().to_vec())
 }

@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
             max_reject_rate: None,
             pattern: None,
         },
-        &crate::progress::Spinner::new(ctx.quiet),
+        &crate::progress::Spinner::new(ctx),
     )?;
     writeln!(out, "{}", render_report(&report))?;
 

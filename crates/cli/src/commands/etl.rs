@@ -271,7 +271,7 @@ fn run_job(ctx: &Context, a: EtlRunArgs) -> Result<()> {
         error: None,
         load: None,
     };
-    let spinner = Spinner::new(ctx.quiet);
+    let spinner = Spinner::new(ctx);
     let outcome = load_and_check(&cfg, &opts, &schema, &spinner, &mut summary);
     spinner.finish();
     let failure = match outcome {

@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, a: IngestArgs) -> Result<()> {
         max_reject_rate: a.max_reject_rate,
         pattern: a.pattern.clone(),
     };
-    let spinner = Spinner::new(ctx.quiet);
+    let spinner = Spinner::new(ctx);
     let report = ingest(&opts, &spinner)?;
     spinner.finish();
     match a.format {

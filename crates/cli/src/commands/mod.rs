@@ -24,6 +24,8 @@ use std::path::Path;
 pub struct Context {
     /// No progress or summaries on stderr.
     pub quiet: bool,
+    /// Log each step of long operations on stderr.
+    pub verbose: bool,
 }
 
 impl Context {

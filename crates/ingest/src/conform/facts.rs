@@ -12,6 +12,7 @@ use crmcube_model::keys::{key_of, UNKNOWN_KEY};
 use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
 use crmcube_model::types::{DECIMAL_PRECISION, MONEY_SCALE};
 use crmcube_model::{Error, Result, TableDef};
+use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -69,12 +70,22 @@ pub type FactReject = (usize, &'static str, String, String);
 
 /// What building one fact produced.
 pub struct FactOutput {
-    /// The fact rows.
-    pub batch: RecordBatch,
+    /// The fact rows, in parts of one schema (e.g. one per source entity).
+    pub batches: Vec<RecordBatch>,
     /// Rows that referenced a missing dimension member, per source entity.
     pub orphaned: Vec<(&'static str, u64)>,
     /// Refused rows, per source entity.
     pub rejects: Vec<(&'static str, Vec<FactReject>)>,
+}
+
+/// Rows per part when a fact is built in parallel: each part becomes one batch.
+const PART_ROWS: usize = 1 << 20;
+
+/// Splits `0..n` into the row ranges of the parts built in parallel.
+fn row_ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+    (0..n.div_ceil(PART_ROWS).max(1))
+        .map(|k| k * PART_ROWS..((k + 1) * PART_ROWS).min(n))
+        .collect()
 }
 
 fn money(v: Vec<i128>) -> Result<ArrayRef> {
@@ -113,23 +124,31 @@ pub fn build_fact_sales(
         o.str("region_id")?,
         o.str("campaign_id")?,
     );
-    // Per order: (ts, customer, region, channel, campaign keys).
-    let mut order_idx: HashMap<&str, usize> =
-        HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
-    let mut order_keys = Vec::with_capacity(o_id.len());
-    let mut orders_orphaned = 0u64;
-    for i in 0..o_id.len() {
-        order_idx.insert(o_id.value(i), i);
-        let ts = o_ts.value(i);
-        let (ck, c_orph) = r.customers.resolve(opt_str(o_cust, i), ts);
-        let (rk, r_orph) = r.region(opt_str(o_reg, i));
-        let (chk, ch_orph) = r.channel(opt_str(o_chan, i));
-        let ((mk, _), m_orph) = r.campaign(opt_str(o_camp, i));
-        if c_orph || r_orph || ch_orph || m_orph {
-            orders_orphaned += 1;
+    // Per order: (ts, customer, region, channel, campaign keys), and the orphan count.
+    let index = || {
+        let mut idx: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
+        for i in 0..o_id.len() {
+            idx.insert(o_id.value(i), i);
         }
-        order_keys.push((ts, ck, rk, chk, mk));
-    }
+        idx
+    };
+    let keys = || {
+        (0..o_id.len())
+            .into_par_iter()
+            .map(|i| {
+                let ts = o_ts.value(i);
+                let (ck, c_orph) = r.customers.resolve(opt_str(o_cust, i), ts);
+                let (rk, r_orph) = r.region(opt_str(o_reg, i));
+                let (chk, ch_orph) = r.channel(opt_str(o_chan, i));
+                let ((mk, _), m_orph) = r.campaign(opt_str(o_camp, i));
+                let orph = c_orph || r_orph || ch_orph || m_orph;
+                ((ts, ck, rk, chk, mk), orph)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (order_idx, order_keys) = rayon::join(index, keys);
+    let orders_orphaned = order_keys.iter().filter(|(_, o)| *o).count() as u64;
 
     let l = Cols::new("order_lines", lines);
     let (l_order, l_no, l_prod, l_qty, l_price, l_disc, l_ret) = (
@@ -142,106 +161,120 @@ pub fn build_fact_sales(
         l.bool("returned")?,
     );
     let (price_scale, disc_scale) = (l.scale("unit_price")?, l.scale("discount")?);
-    let n = l_order.len();
-    let mut rejects = Vec::new();
-    let mut lines_orphaned = 0u64;
-    let mut keep_rows = Vec::with_capacity(n);
-    let (mut ts, mut cust, mut prod, mut reg, mut chan, mut camp) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut gross, mut disc, mut revenue, mut cost, mut profit, mut price) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for i in 0..n {
-        let order_id = l_order.value(i);
-        let Some(&oi) = order_idx.get(order_id) else {
-            rejects.push((
-                i,
-                "order_id",
-                order_id.to_string(),
-                "order_id not found among the loaded orders (missing from the export, or quarantined); a line needs its order".to_string(),
-            ));
-            continue;
+    let part = |range: std::ops::Range<usize>| -> Result<(RecordBatch, Vec<FactReject>, u64)> {
+        let n = range.len();
+        let mut rejects = Vec::new();
+        let mut lines_orphaned = 0u64;
+        let mut keep_rows = Vec::with_capacity(n);
+        let (mut ts, mut cust, mut prod, mut reg, mut chan, mut camp) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut gross, mut disc, mut revenue, mut cost, mut profit, mut price) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for i in range {
+            let order_id = l_order.value(i);
+            let Some(&oi) = order_idx.get(order_id) else {
+                rejects.push((
+                    i,
+                    "order_id",
+                    order_id.to_string(),
+                    "order_id not found among the loaded orders (missing from the export, or quarantined); a line needs its order".to_string(),
+                ));
+                continue;
+            };
+            let qty = l_qty.value(i);
+            let unit = to_money(l_price.value(i), price_scale);
+            let d = to_money(l_disc.value(i), disc_scale);
+            let g = unit * i128::from(qty);
+            if d > g {
+                rejects.push((
+                    i,
+                    "discount",
+                    format!("{:.2}", d as f64 / 100.0),
+                    format!(
+                        "discount exceeds the line amount {:.2} (quantity × unit_price)",
+                        g as f64 / 100.0
+                    ),
+                ));
+                continue;
+            }
+            let ((pk, unit_cost), p_orph) = r.product(opt_str(l_prod, i));
+            if p_orph {
+                lines_orphaned += 1;
+            }
+            let ((t, ck, rk, chk, mk), _) = order_keys[oi];
+            let rev = g - d;
+            let c = unit_cost * i128::from(qty);
+            keep_rows.push(i as u32);
+            ts.push(t);
+            cust.push(ck);
+            prod.push(pk);
+            reg.push(rk);
+            chan.push(chk);
+            camp.push(mk);
+            price.push(unit);
+            gross.push(g);
+            disc.push(d);
+            revenue.push(rev);
+            cost.push(c);
+            profit.push(rev - c);
+        }
+        let rows = keep_rows.len();
+        let idx = arrow::array::UInt32Array::from(keep_rows);
+        let take = |a: &dyn Array| {
+            arrow::compute::take(a, &idx, None).map_err(|e| Error::format("fact_sales", e))
         };
-        let qty = l_qty.value(i);
-        let unit = to_money(l_price.value(i), price_scale);
-        let d = to_money(l_disc.value(i), disc_scale);
-        let g = unit * i128::from(qty);
-        if d > g {
-            rejects.push((
-                i,
-                "discount",
-                format!("{:.2}", d as f64 / 100.0),
-                format!(
-                    "discount exceeds the line amount {:.2} (quantity × unit_price)",
-                    g as f64 / 100.0
-                ),
-            ));
-            continue;
-        }
-        let ((pk, unit_cost), p_orph) = r.product(opt_str(l_prod, i));
-        if p_orph {
-            lines_orphaned += 1;
-        }
-        let (t, ck, rk, chk, mk) = order_keys[oi];
-        let rev = g - d;
-        let c = unit_cost * i128::from(qty);
-        keep_rows.push(i as u32);
-        ts.push(t);
-        cust.push(ck);
-        prod.push(pk);
-        reg.push(rk);
-        chan.push(chk);
-        camp.push(mk);
-        price.push(unit);
-        gross.push(g);
-        disc.push(d);
-        revenue.push(rev);
-        cost.push(c);
-        profit.push(rev - c);
-    }
-    let rows = keep_rows.len();
-    let idx = arrow::array::UInt32Array::from(keep_rows);
-    let take = |a: &dyn Array| {
-        arrow::compute::take(a, &idx, None).map_err(|e| Error::format("fact_sales", e))
+        let mut t = TableAssembler::new("fact_sales", def);
+        t.set("order_id", take(l_order)?)
+            .set("line_no", take(l_no)?)
+            .set("date_key", date_keys(&ts))
+            .set("order_ts", Arc::new(TimestampMicrosecondArray::from(ts)))
+            .set("customer_key", ints(cust))
+            .set("product_key", ints(prod))
+            .set("region_key", ints(reg))
+            .set("channel_key", ints(chan))
+            .set("campaign_key", ints(camp))
+            .set("quantity", take(l_qty)?)
+            .set("unit_price", money(price)?)
+            .set("gross_amount", money(gross)?)
+            .set("discount", money(disc)?)
+            .set("revenue", money(revenue)?)
+            .set("cost", money(cost)?)
+            .set("gross_profit", money(profit)?)
+            .set("returned", take(l_ret)?);
+        Ok((t.finish(rows)?, rejects, lines_orphaned))
     };
-    let mut t = TableAssembler::new("fact_sales", def);
-    t.set("order_id", take(l_order)?)
-        .set("line_no", take(l_no)?)
-        .set("date_key", date_keys(&ts))
-        .set("order_ts", Arc::new(TimestampMicrosecondArray::from(ts)))
-        .set("customer_key", ints(cust))
-        .set("product_key", ints(prod))
-        .set("region_key", ints(reg))
-        .set("channel_key", ints(chan))
-        .set("campaign_key", ints(camp))
-        .set("quantity", take(l_qty)?)
-        .set("unit_price", money(price)?)
-        .set("gross_amount", money(gross)?)
-        .set("discount", money(disc)?)
-        .set("revenue", money(revenue)?)
-        .set("cost", money(cost)?)
-        .set("gross_profit", money(profit)?)
-        .set("returned", take(l_ret)?);
+    let parts = row_ranges(l_order.len())
+        .into_par_iter()
+        .map(part)
+        .collect::<Result<Vec<_>>>()?;
+    let mut batches = Vec::with_capacity(parts.len());
+    let mut rejects = Vec::new();
+    let mut lines_orphaned = 0;
+    for (b, rj, orph) in parts {
+        batches.push(b);
+        rejects.extend(rj);
+        lines_orphaned += orph;
+    }
     Ok(FactOutput {
-        batch: t.finish(rows)?,
+        batches,
         orphaned: vec![("orders", orders_orphaned), ("order_lines", lines_orphaned)],
         rejects: vec![("order_lines", rejects)],
     })
 }
 
 /// Column builders of fact_interaction.
-#[derive(Default)]
 struct Interactions {
     id: StringBuilder,
     kind: StringBuilder,
@@ -255,6 +288,31 @@ struct Interactions {
     pages: Vec<Option<i64>>,
     duration: Vec<Option<i64>>,
     quantity: Vec<Option<i64>>,
+}
+
+impl Interactions {
+    /// Builders sized for `n` rows whose ids are about `id_len` bytes long.
+    fn with_capacity(n: usize, id_len: usize) -> Self {
+        Interactions {
+            id: StringBuilder::with_capacity(n, n * id_len),
+            kind: StringBuilder::with_capacity(n, n * 12),
+            ts: Vec::with_capacity(n),
+            customer: Vec::with_capacity(n),
+            channel: Vec::with_capacity(n),
+            campaign: Vec::with_capacity(n),
+            product: Vec::with_capacity(n),
+            device: StringBuilder::with_capacity(n, n * 8),
+            source: StringBuilder::with_capacity(n, n * 8),
+            pages: Vec::with_capacity(n),
+            duration: Vec::with_capacity(n),
+            quantity: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// Average byte length of a string column's values, plus `extra`.
+fn mean_len(a: &StringArray, extra: usize) -> usize {
+    a.value_data().len() / a.len().max(1) + extra
 }
 
 /// fact_interaction from web sessions, cart events and email events.
@@ -296,17 +354,23 @@ pub fn build_fact_interaction(
         e.ts("event_ts")?,
         e.str("event_type")?,
     );
-    let mut session_idx: HashMap<&str, usize> =
-        HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
-    for i in 0..s_id.len() {
-        session_idx.insert(s_id.value(i), i);
-    }
-
-    // The three sources are independent once sessions are indexed: build them in parallel.
-    let web = || {
-        let mut out = Interactions::default();
-        let mut orphaned = 0;
+    // Only cart events look sessions up; the index is built while web sessions and
+    // email events are converted.
+    let index_sessions = || {
+        let mut idx: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
         for i in 0..s_id.len() {
+            idx.insert(s_id.value(i), i);
+        }
+        idx
+    };
+
+    // The three sources are independent once sessions are indexed: build them in
+    // parallel, each in parts of `PART_ROWS` rows.
+    let web = |range: std::ops::Range<usize>| {
+        let mut out = Interactions::with_capacity(range.len(), mean_len(s_id, 4));
+        let mut orphaned = 0;
+        for i in range {
             let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
             orphaned += u64::from(orph);
             let _ = write!(out.id, "web:{}", s_id.value(i));
@@ -325,10 +389,10 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let cart = || {
-        let mut out = Interactions::default();
+    let cart = |session_idx: &HashMap<&str, usize>, range: std::ops::Range<usize>| {
+        let mut out = Interactions::with_capacity(range.len(), mean_len(c_id, 5));
         let mut orphaned = 0;
-        for i in 0..c_id.len() {
+        for i in range {
             let sess = session_idx.get(c_sess.value(i)).copied();
             // An anonymous cart event belongs to its session's customer, when there is one.
             let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
@@ -361,10 +425,10 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let email = || {
-        let mut out = Interactions::default();
+    let email = |range: std::ops::Range<usize>| {
+        let mut out = Interactions::with_capacity(range.len(), mean_len(e_id, 6));
         let mut orphaned = 0;
-        for i in 0..e_id.len() {
+        for i in range {
             let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
             let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
             orphaned += u64::from(orph1 || orph2);
@@ -385,18 +449,40 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let ((web, s_orph), ((cart, c_orph), (email, e_orph))) =
-        rayon::join(web, || rayon::join(cart, email));
-    let parts = [web.finish(def)?, cart.finish(def)?, email.finish(def)?];
-    let batch = arrow::compute::concat_batches(&def.arrow_schema(), &parts)
-        .map_err(|e| Error::format("fact_interaction", e))?;
+    let parts = |n: usize, f: &(dyn Fn(std::ops::Range<usize>) -> (Interactions, u64) + Sync)| {
+        row_ranges(n)
+            .into_par_iter()
+            .map(|range| {
+                let (out, orphaned) = f(range);
+                Ok((out.finish(def)?, orphaned))
+            })
+            .collect::<Result<Vec<(RecordBatch, u64)>>>()
+    };
+    let (web, (cart, email)) = rayon::join(
+        || parts(s_id.len(), &web),
+        || {
+            rayon::join(
+                || {
+                    let idx = index_sessions();
+                    parts(c_id.len(), &|range| cart(&idx, range))
+                },
+                || parts(e_id.len(), &email),
+            )
+        },
+    );
+    let mut batches = Vec::new();
+    let mut orphaned = Vec::new();
+    for (entity, built) in [
+        ("web_sessions", web?),
+        ("cart_events", cart?),
+        ("email_events", email?),
+    ] {
+        orphaned.push((entity, built.iter().map(|(_, o)| o).sum()));
+        batches.extend(built.into_iter().map(|(b, _)| b));
+    }
     Ok(FactOutput {
-        batch,
-        orphaned: vec![
-            ("web_sessions", s_orph),
-            ("cart_events", c_orph),
-            ("email_events", e_orph),
-        ],
+        batches,
+        orphaned,
         rejects: vec![],
     })
 }
@@ -510,7 +596,7 @@ pub fn build_fact_ticket(
         .set("satisfaction_score", take("satisfaction_score")?)
         .set("resolution_hours", Arc::new(Float64Array::from(hours)));
     Ok(FactOutput {
-        batch: t.finish(rows)?,
+        batches: vec![t.finish(rows)?],
         orphaned: vec![("tickets", orphaned)],
         rejects: vec![("tickets", rejects)],
     })
@@ -566,7 +652,7 @@ pub fn build_fact_campaign_response(
         .set("clicked", flag(clicked))
         .set("converted", flag(converted));
     Ok(FactOutput {
-        batch: t.finish(n)?,
+        batches: vec![t.finish(n)?],
         orphaned: vec![("campaign_contacts", orphaned)],
         rejects: vec![],
     })

@@ -64,7 +64,13 @@ pub fn run(ctx: &Context, a: ScoreArgs) -> Result<()> {
         // A day whose lines were all returned or discounted away is no purchase.
         exclude_nonpositive: true,
     };
-    let rows = super::clv::load_transactions(&Context { quiet: true }, &input)?;
+    let rows = super::clv::load_transactions(
+        &Context {
+            quiet: true,
+            verbose: false,
+        },
+        &input,
+    )?;
     let last = rows.iter().map(|t| t.day).max().unwrap_or(0);
     let as_of = a.as_of.map(days_of_date).unwrap_or(last);
     let rows: Vec<Transaction> = rows.into_iter().filter(|t| t.day <= as_of).collect();
