@@ -400,3 +400,111 @@ fn lexsort(
     let idx = lexsort_to_indices(&cols, None).map_err(|e| Error::format(table, e))?;
     Ok(idx.values().to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    const JAN: i64 = 1_735_689_600_000_000; // 2025-01-01 00:00 UTC, in µs
+    const FEB: i64 = 1_738_368_000_000_000; // 2025-02-01
+
+    fn part(rows: &[(&str, i64, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn read(path: &Path) -> Vec<(String, i64)> {
+        let f = std::fs::File::open(path).unwrap();
+        let mut out = Vec::new();
+        for b in ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let ids = b.column(0).as_string::<i32>();
+            let ks = b.column(2).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                out.push((ids.value(i).to_string(), ks.value(i)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parts_are_sorted_together_and_split_by_month() {
+        let parts = [
+            part(&[("a", FEB, 5), ("b", JAN + 7, 9), ("c", JAN, 2)]),
+            part(&[]),
+            part(&[("d", FEB + 1, 1), ("e", JAN + 3, 2), ("f", FEB, 5)]),
+            part(&[("g", JAN + 9, -4)]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("fact_x");
+        let files = write_table(&table, "p.parquet", Some("ts"), &["k".into()], &parts).unwrap();
+        let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "year=2025/month=01/p.parquet",
+                "year=2025/month=02/p.parquet"
+            ]
+        );
+        let jan = read(&table.join("year=2025/month=01/p.parquet"));
+        let feb = read(&table.join("year=2025/month=02/p.parquet"));
+        // Sorted by k; equal keys keep their input order (c before e, a before f).
+        let ids = |rows: &[(String, i64)]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&jan), ["g", "c", "e", "b"]);
+        assert_eq!(ids(&feb), ["d", "a", "f"]);
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        assert_eq!(rows, 7);
+    }
+
+    #[test]
+    fn an_unpartitioned_table_of_empty_parts_is_one_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("dim_x");
+        let files = write_table(&table, "d.parquet", None, &["k".into()], &[part(&[])]).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].rows, 0);
+        assert!(read(&table.join("d.parquet")).is_empty());
+    }
+
+    #[test]
+    fn string_sort_keys_sort_across_parts() {
+        let parts = [
+            part(&[("m", JAN, 0), ("b", JAN, 0)]),
+            part(&[("a", JAN, 0)]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("t");
+        write_table(&table, "s.parquet", None, &["id".into()], &parts).unwrap();
+        let got: Vec<String> = read(&table.join("s.parquet"))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(got, ["a", "b", "m"]);
+    }
+}
