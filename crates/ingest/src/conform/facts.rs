@@ -88,6 +88,15 @@ fn row_ranges(n: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Row number of each id (the last row wins for a repeated id).
+fn row_index(ids: &StringArray) -> HashMap<&str, usize> {
+    let mut idx = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    for i in 0..ids.len() {
+        idx.insert(ids.value(i), i);
+    }
+    idx
+}
+
 fn money(v: Vec<i128>) -> Result<ArrayRef> {
     Ok(Arc::new(
         Decimal128Array::from(v)
@@ -125,14 +134,6 @@ pub fn build_fact_sales(
         o.str("campaign_id")?,
     );
     // Per order: (ts, customer, region, channel, campaign keys), and the orphan count.
-    let index = || {
-        let mut idx: HashMap<&str, usize> =
-            HashMap::with_capacity_and_hasher(o_id.len(), Default::default());
-        for i in 0..o_id.len() {
-            idx.insert(o_id.value(i), i);
-        }
-        idx
-    };
     let keys = || {
         (0..o_id.len())
             .into_par_iter()
@@ -147,7 +148,7 @@ pub fn build_fact_sales(
             })
             .collect::<Vec<_>>()
     };
-    let (order_idx, order_keys) = rayon::join(index, keys);
+    let (order_idx, order_keys) = rayon::join(|| row_index(o_id), keys);
     let orders_orphaned = order_keys.iter().filter(|(_, o)| *o).count() as u64;
 
     let l = Cols::new("order_lines", lines);
@@ -354,16 +355,6 @@ pub fn build_fact_interaction(
         e.ts("event_ts")?,
         e.str("event_type")?,
     );
-    // Only cart events look sessions up; the index is built while web sessions and
-    // email events are converted.
-    let index_sessions = || {
-        let mut idx: HashMap<&str, usize> =
-            HashMap::with_capacity_and_hasher(s_id.len(), Default::default());
-        for i in 0..s_id.len() {
-            idx.insert(s_id.value(i), i);
-        }
-        idx
-    };
 
     // The three sources are independent once sessions are indexed: build them in
     // parallel, each in parts of `PART_ROWS` rows.
@@ -463,7 +454,9 @@ pub fn build_fact_interaction(
         || {
             rayon::join(
                 || {
-                    let idx = index_sessions();
+                    // Only cart events look sessions up; the index is built while web
+                    // sessions and email events are converted.
+                    let idx = row_index(s_id);
                     parts(c_id.len(), &|range| cart(&idx, range))
                 },
                 || parts(e_id.len(), &email),
