@@ -107,7 +107,7 @@ pub fn stage_entity(
         staged.formats.push(*fmt);
         batches.push(fs.batch);
     }
-    staged.batch = arrow::compute::concat_batches(&spec.arrow_schema(), &batches)
+    staged.batch = crate::read::concat_columns(&spec.arrow_schema(), &batches)
         .map_err(|e| Error::format(entity, e))?;
     enforce_primary_key(entity, spec, &mut staged)?;
     Ok(staged)

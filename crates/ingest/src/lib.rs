@@ -693,7 +693,7 @@ impl<'a> Load<'a> {
         let merged = state::merge_fact(self.base, table, def, out.batches)?;
         self.write_files(
             table,
-            &merged.batches,
+            merged.batches,
             crmcube_store::Mode::ReplaceFiles,
             merged.replaced,
         )
@@ -711,7 +711,7 @@ impl<'a> Load<'a> {
         batch: &arrow::record_batch::RecordBatch,
         mode: crmcube_store::Mode,
     ) -> Result<()> {
-        self.write_files(name, std::slice::from_ref(batch), mode, Vec::new())
+        self.write_files(name, vec![batch.clone()], mode, Vec::new())
     }
 
     /// Writes new files of a table from its parts (one schema); the commit removes the
@@ -719,7 +719,7 @@ impl<'a> Load<'a> {
     fn write_files(
         &mut self,
         name: &str,
-        parts: &[arrow::record_batch::RecordBatch],
+        parts: Vec<arrow::record_batch::RecordBatch>,
         mode: crmcube_store::Mode,
         replaced: Vec<String>,
     ) -> Result<()> {
@@ -731,12 +731,12 @@ impl<'a> Load<'a> {
         };
         let file_name = self.writer.new_file_path(None, 0);
         let dir = self.writer.dir().join(name);
-        let files = write::write_table(&dir, &file_name, partition_by, sort_by, parts)?;
-        self.written.push(write::summarize(name, &files));
         let schema = match parts.first() {
             Some(p) => p.schema(),
             None => self.opts.schema.require(name)?.arrow_schema(),
         };
+        let files = write::write_table(&dir, &file_name, partition_by, sort_by, parts)?;
+        self.written.push(write::summarize(name, &files));
         self.writer
             .stage_replacing(name, schema, files, mode, replaced);
         self.write_seconds += t0.elapsed().as_secs_f64();

@@ -88,12 +88,18 @@ pub struct RowStager<'s> {
 impl<'s> RowStager<'s> {
     /// A stager for `spec` with room for `capacity` rows.
     pub fn new(spec: &'s EntitySpec, capacity: usize) -> Self {
+        Self::with_text_capacity(spec, capacity, capacity * 8)
+    }
+
+    /// A stager for `spec` with room for `capacity` rows and `text_bytes` bytes in each
+    /// text column (memory not written to is never touched, so a generous bound is cheap).
+    pub fn with_text_capacity(spec: &'s EntitySpec, capacity: usize, text_bytes: usize) -> Self {
         let builders = spec
             .columns
             .iter()
             .map(|c| match c.ty {
                 ColumnType::String => {
-                    Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+                    Builder::Str(StringBuilder::with_capacity(capacity, text_bytes))
                 }
                 ColumnType::Int | ColumnType::Key => {
                     Builder::I64(Int64Builder::with_capacity(capacity))

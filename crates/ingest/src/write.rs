@@ -3,7 +3,7 @@
 //! prune well. All files are zstd-compressed; each file's sha256 is computed while it
 //! is written.
 
-use arrow::array::{AsArray, Int32Array, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{
     concat_batches, interleave_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
 };
@@ -119,15 +119,17 @@ fn write_parquet_chunks(
 /// given, else one; rows sorted by `sort_by` inside each file. Returns the files
 /// written, paths relative to `table_dir`.
 ///
-/// Only the sort order is computed over the whole table; each file's rows are then
-/// gathered from the parts one row group at a time, so the sorted table is never held
-/// in memory next to the unsorted one.
+/// A partitioned table is first split by month, part by part (each part is read in row
+/// order and dropped once split, so memory stays at about one copy of the table). Each
+/// month is then sorted and gathered one row group at a time from its own slices: the
+/// random access of the sort stays inside one month's rows, which mostly fit in cache,
+/// instead of jumping across the whole table.
 pub fn write_table(
     table_dir: &Path,
     file_name: &str,
     partition_by: Option<&str>,
     sort_by: &[String],
-    parts: &[RecordBatch],
+    parts: Vec<RecordBatch>,
 ) -> Result<Vec<DataFile>> {
     let table = table_dir
         .file_name()
@@ -137,7 +139,7 @@ pub fn write_table(
         return Err(Error::format(&table, "nothing to write"));
     };
     let schema = first.schema();
-    let parts: Vec<&RecordBatch> = parts.iter().filter(|p| p.num_rows() > 0).collect();
+    let parts: Vec<RecordBatch> = parts.into_iter().filter(|p| p.num_rows() > 0).collect();
     let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
     if rows > u32::MAX as usize {
         return Err(Error::format(
@@ -146,16 +148,18 @@ pub fn write_table(
         ));
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let offsets: Vec<usize> = parts
-        .iter()
-        .scan(0, |acc, p| {
-            let o = *acc;
-            *acc += p.num_rows();
-            Some(o)
-        })
-        .collect();
-    // A run of the order (global row numbers) becomes one file, gathered chunk by chunk.
-    let one = |rel: String, order: &[u32]| -> Result<DataFile> {
+    // One file from `parts`, sorted by `sort_by` and gathered a row group at a time.
+    let one = |rel: String, parts: &[RecordBatch]| -> Result<DataFile> {
+        let parts: Vec<&RecordBatch> = parts.iter().collect();
+        let order = sort_order(&table, sort_by, &parts)?;
+        let offsets: Vec<usize> = parts
+            .iter()
+            .scan(0, |acc, p| {
+                let o = *acc;
+                *acc += p.num_rows();
+                Some(o)
+            })
+            .collect();
         // The first chunk decides the file's encodings (see `properties`).
         let mut chunks = order.chunks(ROW_GROUP_ROWS);
         let head = match chunks.next() {
@@ -177,39 +181,62 @@ pub fn write_table(
         })
     };
     let Some(part_col) = partition_by.filter(|_| rows > 0) else {
-        let order = sort_order(&table, sort_by, &parts, None)?;
-        return Ok(vec![one(file_name.to_string(), &order)?]);
+        return Ok(vec![one(file_name.to_string(), &parts)?]);
     };
-    let month: Vec<i32> = parts
-        .iter()
-        .map(|p| sorted_partition(p, part_col))
-        .collect::<Result<Vec<_>>>()?
-        .iter()
-        .flat_map(|m| m.iter().map(|v| v.unwrap_or(i32::MIN)))
-        .collect();
-    let order = sort_order(&table, sort_by, &parts, Some(&month))?;
-    // Contiguous runs of one month become one file each.
-    let mut runs: Vec<(i32, usize, usize)> = Vec::new();
-    let mut start = 0;
-    for i in 1..=order.len() {
-        let m = |k: usize| month[order[k] as usize];
-        if i == order.len() || m(i) != m(start) {
-            runs.push((m(start), start, i - start));
-            start = i;
-        }
+    // Split every part by month; slices keep the parts' row order.
+    let split: Vec<Vec<(i32, RecordBatch)>> = parts
+        .into_par_iter()
+        .map(|p| split_by_month(&table, part_col, p))
+        .collect::<Result<_>>()?;
+    let mut months: std::collections::BTreeMap<i32, Vec<RecordBatch>> = Default::default();
+    for (ym, slice) in split.into_iter().flatten() {
+        months.entry(ym).or_default().push(slice);
     }
-    if runs.iter().any(|r| r.0 == i32::MIN) {
+    months
+        .into_par_iter()
+        .map(|(ym, slices)| one(format!("{}/{file_name}", partition_folder(ym)), &slices))
+        .collect()
+}
+
+/// The rows of `part` by `YYYYMM` month of `part_col`, months ascending, each slice in
+/// the part's row order. A part of one month is returned as it is.
+fn split_by_month(
+    table: &str,
+    part_col: &str,
+    part: RecordBatch,
+) -> Result<Vec<(i32, RecordBatch)>> {
+    let month = sorted_partition(&part, part_col)?;
+    if month.null_count() > 0 {
         return Err(Error::format(
-            &table,
+            table,
             format!("{part_col} is empty in some rows; a partition column must have a value"),
         ));
     }
-    runs.par_iter()
-        .map(|&(ym, off, len)| {
-            one(
-                format!("{}/{file_name}", partition_folder(ym)),
-                &order[off..off + len],
-            )
+    let ym = month.values();
+    // Months as ordinals (year * 12 + month - 1) index a dense list of row buckets.
+    let ordinal = |v: i32| v / 100 * 12 + v % 100 - 1;
+    let (Some(lo), Some(hi)) = (
+        ym.iter().map(|&v| ordinal(v)).min(),
+        ym.iter().map(|&v| ordinal(v)).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    if lo == hi {
+        return Ok(vec![(ym[0], part)]);
+    }
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); (hi - lo + 1) as usize];
+    for (row, &v) in ym.iter().enumerate() {
+        buckets[(ordinal(v) - lo) as usize].push(row as u32);
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(k, rows)| {
+            let o = lo + k as i32;
+            let slice = take_record_batch(&part, &UInt32Array::from(rows))
+                .map_err(|e| Error::format(table, e))?;
+            Ok((o / 12 * 100 + o % 12 + 1, slice))
         })
         .collect()
 }
@@ -268,24 +295,16 @@ fn sorted_partition(batch: &RecordBatch, part_col: &str) -> Result<Int32Array> {
         .collect())
 }
 
-/// The order in which to write the rows of `parts` (global row numbers): by `month`,
-/// then by `sort_by`; ties keep their input order.
-fn sort_order(
-    table: &str,
-    sort_by: &[String],
-    parts: &[&RecordBatch],
-    month: Option<&[i32]>,
-) -> Result<Vec<u32>> {
+/// The order in which to write the rows of `parts` (global row numbers): by `sort_by`;
+/// ties keep their input order.
+fn sort_order(table: &str, sort_by: &[String], parts: &[&RecordBatch]) -> Result<Vec<u32>> {
     let n: usize = parts.iter().map(|p| p.num_rows()).sum();
-    if n < 2 || (month.is_none() && sort_by.is_empty()) {
+    if n < 2 || sort_by.is_empty() {
         return Ok((0..n as u32).collect());
     }
-    // Integer sort keys (the usual case: month, date_key, surrogate keys) are sorted with a
+    // Integer sort keys (the usual case: date_key, surrogate keys) are sorted with a
     // parallel sort on plain vectors; anything else goes through Arrow's lexsort.
     let mut keys: Vec<Vec<i64>> = Vec::new();
-    if let Some(m) = month {
-        keys.push(m.iter().map(|v| i64::from(*v)).collect());
-    }
     for s in sort_by {
         let mut key: Vec<i64> = Vec::with_capacity(n);
         for p in parts {
@@ -303,7 +322,7 @@ fn sort_order(
                 DataType::Timestamp(TimeUnit::Microsecond, None) => {
                     key.extend_from_slice(a.as_primitive::<TimestampMicrosecondType>().values())
                 }
-                _ => return lexsort(table, sort_by, parts, month),
+                _ => return lexsort(table, sort_by, parts),
             }
         }
         if key.len() == n {
@@ -365,12 +384,7 @@ fn packed_order(keys: &[Vec<i64>]) -> Option<Vec<u32>> {
     Some(packed.into_iter().map(|(_, r)| r).collect())
 }
 
-fn lexsort(
-    table: &str,
-    sort_by: &[String],
-    parts: &[&RecordBatch],
-    month: Option<&[i32]>,
-) -> Result<Vec<u32>> {
+fn lexsort(table: &str, sort_by: &[String], parts: &[&RecordBatch]) -> Result<Vec<u32>> {
     let schema = match parts.first() {
         Some(p) => p.schema(),
         None => return Ok(Vec::new()),
@@ -378,12 +392,6 @@ fn lexsort(
     let all =
         concat_batches(&schema, parts.iter().copied()).map_err(|e| Error::format(table, e))?;
     let mut cols: Vec<SortColumn> = Vec::new();
-    if let Some(m) = month {
-        cols.push(SortColumn {
-            values: Arc::new(Int32Array::from(m.to_vec())),
-            options: None,
-        });
-    }
     for s in sort_by {
         if let Some(a) = all.column_by_name(s) {
             cols.push(SortColumn {
@@ -462,7 +470,14 @@ mod tests {
         ];
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("fact_x");
-        let files = write_table(&table, "p.parquet", Some("ts"), &["k".into()], &parts).unwrap();
+        let files = write_table(
+            &table,
+            "p.parquet",
+            Some("ts"),
+            &["k".into()],
+            parts.to_vec(),
+        )
+        .unwrap();
         let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         paths.sort();
         assert_eq!(
@@ -486,7 +501,7 @@ mod tests {
     fn an_unpartitioned_table_of_empty_parts_is_one_readable_file() {
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("dim_x");
-        let files = write_table(&table, "d.parquet", None, &["k".into()], &[part(&[])]).unwrap();
+        let files = write_table(&table, "d.parquet", None, &["k".into()], vec![part(&[])]).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].rows, 0);
         assert!(read(&table.join("d.parquet")).is_empty());
@@ -500,7 +515,7 @@ mod tests {
         ];
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("t");
-        write_table(&table, "s.parquet", None, &["id".into()], &parts).unwrap();
+        write_table(&table, "s.parquet", None, &["id".into()], parts.to_vec()).unwrap();
         let got: Vec<String> = read(&table.join("s.parquet"))
             .into_iter()
             .map(|r| r.0)

@@ -5,8 +5,8 @@ use super::{opt_str, to_money, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use crmcube_model::keys::{key_of, UNKNOWN_KEY};
 use crmcube_model::keys::{FastMap as HashMap, FastSet as HashSet};
@@ -88,13 +88,53 @@ fn row_ranges(n: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// Row number of each id (the last row wins for a repeated id).
-fn row_index(ids: &StringArray) -> HashMap<&str, usize> {
-    let mut idx = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
-    for i in 0..ids.len() {
-        idx.insert(ids.value(i), i);
+/// Row number of each id of a string column (the last row wins for a repeated id).
+///
+/// Tens of millions of ids make one hash table far larger than the CPU caches, so every
+/// insert and probe misses. The ids are instead split by hash into shards that are built
+/// in parallel and each fit in cache.
+struct RowIndex<'a> {
+    shards: Vec<HashMap<&'a str, u32>>,
+}
+
+impl<'a> RowIndex<'a> {
+    const SHARD_BITS: u32 = 6;
+
+    /// Bits 32.. of the hash pick the shard: the tables themselves use the low bits
+    /// (bucket) and the top seven (tag), so a shard's ids still spread over its table.
+    fn shard(id: &str) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<crmcube_model::keys::FxHasher>::default().hash_one(id);
+        ((h >> 32) & ((1 << Self::SHARD_BITS) - 1)) as usize
     }
-    idx
+
+    fn new(ids: &'a StringArray) -> Self {
+        let n = ids.len();
+        let shard_of: Vec<u8> = (0..n)
+            .into_par_iter()
+            .map(|i| Self::shard(ids.value(i)) as u8)
+            .collect();
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); 1 << Self::SHARD_BITS];
+        for (i, &s) in shard_of.iter().enumerate() {
+            rows[s as usize].push(i as u32);
+        }
+        drop(shard_of);
+        let shards = rows
+            .into_par_iter()
+            .map(|rows| {
+                let mut m = HashMap::with_capacity_and_hasher(rows.len(), Default::default());
+                for i in rows {
+                    m.insert(ids.value(i as usize), i);
+                }
+                m
+            })
+            .collect();
+        RowIndex { shards }
+    }
+
+    fn get(&self, id: &str) -> Option<usize> {
+        self.shards[Self::shard(id)].get(id).map(|&i| i as usize)
+    }
 }
 
 fn money(v: Vec<i128>) -> Result<ArrayRef> {
@@ -148,7 +188,7 @@ pub fn build_fact_sales(
             })
             .collect::<Vec<_>>()
     };
-    let (order_idx, order_keys) = rayon::join(|| row_index(o_id), keys);
+    let (order_idx, order_keys) = rayon::join(|| RowIndex::new(o_id), keys);
     let orders_orphaned = order_keys.iter().filter(|(_, o)| *o).count() as u64;
 
     let l = Cols::new("order_lines", lines);
@@ -185,7 +225,7 @@ pub fn build_fact_sales(
         );
         for i in range {
             let order_id = l_order.value(i);
-            let Some(&oi) = order_idx.get(order_id) else {
+            let Some(oi) = order_idx.get(order_id) else {
                 rejects.push((
                     i,
                     "order_id",
@@ -286,9 +326,9 @@ struct Interactions {
     product: Vec<i64>,
     device: StringBuilder,
     source: StringBuilder,
-    pages: Vec<Option<i64>>,
-    duration: Vec<Option<i64>>,
-    quantity: Vec<Option<i64>>,
+    pages: Int64Builder,
+    duration: Int64Builder,
+    quantity: Int64Builder,
 }
 
 impl Interactions {
@@ -304,9 +344,9 @@ impl Interactions {
             product: Vec::with_capacity(n),
             device: StringBuilder::with_capacity(n, n * 8),
             source: StringBuilder::with_capacity(n, n * 8),
-            pages: Vec::with_capacity(n),
-            duration: Vec::with_capacity(n),
-            quantity: Vec::with_capacity(n),
+            pages: Int64Builder::with_capacity(n),
+            duration: Int64Builder::with_capacity(n),
+            quantity: Int64Builder::with_capacity(n),
         }
     }
 }
@@ -374,17 +414,17 @@ pub fn build_fact_interaction(
             out.product.push(UNKNOWN_KEY);
             out.device.append_option(opt_str(s_dev, i));
             out.source.append_option(opt_str(s_src, i));
-            out.pages.push(Some(s_pages.value(i)));
-            out.duration.push(Some(s_dur.value(i)));
-            out.quantity.push(None);
+            out.pages.append_value(s_pages.value(i));
+            out.duration.append_value(s_dur.value(i));
+            out.quantity.append_null();
         }
         (out, orphaned)
     };
-    let cart = |session_idx: &HashMap<&str, usize>, range: std::ops::Range<usize>| {
+    let cart = |session_idx: &RowIndex, range: std::ops::Range<usize>| {
         let mut out = Interactions::with_capacity(range.len(), mean_len(c_id, 5));
         let mut orphaned = 0;
         for i in range {
-            let sess = session_idx.get(c_sess.value(i)).copied();
+            let sess = session_idx.get(c_sess.value(i));
             // An anonymous cart event belongs to its session's customer, when there is one.
             let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
             let (ck, orph1) = r.customers.resolve(cust_id, c_ts.value(i));
@@ -410,9 +450,9 @@ pub fn build_fact_interaction(
                 .append_option(sess.and_then(|si| opt_str(s_dev, si)));
             out.source
                 .append_option(sess.and_then(|si| opt_str(s_src, si)));
-            out.pages.push(None);
-            out.duration.push(None);
-            out.quantity.push(Some(c_qty.value(i)));
+            out.pages.append_null();
+            out.duration.append_null();
+            out.quantity.append_value(c_qty.value(i));
         }
         (out, orphaned)
     };
@@ -434,9 +474,9 @@ pub fn build_fact_interaction(
             out.product.push(UNKNOWN_KEY);
             out.device.append_null();
             out.source.append_null();
-            out.pages.push(None);
-            out.duration.push(None);
-            out.quantity.push(None);
+            out.pages.append_null();
+            out.duration.append_null();
+            out.quantity.append_null();
         }
         (out, orphaned)
     };
@@ -456,7 +496,7 @@ pub fn build_fact_interaction(
                 || {
                     // Only cart events look sessions up; the index is built while web
                     // sessions and email events are converted.
-                    let idx = row_index(s_id);
+                    let idx = RowIndex::new(s_id);
                     parts(c_id.len(), &|range| cart(&idx, range))
                 },
                 || parts(e_id.len(), &email),
@@ -498,9 +538,9 @@ impl Interactions {
             .set("product_key", ints(self.product))
             .set("device", Arc::new(self.device.finish()))
             .set("traffic_source", Arc::new(self.source.finish()))
-            .set("pages_viewed", Arc::new(Int64Array::from(self.pages)))
-            .set("duration_s", Arc::new(Int64Array::from(self.duration)))
-            .set("quantity", Arc::new(Int64Array::from(self.quantity)));
+            .set("pages_viewed", Arc::new(self.pages.finish()))
+            .set("duration_s", Arc::new(self.duration.finish()))
+            .set("quantity", Arc::new(self.quantity.finish()));
         t.finish(rows)
     }
 }

@@ -71,6 +71,7 @@ pub(super) fn read(
             parse_chunk(
                 &body[header_end + c.start..header_end + c.end],
                 c.first_line,
+                c.lines as usize,
                 path,
                 entity,
                 spec,
@@ -92,7 +93,7 @@ pub(super) fn read(
         lines.extend(out.lines);
         rejects.extend(out.rejects);
     }
-    let batch = arrow::compute::concat_batches(&spec.arrow_schema(), &batches)
+    let batch = super::concat_columns(&spec.arrow_schema(), &batches)
         .map_err(|e| Error::format(path.display(), e))?;
     Ok(FileStage {
         path: path.to_path_buf(),
@@ -152,10 +153,54 @@ struct Chunk {
     start: usize,
     end: usize,
     first_line: u64,
+    /// Line ends in the chunk: the number of records, unless quoted fields span lines.
+    lines: u64,
 }
 
 /// Splits `data` into chunks ending at unquoted line ends.
 fn split_chunks(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> Vec<Chunk> {
+    if memchr::memchr(quote, data).is_none() {
+        split_unquoted(data, first_line, chunk_bytes)
+    } else {
+        split_quoted(data, quote, first_line, chunk_bytes)
+    }
+}
+
+/// Chunks of a file without quote characters, where every line end ends a record: each
+/// chunk ends at the first line end from its target size on, and the line ends inside
+/// the chunks are counted in parallel.
+fn split_unquoted(data: &[u8], first_line: u64, chunk_bytes: usize) -> Vec<Chunk> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let target = (start + chunk_bytes.max(1)).min(data.len());
+        let end = memchr::memchr(b'\n', &data[target - 1..]).map_or(data.len(), |p| target + p);
+        bounds.push((start, end));
+        start = end;
+    }
+    let counts: Vec<u64> = bounds
+        .par_iter()
+        .map(|&(s, e)| memchr::memchr_iter(b'\n', &data[s..e]).count() as u64)
+        .collect();
+    let mut line = first_line;
+    bounds
+        .into_iter()
+        .zip(counts)
+        .map(|((start, end), n)| {
+            let chunk = Chunk {
+                start,
+                end,
+                first_line: line,
+                lines: n + u64::from(!data[..end].ends_with(b"\n")),
+            };
+            line += n;
+            chunk
+        })
+        .collect()
+}
+
+/// Chunks ending at line ends outside quotes, found by tracking quote parity.
+fn split_quoted(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut line = first_line;
@@ -172,6 +217,7 @@ fn split_chunks(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> 
                     start,
                     end: i + 1,
                     first_line: chunk_first_line,
+                    lines: line - chunk_first_line,
                 });
                 start = i + 1;
                 chunk_first_line = line;
@@ -184,6 +230,7 @@ fn split_chunks(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> 
             start,
             end: data.len(),
             first_line: chunk_first_line,
+            lines: line - chunk_first_line + 1,
         });
     }
     chunks
@@ -200,6 +247,7 @@ struct ChunkOut {
 fn parse_chunk(
     bytes: &[u8],
     first_line: u64,
+    records: usize,
     path: &Path,
     entity: &str,
     spec: &EntitySpec,
@@ -208,7 +256,9 @@ fn parse_chunk(
     field_count: usize,
 ) -> Result<ChunkOut> {
     let mut rdr = builder(opts).from_reader(bytes);
-    let mut stager = RowStager::new(spec, bytes.len() / 64 + 16);
+    // Sized so that no column grows while the chunk is parsed: a chunk's records are
+    // about its line count, and no text column can hold more bytes than the chunk.
+    let mut stager = RowStager::with_text_capacity(spec, records + 1, bytes.len());
     let mut rejects = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let mut read = 0;
@@ -309,5 +359,27 @@ mod tests {
             assert_eq!(c.first_line, 2 + 2 * n as u64);
         }
         assert_eq!(chunks.last().unwrap().end, data.len());
+    }
+
+    #[test]
+    fn unquoted_files_split_like_quoted_ones() {
+        let mut data = Vec::new();
+        for i in 0..50_000 {
+            data.extend_from_slice(format!("{i},x{}\n", "y".repeat(i % 37)).as_bytes());
+        }
+        for tail in [&b""[..], b"last,row"] {
+            let mut d = data.clone();
+            d.extend_from_slice(tail);
+            for size in [1, 100, 4096, 1 << 20, 1 << 30] {
+                let fast = split_unquoted(&d, 2, size);
+                let slow = split_quoted(&d, b'"', 2, size);
+                let bounds = |c: &[Chunk]| {
+                    c.iter()
+                        .map(|c| (c.start, c.end, c.first_line))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(bounds(&fast), bounds(&slow), "size {size}");
+            }
+        }
     }
 }

@@ -55,7 +55,7 @@ pub(super) fn read(path: &Path, entity: &str, spec: &EntitySpec) -> Result<FileS
             }
         }
     }
-    let batch = arrow::compute::concat_batches(&spec.arrow_schema(), &batches)
+    let batch = super::concat_columns(&spec.arrow_schema(), &batches)
         .map_err(|e| Error::format(path.display(), e))?;
     Ok(FileStage {
         path: path.to_path_buf(),
