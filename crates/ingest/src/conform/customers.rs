@@ -38,9 +38,15 @@ pub struct CustomerVersions {
 impl CustomerVersions {
     /// The key of the version of `customer_id` valid at `ts`; `None` if the customer is unknown.
     pub fn key_at(&self, customer_id: &str, ts: i64) -> Option<i64> {
-        let v = self.versions.get(customer_id)?;
-        let idx = v.partition_point(|(from, _)| *from <= ts);
-        Some(v[idx.saturating_sub(1)].1)
+        self.versions.get(customer_id).map(|v| version_at(v, ts))
+    }
+
+    /// A resolver that remembers its last customer (see [`CustomerCursor`]).
+    pub fn cursor(&self) -> CustomerCursor<'_, '_> {
+        CustomerCursor {
+            lookup: self,
+            last: super::LastLookup::new(),
+        }
     }
 
     /// Resolves an optional customer reference: (key, orphaned).
@@ -51,6 +57,32 @@ impl CustomerVersions {
                 Some(k) => (k, false),
                 None => (UNKNOWN_KEY, true),
             },
+        }
+    }
+}
+
+fn version_at(v: &[(i64, i64)], ts: i64) -> i64 {
+    let idx = v.partition_point(|(from, _)| *from <= ts);
+    v[idx.saturating_sub(1)].1
+}
+
+/// Resolves customer references row after row, remembering the last customer's
+/// versions (see [`LastLookup`](super::LastLookup)).
+pub struct CustomerCursor<'v, 'a> {
+    lookup: &'v CustomerVersions,
+    last: super::LastLookup<'a, Option<&'v [(i64, i64)]>>,
+}
+
+impl<'v, 'a> CustomerCursor<'v, 'a> {
+    /// Same as [`CustomerVersions::resolve`].
+    pub fn resolve(&mut self, customer_id: Option<&'a str>, ts: i64) -> (i64, bool) {
+        let Some(id) = customer_id else {
+            return (UNKNOWN_KEY, false);
+        };
+        let versions = &self.lookup.versions;
+        match self.last.get(id, |id| versions.get(id).map(Vec::as_slice)) {
+            Some(v) => (version_at(v, ts), false),
+            None => (UNKNOWN_KEY, true),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Fact tables: each source row resolved to dimension keys at its event time.
 
 use super::customers::CustomerVersions;
-use super::{opt_str, to_money, Cols, TableAssembler};
+use super::{opt_str, to_money, Cols, LastLookup, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
 use arrow::array::{
@@ -223,9 +223,10 @@ pub fn build_fact_sales(
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut orders = LastLookup::new();
         for i in range {
             let order_id = l_order.value(i);
-            let Some(oi) = order_idx.get(order_id) else {
+            let Some(oi) = orders.get(order_id, |id| order_idx.get(id)) else {
                 rejects.push((
                     i,
                     "order_id",
@@ -401,8 +402,9 @@ pub fn build_fact_interaction(
     let web = |range: std::ops::Range<usize>| {
         let mut out = Interactions::with_capacity(range.len(), mean_len(s_id, 4));
         let mut orphaned = 0;
+        let mut customers = r.customers.cursor();
         for i in range {
-            let (ck, orph) = r.customers.resolve(opt_str(s_cust, i), s_ts.value(i));
+            let (ck, orph) = customers.resolve(opt_str(s_cust, i), s_ts.value(i));
             orphaned += u64::from(orph);
             let _ = write!(out.id, "web:{}", s_id.value(i));
             out.id.append_value("");
@@ -423,11 +425,13 @@ pub fn build_fact_interaction(
     let cart = |session_idx: &RowIndex, range: std::ops::Range<usize>| {
         let mut out = Interactions::with_capacity(range.len(), mean_len(c_id, 5));
         let mut orphaned = 0;
+        let mut customers = r.customers.cursor();
+        let mut sessions = LastLookup::new();
         for i in range {
-            let sess = session_idx.get(c_sess.value(i));
+            let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
             // An anonymous cart event belongs to its session's customer, when there is one.
             let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
-            let (ck, orph1) = r.customers.resolve(cust_id, c_ts.value(i));
+            let (ck, orph1) = customers.resolve(cust_id, c_ts.value(i));
             let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
             if orph1 || orph2 || sess.is_none() {
                 orphaned += 1;
@@ -459,8 +463,9 @@ pub fn build_fact_interaction(
     let email = |range: std::ops::Range<usize>| {
         let mut out = Interactions::with_capacity(range.len(), mean_len(e_id, 6));
         let mut orphaned = 0;
+        let mut customers = r.customers.cursor();
         for i in range {
-            let (ck, orph1) = r.customers.resolve(opt_str(e_cust, i), e_ts.value(i));
+            let (ck, orph1) = customers.resolve(opt_str(e_cust, i), e_ts.value(i));
             let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
             orphaned += u64::from(orph1 || orph2);
             let _ = write!(out.id, "email:{}", e_id.value(i));

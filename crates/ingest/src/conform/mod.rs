@@ -97,6 +97,31 @@ impl<'a> Cols<'a> {
     }
 }
 
+/// Remembers the last lookup of a row-by-row resolution. Exports usually list the rows of
+/// one parent together (an order's lines, a session's events, a customer's sessions), so
+/// most rows repeat the previous row's key and skip the hash lookup.
+pub(crate) struct LastLookup<'a, T> {
+    last: Option<(&'a str, T)>,
+}
+
+impl<'a, T: Copy> LastLookup<'a, T> {
+    pub(crate) fn new() -> Self {
+        LastLookup { last: None }
+    }
+
+    /// The value of `key`: the remembered one when `key` repeats, else `lookup(key)`.
+    pub(crate) fn get(&mut self, key: &'a str, lookup: impl FnOnce(&'a str) -> T) -> T {
+        match self.last {
+            Some((last, v)) if last == key => v,
+            _ => {
+                let v = lookup(key);
+                self.last = Some((key, v));
+                v
+            }
+        }
+    }
+}
+
 /// Optional string value.
 pub(crate) fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
@@ -118,5 +143,24 @@ pub fn to_money(v: i128, scale: i8) -> i128 {
                 q
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastLookup;
+
+    #[test]
+    fn last_lookup_repeats_only_the_previous_key() {
+        let mut calls = Vec::new();
+        let mut memo = LastLookup::new();
+        for key in ["a", "a", "b", "a", "a", "b"] {
+            let v = memo.get(key, |k| {
+                calls.push(k);
+                k.len() + calls.len()
+            });
+            assert!(v >= 2);
+        }
+        assert_eq!(calls, ["a", "b", "a", "b"]);
     }
 }
