@@ -9,12 +9,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message, not a separate cause, so that error chains
+    // print it once.
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A schema or model file is malformed or inconsistent.
     #[error("{file}: {key}: {message}")]
@@ -55,10 +57,10 @@ impl Error {
     }
 
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
