@@ -78,8 +78,9 @@ pub struct FactOutput {
     pub rejects: Vec<(&'static str, Vec<FactReject>)>,
 }
 
-/// Rows per part when a fact is built in parallel: each part becomes one batch.
-const PART_ROWS: usize = 1 << 20;
+/// Rows per part when a fact is built in parallel. Small enough that a part's source rows
+/// stay in cache while they are visited in month order.
+const PART_ROWS: usize = 1 << 17;
 
 /// Splits `0..n` into the row ranges of the parts built in parallel.
 fn row_ranges(n: usize) -> Vec<std::ops::Range<usize>> {
@@ -352,6 +353,42 @@ impl Interactions {
     }
 }
 
+/// The rows of `range` grouped by the month of `ts` (months ascending, input order inside
+/// a month), and the number of rows of each month present.
+fn month_order(
+    ts: &TimestampMicrosecondArray,
+    range: std::ops::Range<usize>,
+) -> (Vec<usize>, Vec<usize>) {
+    let month = |i: usize| {
+        let ym = crate::value::date_key_of_micros(ts.value(i)) / 100;
+        ym / 100 * 12 + ym % 100
+    };
+    let ord: Vec<i32> = range.clone().map(month).collect();
+    let (Some(&lo), Some(&hi)) = (ord.iter().min(), ord.iter().max()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut counts = vec![0usize; (hi - lo + 1) as usize];
+    for &o in &ord {
+        counts[(o - lo) as usize] += 1;
+    }
+    let mut next: Vec<usize> = counts
+        .iter()
+        .scan(0, |acc, &c| {
+            let start = *acc;
+            *acc += c;
+            Some(start)
+        })
+        .collect();
+    let mut rows = vec![0usize; ord.len()];
+    for (k, &o) in ord.iter().enumerate() {
+        let slot = &mut next[(o - lo) as usize];
+        rows[*slot] = range.start + k;
+        *slot += 1;
+    }
+    counts.retain(|&c| c > 0);
+    (rows, counts)
+}
+
 /// Average byte length of a string column's values, plus `extra`.
 fn mean_len(a: &StringArray, extra: usize) -> usize {
     a.value_data().len() / a.len().max(1) + extra
@@ -399,11 +436,11 @@ pub fn build_fact_interaction(
 
     // The three sources are independent once sessions are indexed: build them in
     // parallel, each in parts of `PART_ROWS` rows.
-    let web = |range: std::ops::Range<usize>| {
-        let mut out = Interactions::with_capacity(range.len(), mean_len(s_id, 4));
+    let web = |rows: &[usize]| {
+        let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
         let mut orphaned = 0;
         let mut customers = r.customers.cursor();
-        for i in range {
+        for &i in rows {
             let (ck, orph) = customers.resolve(opt_str(s_cust, i), s_ts.value(i));
             orphaned += u64::from(orph);
             let _ = write!(out.id, "web:{}", s_id.value(i));
@@ -422,12 +459,12 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let cart = |session_idx: &RowIndex, range: std::ops::Range<usize>| {
-        let mut out = Interactions::with_capacity(range.len(), mean_len(c_id, 5));
+    let cart = |session_idx: &RowIndex, rows: &[usize]| {
+        let mut out = Interactions::with_capacity(rows.len(), mean_len(c_id, 5));
         let mut orphaned = 0;
         let mut customers = r.customers.cursor();
         let mut sessions = LastLookup::new();
-        for i in range {
+        for &i in rows {
             let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
             // An anonymous cart event belongs to its session's customer, when there is one.
             let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
@@ -460,11 +497,11 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let email = |range: std::ops::Range<usize>| {
-        let mut out = Interactions::with_capacity(range.len(), mean_len(e_id, 6));
+    let email = |rows: &[usize]| {
+        let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
         let mut orphaned = 0;
         let mut customers = r.customers.cursor();
-        for i in range {
+        for &i in rows {
             let (ck, orph1) = customers.resolve(opt_str(e_cust, i), e_ts.value(i));
             let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
             orphaned += u64::from(orph1 || orph2);
@@ -485,26 +522,40 @@ pub fn build_fact_interaction(
         }
         (out, orphaned)
     };
-    let parts = |n: usize, f: &(dyn Fn(std::ops::Range<usize>) -> (Interactions, u64) + Sync)| {
-        row_ranges(n)
+    // Each range is built in month order and cut into one slice per month (no copy), so
+    // writing partitions it without moving a value.
+    let parts = |ts: &TimestampMicrosecondArray,
+                 f: &(dyn Fn(&[usize]) -> (Interactions, u64) + Sync)| {
+        row_ranges(ts.len())
             .into_par_iter()
             .map(|range| {
-                let (out, orphaned) = f(range);
-                Ok((out.finish(def)?, orphaned))
+                let (rows, months) = month_order(ts, range);
+                let (out, orphaned) = f(&rows);
+                let batch = out.finish(def)?;
+                let mut slices = Vec::with_capacity(months.len().max(1));
+                let mut offset = 0;
+                for len in months {
+                    slices.push(batch.slice(offset, len));
+                    offset += len;
+                }
+                if slices.is_empty() {
+                    slices.push(batch);
+                }
+                Ok((slices, orphaned))
             })
-            .collect::<Result<Vec<(RecordBatch, u64)>>>()
+            .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
     };
     let (web, (cart, email)) = rayon::join(
-        || parts(s_id.len(), &web),
+        || parts(s_ts, &web),
         || {
             rayon::join(
                 || {
                     // Only cart events look sessions up; the index is built while web
                     // sessions and email events are converted.
                     let idx = RowIndex::new(s_id);
-                    parts(c_id.len(), &|range| cart(&idx, range))
+                    parts(c_ts, &|rows| cart(&idx, rows))
                 },
-                || parts(e_id.len(), &email),
+                || parts(e_ts, &email),
             )
         },
     );
@@ -516,7 +567,7 @@ pub fn build_fact_interaction(
         ("email_events", email?),
     ] {
         orphaned.push((entity, built.iter().map(|(_, o)| o).sum()));
-        batches.extend(built.into_iter().map(|(b, _)| b));
+        batches.extend(built.into_iter().flat_map(|(b, _)| b));
     }
     Ok(FactOutput {
         batches,
@@ -694,4 +745,30 @@ pub fn build_fact_campaign_response(
         orphaned: vec![("campaign_contacts", orphaned)],
         rejects: vec![],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_order_groups_rows_by_month_keeping_their_order() {
+        const DAY: i64 = 86_400_000_000;
+        let jan = 1_735_689_600_000_000; // 2025-01-01
+        let feb = jan + 31 * DAY;
+        let dec = jan - DAY; // 2024-12-31
+        let ts = TimestampMicrosecondArray::from(vec![
+            0,
+            feb,
+            jan + 3 * DAY,
+            dec,
+            feb + DAY,
+            jan,
+            dec + 1,
+        ]);
+        let (rows, months) = month_order(&ts, 1..7);
+        assert_eq!(rows, [3, 6, 2, 5, 1, 4]);
+        assert_eq!(months, [2, 2, 2]);
+        assert_eq!(month_order(&ts, 2..2), (vec![], vec![]));
+    }
 }
