@@ -199,6 +199,17 @@ pub fn parse_float(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Months counted from year 0 (`year * 12 + month - 1`) of a `YYYYMM` month, so that
+/// consecutive months are consecutive numbers.
+pub fn month_ordinal(ym: i32) -> i32 {
+    ym / 100 * 12 + ym % 100 - 1
+}
+
+/// The `YYYYMM` month of a [`month_ordinal`].
+pub fn month_of_ordinal(o: i32) -> i32 {
+    o / 12 * 100 + o % 12 + 1
+}
+
 /// The `YYYYMMDD` date key of a timestamp in microseconds.
 pub fn date_key_of_micros(ts: i64) -> i32 {
     date_key_of_days(ts.div_euclid(MICROS_PER_DAY) as i32)

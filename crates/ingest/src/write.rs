@@ -213,8 +213,8 @@ fn split_by_month(
         ));
     }
     let ym = month.values();
-    // Months as ordinals (year * 12 + month - 1) index a dense list of row buckets.
-    let ordinal = |v: i32| v / 100 * 12 + v % 100 - 1;
+    // Month ordinals index a dense list of row buckets.
+    use crate::value::{month_of_ordinal, month_ordinal as ordinal};
     let (Some(lo), Some(hi)) = (
         ym.iter().map(|&v| ordinal(v)).min(),
         ym.iter().map(|&v| ordinal(v)).max(),
@@ -236,7 +236,7 @@ fn split_by_month(
             let o = lo + k as i32;
             let slice = take_record_batch(&part, &UInt32Array::from(rows))
                 .map_err(|e| Error::format(table, e))?;
-            Ok((o / 12 * 100 + o % 12 + 1, slice))
+            Ok((month_of_ordinal(o), slice))
         })
         .collect()
 }

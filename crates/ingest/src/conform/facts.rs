@@ -359,10 +359,8 @@ fn month_order(
     ts: &TimestampMicrosecondArray,
     range: std::ops::Range<usize>,
 ) -> (Vec<usize>, Vec<usize>) {
-    let month = |i: usize| {
-        let ym = crate::value::date_key_of_micros(ts.value(i)) / 100;
-        ym / 100 * 12 + ym % 100
-    };
+    let month =
+        |i: usize| crate::value::month_ordinal(crate::value::date_key_of_micros(ts.value(i)) / 100);
     let ord: Vec<i32> = range.clone().map(month).collect();
     let (Some(&lo), Some(&hi)) = (ord.iter().min(), ord.iter().max()) else {
         return (Vec::new(), Vec::new());

@@ -106,8 +106,9 @@ fn read_all(path: &Path) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         const SLICE: usize = 16 << 20;
         let f = std::fs::File::open(path)?;
-        let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
-        if len >= 4 * SLICE && f.metadata()?.is_file() {
+        let meta = f.metadata()?;
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        if len >= 4 * SLICE && meta.is_file() {
             let mut buf = vec![0u8; len];
             buf.par_chunks_mut(SLICE)
                 .enumerate()
