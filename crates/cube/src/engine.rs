@@ -254,7 +254,7 @@ impl Cube {
     /// Compiles `q` to its SQL statements (what `--explain` prints).
     pub fn explain(&self, q: &CubeQuery) -> Result<Vec<String>> {
         let p = self.prepare(q)?;
-        Ok(p.queries.iter().map(|f| f.sql.clone()).collect())
+        Ok(p.queries.iter().map(FactQuery::text).collect())
     }
 
     fn prepare(&self, q: &CubeQuery) -> Result<Prepared> {
@@ -509,7 +509,7 @@ impl Cube {
                 ran.push(fq);
             }
         }
-        let sql: Vec<String> = ran.iter().map(|f| f.sql.clone()).collect();
+        let sql: Vec<String> = ran.iter().map(|f| f.text()).collect();
         let mut notes = p.notes.clone();
         if q.approximate
             && p.bases
@@ -1007,16 +1007,37 @@ fn axis_sets(rows: usize, cols: usize, totals: Totals) -> Vec<Vec<usize>> {
     out
 }
 
+/// A DataFusion error as one clear line.
+fn query_error(e: datafusion::error::DataFusionError) -> Error {
+    let text = e.to_string();
+    Error::Query(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// Runs one statement; errors become one clear line.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<QueryResult> {
-    let err = |e: datafusion::error::DataFusionError| {
-        let text = e.to_string();
-        Error::Query(text.split_whitespace().collect::<Vec<_>>().join(" "))
-    };
+    let err = query_error;
     let df = ctx.sql(sql).await.map_err(err)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(err)?;
     Ok(QueryResult { schema, batches })
+}
+
+/// Runs a fact query: its stage first (kept in memory under its name while the query
+/// runs, removed after), then its SQL.
+async fn run_fact_query(ctx: &SessionContext, fq: &FactQuery) -> Result<QueryResult> {
+    let Some(stage) = &fq.stage else {
+        return run_sql(ctx, &fq.sql).await;
+    };
+    let err = query_error;
+    let df = ctx.sql(&stage.sql).await.map_err(err)?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let parts = df.collect_partitioned().await.map_err(err)?;
+    let table = datafusion::datasource::MemTable::try_new(schema, parts).map_err(err)?;
+    ctx.register_table(stage.name.as_str(), Arc::new(table))
+        .map_err(err)?;
+    let result = run_sql(ctx, &fq.sql).await;
+    ctx.deregister_table(stage.name.as_str()).map_err(err)?;
+    result
 }
 
 async fn merge(
@@ -1026,7 +1047,7 @@ async fn merge(
     cells: &mut Cells,
     integer: &mut [bool],
 ) -> Result<()> {
-    let result = run_sql(ctx, &fq.sql).await?;
+    let result = run_fact_query(ctx, fq).await?;
     let n = p.labels.len();
     let targets: Vec<usize> = fq
         .measures

@@ -21,6 +21,34 @@ pub struct FactQuery {
     pub measures: Vec<String>,
     /// The SQL.
     pub sql: String,
+    /// A statement run first, its result kept in memory as a table the SQL reads.
+    pub stage: Option<Stage>,
+}
+
+/// An intermediate result computed once and read by several parts of a [`FactQuery`].
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Name of the in-memory table (unique in the process).
+    pub name: String,
+    /// The statement computing it.
+    pub sql: String,
+}
+
+impl FactQuery {
+    /// The statements as run, for `--explain`: the stage (if any), then the SQL.
+    pub fn text(&self) -> String {
+        match &self.stage {
+            Some(s) => format!("-- stage {}:\n{};\n{}", s.name, s.sql, self.sql),
+            None => self.sql.clone(),
+        }
+    }
+}
+
+/// A fresh name for a stage table.
+fn stage_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("_cube_stage_{}_{n}", std::process::id())
 }
 
 /// A quoted SQL identifier.
@@ -619,6 +647,20 @@ pub(crate) fn queries_from(
             }
         });
     }
+    // Under several grouping sets each exact distinct count gets its own staged query
+    // (see [`staged_distinct`]); the sums then roll up from the finest grain.
+    let mut staged = Vec::new();
+    if !spec.approximate && spec.sets.len() > 1 {
+        plain.retain(|m| {
+            let distinct = model
+                .measure(m)
+                .is_some_and(|d| d.agg == Some(Agg::CountDistinct));
+            if distinct {
+                staged.push(m.clone());
+            }
+            !distinct
+        });
+    }
     let mut out = Vec::new();
     if !plain.is_empty() {
         match summed_by_keys(model, spec, &plain)? {
@@ -633,7 +675,100 @@ pub(crate) fn queries_from(
         let mut source = new_source()?;
         out.push(one_query(model, spec, source.as_mut(), ms, Some(m))?);
     }
+    for m in &staged {
+        let mut source = new_source()?;
+        out.push(staged_distinct(spec, source.as_mut(), m)?);
+    }
     Ok(out)
+}
+
+/// Labels and WHERE conditions of the rows behind a query: `l0, l1, …` per row.
+fn labelled_rows(
+    spec: &FactSpec,
+    star: &mut dyn RowSource,
+    why: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut select = Vec::new();
+    for (i, l) in spec.labels.iter().enumerate() {
+        select.push(format!("{} AS l{i}", star.label(l, why)?));
+    }
+    let mut conds = Vec::new();
+    for f in spec.filters {
+        conds.push(star.condition(f).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("{m} (needed by {why})")),
+            other => other,
+        })?);
+    }
+    Ok((select, conds))
+}
+
+/// An exact distinct count under several grouping sets. `COUNT(DISTINCT v)` with
+/// GROUPING SETS keeps a hash set per group and set and feeds it row by row; instead the
+/// rows are reduced once to their distinct (labels, value) pairs by an ordinary GROUP BY
+/// (the stage, kept in memory), and each set counts those pairs: directly at the finest
+/// set, and after reducing them to distinct (set labels, value) pairs at coarser ones.
+/// NULL values stay in the pairs (a cell whose values are all NULL counts 0), and
+/// `COUNT(v)` skips them.
+fn staged_distinct(spec: &FactSpec, star: &mut dyn RowSource, m: &str) -> Result<FactQuery> {
+    let why = format!("measure `{m}`");
+    let (mut select, conds) = labelled_rows(spec, star, &why)?;
+    let (v, _) = star.measure_value(m)?;
+    select.push(format!("{v} AS v"));
+    let base = base_select(&*star, &select, &conds)?;
+    let n = spec.labels.len();
+    let label = |i: usize| format!("l{i}");
+    let mut grain: Vec<String> = (0..n).map(label).collect();
+    grain.push("v".into());
+    let stage = Stage {
+        name: stage_name(),
+        sql: format!(
+            "SELECT {g}\nFROM (\n{base}\n) AS base\nGROUP BY {g}",
+            g = grain.join(", ")
+        ),
+    };
+    let table = ident(&stage.name);
+    let mut parts = Vec::new();
+    for set in spec.sets {
+        let mut cols: Vec<String> = (0..n)
+            .map(|i| {
+                if set.contains(&i) {
+                    label(i)
+                } else {
+                    format!("CAST(NULL AS VARCHAR) AS l{i}")
+                }
+            })
+            .collect();
+        cols.push("COUNT(v) AS m0".into());
+        let kept: Vec<String> = set.iter().map(|i| label(*i)).collect();
+        let from = if (0..n).all(|i| set.contains(&i)) {
+            table.clone()
+        } else {
+            let mut pairs = kept.clone();
+            pairs.push("v".into());
+            let pairs = pairs.join(", ");
+            format!("(SELECT {pairs} FROM {table} GROUP BY {pairs}) AS pairs")
+        };
+        let group = if kept.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", kept.join(", "))
+        };
+        parts.push(format!("SELECT {} FROM {from}{group}", cols.join(", ")));
+    }
+    let mut cols: Vec<String> = (0..n)
+        .map(|i| format!("COALESCE(l{i}, {}) AS a{i}", literal(ALL)))
+        .collect();
+    cols.push("m0".into());
+    Ok(FactQuery {
+        fact: spec.fact.to_string(),
+        measures: vec![m.to_string()],
+        sql: format!(
+            "SELECT {}\nFROM (\n{}\n) AS sets",
+            cols.join(", "),
+            parts.join("\nUNION ALL\n")
+        ),
+        stage: Some(stage),
+    })
 }
 
 /// The most key combinations the facts are summed to before small dimensions are joined.
@@ -817,6 +952,7 @@ fn summed_by_keys(
             cols.join(", "),
             group_by(&label_cols, spec.sets, &[])
         ),
+        stage: None,
     }))
 }
 
@@ -827,18 +963,8 @@ fn one_query(
     measures: &[String],
     nested: Option<&String>,
 ) -> Result<FactQuery> {
-    let mut select = Vec::new();
     let why_axis = format!("measure `{}`", measures.join("`, `"));
-    for (i, l) in spec.labels.iter().enumerate() {
-        select.push(format!("{} AS l{i}", star.label(l, &why_axis)?));
-    }
-    let mut conds = Vec::new();
-    for f in spec.filters {
-        conds.push(star.condition(f).map_err(|e| match e {
-            Error::Usage(m) => Error::Usage(format!("{m} (needed by {why_axis})")),
-            other => other,
-        })?);
-    }
+    let (mut select, mut conds) = labelled_rows(spec, star, &why_axis)?;
     let label_cols: Vec<String> = (0..spec.labels.len()).map(|i| format!("l{i}")).collect();
     let outer_labels: Vec<String> = label_cols
         .iter()
@@ -916,6 +1042,7 @@ fn one_query(
         fact: spec.fact.to_string(),
         measures: measures.to_vec(),
         sql,
+        stage: None,
     })
 }
 

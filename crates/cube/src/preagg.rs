@@ -519,6 +519,13 @@ impl Layout {
                 dimension_rows: &no_sizes,
             };
             let queries = crate::plan::fact_queries(model, &spec)?;
+            // One grouping set per grain: no query needs a stage, so each is one statement.
+            if queries.iter().any(|q| q.stage.is_some()) {
+                return Err(Error::Usage(format!(
+                    "pre-aggregation `{}`: a grain needs a staged query",
+                    self.name
+                )));
+            }
             // Label `p` of the cell as any of the first `n` queries has it.
             let label = |n: usize, p: usize| -> String {
                 if n == 1 {
@@ -1661,6 +1668,7 @@ fn counted_queries(model: &CubeModel, layout: &Layout, spec: &FactSpec) -> Resul
         fact: spec.fact.to_string(),
         measures: spec.measures.to_vec(),
         sql: parts.join("\nUNION ALL\n"),
+        stage: None,
     })
 }
 

@@ -423,6 +423,16 @@ fn answer_with(
     };
     let r = rt.block_on(cube.run(ctx, q)).unwrap();
     assert_eq!(r.shown_rows, r.total_rows);
+    // Staged distinct counts leave no table behind.
+    let tables = ctx
+        .catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
+    assert!(
+        !tables.iter().any(|t| t.starts_with("_cube_stage_")),
+        "stage tables left: {tables:?}"
+    );
     let nlabels = q.rows.len() + q.columns.len();
     let mut out = HashMap::new();
     let names: Vec<String> = r.schema.fields().iter().map(|f| f.name().clone()).collect();

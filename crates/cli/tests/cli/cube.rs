@@ -622,3 +622,55 @@ fn describe_and_model_errors() {
         r.stderr
     );
 }
+
+#[test]
+fn distinct_counts_under_totals_are_staged() {
+    // CUBE of region x year: the distinct counts run as staged statements (distinct
+    // pairs first, then one count per grouping set) and equal plain COUNT(DISTINCT).
+    let (rows, stderr) = cube(&[
+        "--measures",
+        "orders,customers,revenue",
+        "--rows",
+        "geography.region,time.year",
+        "--totals",
+        "cube",
+        "--explain",
+    ]);
+    assert!(stderr.contains("-- stage _cube_stage_"), "{stderr}");
+    let counts = |group: &str| -> HashMap<String, (f64, f64)> {
+        let q = format!(
+            "SELECT {group} AS k, COUNT(DISTINCT f.order_id) AS orders, \
+             COUNT(DISTINCT c.customer_id) AS customers FROM fact_sales f \
+             LEFT JOIN dim_region r ON r.region_key = f.region_key \
+             LEFT JOIN dim_date d ON d.date_key = f.date_key \
+             LEFT JOIN dim_customer c ON c.customer_key = f.customer_key GROUP BY 1"
+        );
+        sql(&q)
+            .iter()
+            .map(|w| (text(w, "k"), (num(&w["orders"]), num(&w["customers"]))))
+            .collect()
+    };
+    let by_region = counts("COALESCE(r.region, 'Unknown')");
+    let by_year = counts("COALESCE(CAST(d.year AS VARCHAR), 'Unknown')");
+    let by_both = counts(
+        "COALESCE(r.region, 'Unknown') || '/' || COALESCE(CAST(d.year AS VARCHAR), 'Unknown')",
+    );
+    let total = counts("'All'");
+    let mut seen = 0;
+    for r in &rows {
+        let (region, year) = (text(r, "geography.region"), text(r, "time.year"));
+        let want = match (region.as_str(), year.as_str()) {
+            ("All", "All") => total["All"],
+            ("All", y) => by_year[y],
+            (g, "All") => by_region[g],
+            (g, y) => by_both[&format!("{g}/{y}")],
+        };
+        assert_eq!((num(&r["orders"]), num(&r["customers"])), want, "{r:?}");
+        seen += 1;
+    }
+    assert_eq!(
+        seen,
+        by_both.len() + by_region.len() + by_year.len() + 1,
+        "every cell and subtotal once"
+    );
+}
