@@ -673,7 +673,11 @@ pub(crate) fn queries_from(
     }
     for (m, ms) in nested.iter().zip(&with_nested) {
         let mut source = new_source()?;
-        out.push(one_query(model, spec, source.as_mut(), ms, Some(m))?);
+        out.push(if spec.sets.len() > 1 {
+            staged_having(model, spec, source.as_mut(), ms, m)?
+        } else {
+            one_query(model, spec, source.as_mut(), ms, Some(m))?
+        });
     }
     for m in &staged {
         let mut source = new_source()?;
@@ -715,10 +719,77 @@ fn staged_distinct(spec: &FactSpec, star: &mut dyn RowSource, m: &str) -> Result
     let (v, _) = star.measure_value(m)?;
     select.push(format!("{v} AS v"));
     let base = base_select(&*star, &select, &conds)?;
+    let sql_of = |rows: &str, kept: &[String]| {
+        let group = group_clause(kept);
+        format!("COUNT(v) AS m0 FROM {rows}{group}")
+    };
+    staged(spec, &base, &["v"], &[m.to_string()], &sql_of)
+}
+
+/// A count_distinct_having measure (and the distinct counts of the same values it hosts)
+/// under several grouping sets, staged like [`staged_distinct`]: the distinct (labels,
+/// counted value, per value) triples once, then per set the number of per values of each
+/// counted value, and how many counted values reach the minimum.
+fn staged_having(
+    model: &CubeModel,
+    spec: &FactSpec,
+    star: &mut dyn RowSource,
+    measures: &[String],
+    m: &str,
+) -> Result<FactQuery> {
+    let def = model
+        .measure(m)
+        .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
+    let why = format!("measure `{}`", measures.join("`, `"));
+    let (mut select, mut conds) = labelled_rows(spec, star, &why)?;
+    let (c, per, extra) = star.having_values(m)?;
+    select.push(format!("{c} AS c"));
+    select.push(format!("{per} AS p"));
+    conds.extend(extra);
+    conds.push(format!("{c} IS NOT NULL"));
+    let base = base_select(&*star, &select, &conds)?;
+    let min = def.min.unwrap_or(2);
+    let hosted = measures.len();
+    let sql_of = |rows: &str, kept: &[String]| {
+        let mut per_value = kept.to_vec();
+        per_value.push("c".into());
+        let mut cols = vec![format!("SUM(CASE WHEN n >= {min} THEN 1 ELSE 0 END) AS m0")];
+        // Distinct counts of the same values: one per-value row each.
+        cols.extend((1..hosted).map(|k| format!("COUNT(*) AS m{k}")));
+        format!(
+            "{} FROM (SELECT {}, COUNT(p) AS n FROM {rows}{}) AS per_value{}",
+            cols.join(", "),
+            per_value.join(", "),
+            group_clause(&per_value),
+            group_clause(kept)
+        )
+    };
+    staged(spec, &base, &["c", "p"], measures, &sql_of)
+}
+
+fn group_clause(cols: &[String]) -> String {
+    if cols.is_empty() {
+        String::new()
+    } else {
+        format!(" GROUP BY {}", cols.join(", "))
+    }
+}
+
+/// The staged statement over `base` (rows with `l0, l1, …` and the `values` columns):
+/// the stage keeps its distinct (labels, values) rows; each grouping set reads them, or
+/// at a coarser set their distinct (set labels, values) rows, through
+/// `aggregate(rows, set labels)` (measure columns `m0, m1, …` and the FROM … GROUP BY).
+fn staged(
+    spec: &FactSpec,
+    base: &str,
+    values: &[&str],
+    measures: &[String],
+    aggregate: &dyn Fn(&str, &[String]) -> String,
+) -> Result<FactQuery> {
     let n = spec.labels.len();
     let label = |i: usize| format!("l{i}");
     let mut grain: Vec<String> = (0..n).map(label).collect();
-    grain.push("v".into());
+    grain.extend(values.iter().map(|v| v.to_string()));
     let stage = Stage {
         name: stage_name(),
         sql: format!(
@@ -729,7 +800,16 @@ fn staged_distinct(spec: &FactSpec, star: &mut dyn RowSource, m: &str) -> Result
     let table = ident(&stage.name);
     let mut parts = Vec::new();
     for set in spec.sets {
-        let mut cols: Vec<String> = (0..n)
+        let kept: Vec<String> = set.iter().map(|i| label(*i)).collect();
+        let rows = if (0..n).all(|i| set.contains(&i)) {
+            table.clone()
+        } else {
+            let mut distinct = kept.clone();
+            distinct.extend(values.iter().map(|v| v.to_string()));
+            let distinct = distinct.join(", ");
+            format!("(SELECT {distinct} FROM {table} GROUP BY {distinct}) AS distinct_rows")
+        };
+        let cols: Vec<String> = (0..n)
             .map(|i| {
                 if set.contains(&i) {
                     label(i)
@@ -738,30 +818,19 @@ fn staged_distinct(spec: &FactSpec, star: &mut dyn RowSource, m: &str) -> Result
                 }
             })
             .collect();
-        cols.push("COUNT(v) AS m0".into());
-        let kept: Vec<String> = set.iter().map(|i| label(*i)).collect();
-        let from = if (0..n).all(|i| set.contains(&i)) {
-            table.clone()
-        } else {
-            let mut pairs = kept.clone();
-            pairs.push("v".into());
-            let pairs = pairs.join(", ");
-            format!("(SELECT {pairs} FROM {table} GROUP BY {pairs}) AS pairs")
-        };
-        let group = if kept.is_empty() {
-            String::new()
-        } else {
-            format!(" GROUP BY {}", kept.join(", "))
-        };
-        parts.push(format!("SELECT {} FROM {from}{group}", cols.join(", ")));
+        let mut select = cols.join(", ");
+        if !select.is_empty() {
+            select.push_str(", ");
+        }
+        parts.push(format!("SELECT {select}{}", aggregate(&rows, &kept)));
     }
     let mut cols: Vec<String> = (0..n)
         .map(|i| format!("COALESCE(l{i}, {}) AS a{i}", literal(ALL)))
         .collect();
-    cols.push("m0".into());
+    cols.extend((0..measures.len()).map(|k| format!("m{k}")));
     Ok(FactQuery {
         fact: spec.fact.to_string(),
-        measures: vec![m.to_string()],
+        measures: measures.to_vec(),
         sql: format!(
             "SELECT {}\nFROM (\n{}\n) AS sets",
             cols.join(", "),

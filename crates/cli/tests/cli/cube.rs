@@ -674,3 +674,46 @@ fn distinct_counts_under_totals_are_staged() {
         "every cell and subtotal once"
     );
 }
+
+#[test]
+fn repeat_customers_under_totals_are_staged_and_recounted() {
+    // Repeat customers by segment with the grand total: the total recounts customers
+    // over all segments (a customer who changed segment counts once), it is not a sum.
+    let (rows, stderr) = cube(&[
+        "--measures",
+        "repeat_customers,customers",
+        "--rows",
+        "customer.segment",
+        "--totals",
+        "--explain",
+    ]);
+    assert!(stderr.contains("-- stage _cube_stage_"), "{stderr}");
+    let per = |group: &str| -> HashMap<String, (f64, f64)> {
+        let q = format!(
+            "SELECT k, SUM(CASE WHEN n >= 2 THEN 1 ELSE 0 END) AS repeat, COUNT(*) AS customers \
+             FROM (SELECT {group} AS k, c.customer_id, COUNT(DISTINCT f.order_id) AS n \
+             FROM fact_sales f JOIN dim_customer c ON c.customer_key = f.customer_key \
+             GROUP BY 1, 2) AS per GROUP BY k"
+        );
+        sql(&q)
+            .iter()
+            .map(|w| (text(w, "k"), (num(&w["repeat"]), num(&w["customers"]))))
+            .collect()
+    };
+    let by_segment = per("COALESCE(c.segment, 'Unknown')");
+    let total = per("'All'");
+    assert_eq!(rows.len(), by_segment.len() + 1);
+    for r in &rows {
+        let s = text(r, "customer.segment");
+        let want = if s == "All" {
+            total["All"]
+        } else {
+            by_segment[&s]
+        };
+        assert_eq!(
+            (num(&r["repeat_customers"]), num(&r["customers"])),
+            want,
+            "{r:?}"
+        );
+    }
+}
