@@ -1015,10 +1015,9 @@ fn query_error(e: datafusion::error::DataFusionError) -> Error {
 
 /// Runs one statement; errors become one clear line.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<QueryResult> {
-    let err = query_error;
-    let df = ctx.sql(sql).await.map_err(err)?;
+    let df = ctx.sql(sql).await.map_err(query_error)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(err)?;
+    let batches = df.collect().await.map_err(query_error)?;
     Ok(QueryResult { schema, batches })
 }
 
@@ -1028,16 +1027,31 @@ async fn run_fact_query(ctx: &SessionContext, fq: &FactQuery) -> Result<QueryRes
     let Some(stage) = &fq.stage else {
         return run_sql(ctx, &fq.sql).await;
     };
-    let err = query_error;
-    let df = ctx.sql(&stage.sql).await.map_err(err)?;
+    let df = ctx.sql(&stage.sql).await.map_err(query_error)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let parts = df.collect_partitioned().await.map_err(err)?;
-    let table = datafusion::datasource::MemTable::try_new(schema, parts).map_err(err)?;
+    let parts = df.collect_partitioned().await.map_err(query_error)?;
+    let table = datafusion::datasource::MemTable::try_new(schema, parts).map_err(query_error)?;
     ctx.register_table(stage.name.as_str(), Arc::new(table))
-        .map_err(err)?;
-    let result = run_sql(ctx, &fq.sql).await;
-    ctx.deregister_table(stage.name.as_str()).map_err(err)?;
-    result
+        .map_err(query_error)?;
+    // Removed when the query ends, fails or is dropped (a server's timeout).
+    let _registered = StageTable {
+        ctx,
+        name: &stage.name,
+    };
+    run_sql(ctx, &fq.sql).await
+}
+
+/// A stage table registered in a context, deregistered on drop.
+struct StageTable<'a> {
+    ctx: &'a SessionContext,
+    name: &'a str,
+}
+
+impl Drop for StageTable<'_> {
+    fn drop(&mut self) {
+        // Deregistering an in-memory table from the default schema cannot fail.
+        let _ = self.ctx.deregister_table(self.name);
+    }
 }
 
 async fn merge(

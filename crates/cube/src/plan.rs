@@ -741,13 +741,8 @@ fn staged_having(
         .measure(m)
         .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
     let why = format!("measure `{}`", measures.join("`, `"));
-    let (mut select, mut conds) = labelled_rows(spec, star, &why)?;
-    let (c, per, extra) = star.having_values(m)?;
-    select.push(format!("{c} AS c"));
-    select.push(format!("{per} AS p"));
-    conds.extend(extra);
-    conds.push(format!("{c} IS NOT NULL"));
-    let base = base_select(&*star, &select, &conds)?;
+    let (select, conds) = labelled_rows(spec, star, &why)?;
+    let base = having_rows(star, m, select, conds)?;
     let min = def.min.unwrap_or(2);
     let hosted = measures.len();
     let sql_of = |rows: &str, kept: &[String]| {
@@ -765,6 +760,22 @@ fn staged_having(
         )
     };
     staged(spec, &base, &["c", "p"], measures, &sql_of)
+}
+
+/// The rows a count_distinct_having measure reads: the labels, `c` (the counted value,
+/// never NULL) and `p` (the per value), under the query's and the measure's conditions.
+fn having_rows(
+    star: &mut dyn RowSource,
+    m: &str,
+    mut select: Vec<String>,
+    mut conds: Vec<String>,
+) -> Result<String> {
+    let (c, per, extra) = star.having_values(m)?;
+    select.push(format!("{c} AS c"));
+    select.push(format!("{per} AS p"));
+    conds.extend(extra);
+    conds.push(format!("{c} IS NOT NULL"));
+    base_select(&*star, &select, &conds)
 }
 
 fn group_clause(cols: &[String]) -> String {
@@ -1033,7 +1044,7 @@ fn one_query(
     nested: Option<&String>,
 ) -> Result<FactQuery> {
     let why_axis = format!("measure `{}`", measures.join("`, `"));
-    let (mut select, mut conds) = labelled_rows(spec, star, &why_axis)?;
+    let (mut select, conds) = labelled_rows(spec, star, &why_axis)?;
     let label_cols: Vec<String> = (0..spec.labels.len()).map(|i| format!("l{i}")).collect();
     let outer_labels: Vec<String> = label_cols
         .iter()
@@ -1078,12 +1089,7 @@ fn one_query(
             let def = model
                 .measure(m)
                 .ok_or_else(|| Error::Usage(format!("unknown measure `{m}`")))?;
-            let (c, per, extra) = star.having_values(m)?;
-            select.push(format!("{c} AS c"));
-            select.push(format!("{per} AS p"));
-            conds.extend(extra);
-            conds.push(format!("{c} IS NOT NULL"));
-            let base = base_select(&*star, &select, &conds)?;
+            let base = having_rows(star, m, select, conds)?;
             let mut inner_cols = label_cols.clone();
             inner_cols.push("c".into());
             let min = def.min.unwrap_or(2);
