@@ -210,6 +210,41 @@ pub fn month_of_ordinal(o: i32) -> i32 {
     o / 12 * 100 + o % 12 + 1
 }
 
+/// Positions `0..months.len()` grouped by their `YYYYMM` month (months ascending,
+/// positions ascending inside a month), and each month present with its number of
+/// positions: a counting sort over [`month_ordinal`]s.
+pub fn group_by_month(months: &[i32]) -> (Vec<u32>, Vec<(i32, usize)>) {
+    let ord: Vec<i32> = months.iter().map(|&m| month_ordinal(m)).collect();
+    let (Some(&lo), Some(&hi)) = (ord.iter().min(), ord.iter().max()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut counts = vec![0usize; (hi - lo + 1) as usize];
+    for &o in &ord {
+        counts[(o - lo) as usize] += 1;
+    }
+    let mut next: Vec<usize> = counts
+        .iter()
+        .scan(0, |acc, &c| {
+            let start = *acc;
+            *acc += c;
+            Some(start)
+        })
+        .collect();
+    let mut positions = vec![0u32; ord.len()];
+    for (k, &o) in ord.iter().enumerate() {
+        let slot = &mut next[(o - lo) as usize];
+        positions[*slot] = k as u32;
+        *slot += 1;
+    }
+    let present = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(k, &c)| (month_of_ordinal(lo + k as i32), c))
+        .collect();
+    (positions, present)
+}
+
 /// The `YYYYMMDD` date key of a timestamp in microseconds.
 pub fn date_key_of_micros(ts: i64) -> i32 {
     date_key_of_days(ts.div_euclid(MICROS_PER_DAY) as i32)

@@ -213,32 +213,24 @@ fn split_by_month(
         ));
     }
     let ym = month.values();
-    // Month ordinals index a dense list of row buckets.
-    use crate::value::{month_of_ordinal, month_ordinal as ordinal};
-    let (Some(lo), Some(hi)) = (
-        ym.iter().map(|&v| ordinal(v)).min(),
-        ym.iter().map(|&v| ordinal(v)).max(),
-    ) else {
+    let Some(&first) = ym.first() else {
         return Ok(Vec::new());
     };
-    if lo == hi {
-        return Ok(vec![(ym[0], part)]);
+    if ym.iter().all(|&v| v == first) {
+        return Ok(vec![(first, part)]);
     }
-    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); (hi - lo + 1) as usize];
-    for (row, &v) in ym.iter().enumerate() {
-        buckets[(ordinal(v) - lo) as usize].push(row as u32);
-    }
-    buckets
+    let (rows, present) = crate::value::group_by_month(ym);
+    let grouped =
+        take_record_batch(&part, &UInt32Array::from(rows)).map_err(|e| Error::format(table, e))?;
+    let mut offset = 0;
+    Ok(present
         .into_iter()
-        .enumerate()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(k, rows)| {
-            let o = lo + k as i32;
-            let slice = take_record_batch(&part, &UInt32Array::from(rows))
-                .map_err(|e| Error::format(table, e))?;
-            Ok((month_of_ordinal(o), slice))
+        .map(|(ym, len)| {
+            let slice = grouped.slice(offset, len);
+            offset += len;
+            (ym, slice)
         })
-        .collect()
+        .collect())
 }
 
 /// The rows `order` (global row numbers over `parts`) as one batch.

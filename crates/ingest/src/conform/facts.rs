@@ -359,32 +359,18 @@ fn month_order(
     ts: &TimestampMicrosecondArray,
     range: std::ops::Range<usize>,
 ) -> (Vec<usize>, Vec<usize>) {
-    let month =
-        |i: usize| crate::value::month_ordinal(crate::value::date_key_of_micros(ts.value(i)) / 100);
-    let ord: Vec<i32> = range.clone().map(month).collect();
-    let (Some(&lo), Some(&hi)) = (ord.iter().min(), ord.iter().max()) else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut counts = vec![0usize; (hi - lo + 1) as usize];
-    for &o in &ord {
-        counts[(o - lo) as usize] += 1;
-    }
-    let mut next: Vec<usize> = counts
-        .iter()
-        .scan(0, |acc, &c| {
-            let start = *acc;
-            *acc += c;
-            Some(start)
-        })
+    let months: Vec<i32> = range
+        .clone()
+        .map(|i| date_key_of_micros(ts.value(i)) / 100)
         .collect();
-    let mut rows = vec![0usize; ord.len()];
-    for (k, &o) in ord.iter().enumerate() {
-        let slot = &mut next[(o - lo) as usize];
-        rows[*slot] = range.start + k;
-        *slot += 1;
-    }
-    counts.retain(|&c| c > 0);
-    (rows, counts)
+    let (positions, present) = crate::value::group_by_month(&months);
+    (
+        positions
+            .into_iter()
+            .map(|p| range.start + p as usize)
+            .collect(),
+        present.into_iter().map(|(_, n)| n).collect(),
+    )
 }
 
 /// Average byte length of a string column's values, plus `extra`.
