@@ -17,8 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A batch command (ingest, etl, demo, …) allocates and frees column buffers of hundreds
 /// of megabytes, phase after phase. Returning freed pages to the kernel means it must
 /// zero them again on the next allocation, which was a sixth of a large load's CPU
-/// time; a short-lived process keeps them instead. `serve` runs for days and keeps
-/// mimalloc's default (pages are returned shortly after they are freed).
+/// time; a short-lived process keeps them instead. `serve` and `cube shell` may run for
+/// days and keep mimalloc's default (pages are returned shortly after they are freed).
 fn keep_freed_memory() {
     /// `mi_option_purge_delay` in mimalloc's `mi_option_t`.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -87,7 +87,11 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
-    if !matches!(cli.command, Command::Serve(_)) {
+    let long_running = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Cube(commands::cube::CubeCommand::Shell(_))
+    );
+    if !long_running {
         keep_freed_memory();
     }
     let result = match cli.command {
