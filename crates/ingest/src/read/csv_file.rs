@@ -243,6 +243,18 @@ struct ChunkOut {
     rejects: Vec<QuarantineRow>,
 }
 
+/// What a chunk's records are checked against, and where refused rows go.
+struct ChunkCtx<'a> {
+    path: &'a Path,
+    entity: &'a str,
+    mapping: &'a [Option<usize>],
+    field_count: usize,
+    delimiter: u8,
+    /// The chunk is valid UTF-8 and the delimiter and quote are ASCII, so every field is
+    /// valid UTF-8 too (a field ends at an ASCII byte, never inside a character).
+    utf8: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn parse_chunk(
     bytes: &[u8],
@@ -255,14 +267,90 @@ fn parse_chunk(
     mapping: &[Option<usize>],
     field_count: usize,
 ) -> Result<ChunkOut> {
-    let mut rdr = builder(opts).from_reader(bytes);
     // Sized so that no column grows while the chunk is parsed: a chunk's records are
     // about its line count, and no text column can hold more bytes than the chunk.
     let mut stager = RowStager::with_text_capacity(spec, records + 1, bytes.len());
     let mut rejects = Vec::new();
+    let ctx = ChunkCtx {
+        path,
+        entity,
+        mapping,
+        field_count,
+        delimiter: opts.delimiter,
+        utf8: opts.delimiter.is_ascii()
+            && opts.quote.is_ascii()
+            && std::str::from_utf8(bytes).is_ok(),
+    };
+    let read = if plain_lines(bytes, opts.quote) {
+        parse_plain(bytes, first_line, &ctx, &mut stager, &mut rejects)
+    } else {
+        parse_csv(bytes, first_line, opts, &ctx, &mut stager, &mut rejects)
+    };
+    let (batch, lines) = stager.finish()?;
+    Ok(ChunkOut {
+        read,
+        batch,
+        lines,
+        rejects,
+    })
+}
+
+/// Whether every line of `bytes` is one record of plain fields: no quote character, and
+/// no carriage return except right before a line feed. Such a chunk is split on line
+/// feeds and delimiters directly, with the same records as the CSV reader.
+fn plain_lines(bytes: &[u8], quote: u8) -> bool {
+    memchr::memchr(quote, bytes).is_none()
+        && memchr::memchr_iter(b'\r', bytes).all(|p| bytes.get(p + 1) == Some(&b'\n'))
+}
+
+/// Parses a chunk of plain lines (see [`plain_lines`]); returns the records read. Empty
+/// lines are skipped, as the CSV reader does.
+fn parse_plain(
+    bytes: &[u8],
+    first_line: u64,
+    ctx: &ChunkCtx,
+    stager: &mut RowStager,
+    rejects: &mut Vec<QuarantineRow>,
+) -> u64 {
+    let mut read = 0;
+    let mut start = 0;
+    let mut line = first_line;
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(ctx.field_count);
+    while start < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
+        let mut record = &bytes[start..end];
+        if let [head @ .., b'\r'] = record {
+            record = head;
+        }
+        let this_line = line;
+        start = end + 1;
+        line += 1;
+        if record.is_empty() {
+            continue;
+        }
+        read += 1;
+        fields.clear();
+        fields.extend(record.split(|&b| b == ctx.delimiter));
+        stage_record(ctx, stager, rejects, this_line, this_line, &fields, || {
+            String::from_utf8_lossy(record).into_owned()
+        });
+    }
+    read
+}
+
+/// Parses a chunk with the CSV reader (quoted fields); returns the records read.
+fn parse_csv(
+    bytes: &[u8],
+    first_line: u64,
+    opts: &CsvOptions,
+    ctx: &ChunkCtx,
+    stager: &mut RowStager,
+    rejects: &mut Vec<QuarantineRow>,
+) -> u64 {
+    let mut rdr = builder(opts).from_reader(bytes);
     let mut rec = csv::ByteRecord::new();
     let mut read = 0;
-    let delimiter = [opts.delimiter];
+    let delimiter = [ctx.delimiter];
     loop {
         let line_before = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
@@ -272,8 +360,8 @@ fn parse_chunk(
                 read += 1;
                 let line = first_line + line_before.saturating_sub(1);
                 rejects.push(reject_row(
-                    entity,
-                    path,
+                    ctx.entity,
+                    ctx.path,
                     line,
                     Rejection::row(format!("malformed CSV record: {e}")),
                     None,
@@ -284,51 +372,64 @@ fn parse_chunk(
         read += 1;
         let start_line = rec.position().map_or(line_before, |p| p.line());
         let line = first_line + start_line.saturating_sub(1);
-        let end_line = first_line + rdr.position().line().saturating_sub(1);
-        if rec.len() != field_count {
-            let mut reason = format!("expected {field_count} fields, found {}", rec.len());
-            if end_line > line + 1 {
-                reason.push_str(&format!(
-                    "; the record runs from line {line} to line {}, probably an unclosed quote",
-                    end_line - 1
-                ));
-            }
-            rejects.push(reject_row(
-                entity,
-                path,
-                line,
-                Rejection::row(reason),
-                Some(raw_record(&rec, &delimiter)),
+        let last_line = (first_line + rdr.position().line()).saturating_sub(2);
+        let fields: Vec<&[u8]> = rec.iter().collect();
+        stage_record(ctx, stager, rejects, line, last_line, &fields, || {
+            raw_record(&rec, &delimiter)
+        });
+    }
+    read
+}
+
+/// Checks one record (its fields in file order, on lines `line..=last_line`) and stages
+/// it, or quarantines it with the reason.
+fn stage_record(
+    ctx: &ChunkCtx,
+    stager: &mut RowStager,
+    rejects: &mut Vec<QuarantineRow>,
+    line: u64,
+    last_line: u64,
+    fields: &[&[u8]],
+    raw: impl FnOnce() -> String,
+) {
+    if fields.len() != ctx.field_count {
+        let mut reason = format!(
+            "expected {} fields, found {}",
+            ctx.field_count,
+            fields.len()
+        );
+        if last_line > line {
+            reason.push_str(&format!(
+                "; the record runs from line {line} to line {last_line}, probably an unclosed quote"
             ));
-            continue;
         }
-        let cells = mapping.iter().map(|m| match m {
-            None => Cell::Null,
-            Some(i) => {
-                let f = &rec[*i];
+        rejects.push(reject_row(
+            ctx.entity,
+            ctx.path,
+            line,
+            Rejection::row(reason),
+            Some(raw()),
+        ));
+        return;
+    }
+    let cells = ctx.mapping.iter().map(|m| match m {
+        None => Cell::Null,
+        Some(i) => {
+            let f = fields[*i];
+            if ctx.utf8 {
+                // SAFETY: see `ChunkCtx::utf8`.
+                Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
+            } else {
                 match std::str::from_utf8(f) {
                     Ok(s) => Cell::Text(s),
                     Err(_) => Cell::Invalid(f),
                 }
             }
-        });
-        if let Err(r) = stager.push(line, cells) {
-            rejects.push(reject_row(
-                entity,
-                path,
-                line,
-                r,
-                Some(raw_record(&rec, &delimiter)),
-            ));
         }
+    });
+    if let Err(r) = stager.push(line, cells) {
+        rejects.push(reject_row(ctx.entity, ctx.path, line, r, Some(raw())));
     }
-    let (batch, lines) = stager.finish()?;
-    Ok(ChunkOut {
-        read,
-        batch,
-        lines,
-        rejects,
-    })
 }
 
 fn raw_record(rec: &csv::ByteRecord, delimiter: &[u8]) -> String {
@@ -359,6 +460,112 @@ mod tests {
             assert_eq!(c.first_line, 2 + 2 * n as u64);
         }
         assert_eq!(chunks.last().unwrap().end, data.len());
+    }
+
+    /// Staged rows (line, values) and quarantined rows (line, reason, raw record) of a
+    /// chunk, parsed by the plain-line path or by the CSV reader.
+    type Staged = (u64, Vec<(u64, Vec<Option<String>>)>, Vec<(u64, String)>);
+
+    fn staged(bytes: &[u8], plain: bool) -> Staged {
+        use arrow::array::{Array, AsArray};
+        let contract = crmcube_model::ExportContract::parse(
+            "entities:\n  t:\n    primary_key: [a]\n    columns:\n      - { name: a, type: string, nullable: true }\n      - { name: n, type: int, nullable: true }\n      - { name: b, type: string, nullable: true }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let spec = contract.entity("t").unwrap();
+        let mut stager = RowStager::with_text_capacity(spec, 64, bytes.len());
+        let mut rejects = Vec::new();
+        let ctx = ChunkCtx {
+            path: Path::new("t.csv"),
+            entity: "t",
+            mapping: &[Some(0), Some(1), Some(2)],
+            field_count: 3,
+            delimiter: b',',
+            utf8: std::str::from_utf8(bytes).is_ok(),
+        };
+        let read = if plain {
+            assert!(plain_lines(bytes, b'"'));
+            parse_plain(bytes, 7, &ctx, &mut stager, &mut rejects)
+        } else {
+            parse_csv(
+                bytes,
+                7,
+                &CsvOptions::default(),
+                &ctx,
+                &mut stager,
+                &mut rejects,
+            )
+        };
+        let (batch, lines) = stager.finish().unwrap();
+        let text =
+            arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let ints =
+            arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8).unwrap();
+        let rows = lines
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let v = |a: &arrow::array::ArrayRef| {
+                    let a = a.as_string::<i32>();
+                    a.is_valid(i).then(|| a.value(i).to_string())
+                };
+                (l, vec![v(&text), v(&ints)])
+            })
+            .collect();
+        let rejects = rejects
+            .iter()
+            .map(|r| {
+                (
+                    r.line,
+                    format!("{} {:?} {:?} {:?}", r.reason, r.column, r.value, r.record),
+                )
+            })
+            .collect();
+        (read, rows, rejects)
+    }
+
+    #[test]
+    fn plain_lines_parse_like_the_csv_reader() {
+        // The same records, values and refusals as the CSV reader.
+        let cases: [&[u8]; 10] = [
+            b"x,1,y\nz,2,w\n",
+            b"x,1,y\r\nz,2,w\r\n",
+            b"x,1,y\n\nz,2,w\n\n\n",
+            b"x,1,y\r\n\r\nz,2,w",
+            b"x,1\nx,1,y,z\n,,\n",
+            b"x,oops,y\n \n a ,3, b \n",
+            b",,\n\xff\xfe,4,y\n",
+            b"caf\xc3\xa9,5,\xe2\x82\xac\n",
+            b"x,1,y",
+            b"\n\n",
+        ];
+        let without_lines = |(read, rows, rejects): Staged| {
+            let rows: Vec<_> = rows.into_iter().map(|(_, v)| v).collect();
+            let reasons: Vec<_> = rejects.into_iter().map(|(_, r)| r).collect();
+            (read, rows, reasons)
+        };
+        for bytes in cases {
+            assert_eq!(
+                without_lines(staged(bytes, true)),
+                without_lines(staged(bytes, false)),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        // Line numbers count every line feed, blank lines and CRLF ends included (the
+        // CSV reader's own positions drift on both).
+        let lines = |bytes: &[u8]| {
+            let (_, rows, rejects) = staged(bytes, true);
+            let mut l: Vec<u64> = rows.iter().map(|(l, _)| *l).collect();
+            l.extend(rejects.iter().map(|(l, _)| *l));
+            l
+        };
+        assert_eq!(lines(b"x,1,y\r\n\r\nz,2,w\r\n"), [7, 9]);
+        assert_eq!(lines(b"\nx,1,y\n\n\nz,2\n"), [8, 11]);
+        assert!(!plain_lines(b"a\rb,1,c\n", b'"'));
+        assert!(!plain_lines(b"\"a\",1,c\n", b'"'));
+        assert!(plain_lines(b"a,1,c\r\n", b'"'));
     }
 
     #[test]
