@@ -455,9 +455,9 @@ impl<'a> Load<'a> {
         let t0 = Instant::now();
         let out = conform::build_fact_interaction(
             schema.require("fact_interaction")?,
-            &sessions,
-            &carts,
-            &emails,
+            &mut sessions,
+            &mut carts,
+            &mut emails,
             &resolver,
         )?;
         self.conform_seconds += t0.elapsed().as_secs_f64();

@@ -387,126 +387,21 @@ fn mean_len(a: &StringArray, extra: usize) -> usize {
 }
 
 /// fact_interaction from web sessions, cart events and email events.
+///
+/// Each source's rows are released (its batch emptied) as soon as its fact rows are
+/// built, so the staged sources and the fact never all sit in memory together: cart
+/// events first (they look up their sessions), then email events, then the sessions.
+/// The parts come out in source order (web, cart, email) all the same.
 pub fn build_fact_interaction(
     def: &TableDef,
-    sessions: &StagedEntity,
-    carts: &StagedEntity,
-    emails: &StagedEntity,
+    sessions: &mut StagedEntity,
+    carts: &mut StagedEntity,
+    emails: &mut StagedEntity,
     r: &Resolver,
 ) -> Result<FactOutput> {
     let web_key = r.channel(Some("web")).0;
     let email_key = r.channel(Some("email")).0;
 
-    let s = Cols::new("web_sessions", sessions);
-    let (s_id, s_cust, s_ts, s_dev, s_src, s_pages, s_dur) = (
-        s.str("session_id")?,
-        s.str("customer_id")?,
-        s.ts("started_at")?,
-        s.str("device")?,
-        s.str("traffic_source")?,
-        s.int("pages_viewed")?,
-        s.int("duration_s")?,
-    );
-    let c = Cols::new("cart_events", carts);
-    let (c_id, c_sess, c_cust, c_ts, c_type, c_prod, c_qty) = (
-        c.str("event_id")?,
-        c.str("session_id")?,
-        c.str("customer_id")?,
-        c.ts("event_ts")?,
-        c.str("event_type")?,
-        c.str("product_id")?,
-        c.int("quantity")?,
-    );
-    let e = Cols::new("email_events", emails);
-    let (e_id, e_cust, e_camp, e_ts, e_type) = (
-        e.str("event_id")?,
-        e.str("customer_id")?,
-        e.str("campaign_id")?,
-        e.ts("event_ts")?,
-        e.str("event_type")?,
-    );
-
-    // The three sources are independent once sessions are indexed: build them in
-    // parallel, each in parts of `PART_ROWS` rows.
-    let web = |rows: &[usize]| {
-        let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
-        let mut orphaned = 0;
-        let mut customers = r.customers.cursor();
-        for &i in rows {
-            let (ck, orph) = customers.resolve(opt_str(s_cust, i), s_ts.value(i));
-            orphaned += u64::from(orph);
-            append_prefixed(&mut out.id, "web:", s_id.value(i));
-            out.kind.append_value("web_visit");
-            out.ts.push(s_ts.value(i));
-            out.customer.push(ck);
-            out.channel.push(web_key);
-            out.campaign.push(UNKNOWN_KEY);
-            out.product.push(UNKNOWN_KEY);
-            out.device.append_option(opt_str(s_dev, i));
-            out.source.append_option(opt_str(s_src, i));
-            out.pages.append_value(s_pages.value(i));
-            out.duration.append_value(s_dur.value(i));
-            out.quantity.append_null();
-        }
-        (out, orphaned)
-    };
-    let cart = |session_idx: &RowIndex, rows: &[usize]| {
-        let mut out = Interactions::with_capacity(rows.len(), mean_len(c_id, 5));
-        let mut orphaned = 0;
-        let mut customers = r.customers.cursor();
-        let mut sessions = LastLookup::new();
-        for &i in rows {
-            let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
-            // An anonymous cart event belongs to its session's customer, when there is one.
-            let cust_id = opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
-            let (ck, orph1) = customers.resolve(cust_id, c_ts.value(i));
-            let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
-            if orph1 || orph2 || sess.is_none() {
-                orphaned += 1;
-            }
-            match c_type.value(i) {
-                "checkout" => out.kind.append_value("checkout"),
-                other => append_prefixed(&mut out.kind, "cart_", other),
-            }
-            append_prefixed(&mut out.id, "cart:", c_id.value(i));
-            out.ts.push(c_ts.value(i));
-            out.customer.push(ck);
-            out.channel.push(web_key);
-            out.campaign.push(UNKNOWN_KEY);
-            out.product.push(pk);
-            out.device
-                .append_option(sess.and_then(|si| opt_str(s_dev, si)));
-            out.source
-                .append_option(sess.and_then(|si| opt_str(s_src, si)));
-            out.pages.append_null();
-            out.duration.append_null();
-            out.quantity.append_value(c_qty.value(i));
-        }
-        (out, orphaned)
-    };
-    let email = |rows: &[usize]| {
-        let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
-        let mut orphaned = 0;
-        let mut customers = r.customers.cursor();
-        for &i in rows {
-            let (ck, orph1) = customers.resolve(opt_str(e_cust, i), e_ts.value(i));
-            let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
-            orphaned += u64::from(orph1 || orph2);
-            append_prefixed(&mut out.id, "email:", e_id.value(i));
-            append_prefixed(&mut out.kind, "email_", e_type.value(i));
-            out.ts.push(e_ts.value(i));
-            out.customer.push(ck);
-            out.channel.push(email_key);
-            out.campaign.push(mk);
-            out.product.push(UNKNOWN_KEY);
-            out.device.append_null();
-            out.source.append_null();
-            out.pages.append_null();
-            out.duration.append_null();
-            out.quantity.append_null();
-        }
-        (out, orphaned)
-    };
     // Each range is built in month order and cut into one slice per month (no copy), so
     // writing partitions it without moving a value.
     let parts = |ts: &TimestampMicrosecondArray,
@@ -530,26 +425,144 @@ pub fn build_fact_interaction(
             })
             .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
     };
-    let (web, (cart, email)) = rayon::join(
-        || parts(s_ts, &web),
-        || {
-            rayon::join(
-                || {
-                    // Only cart events look sessions up; the index is built while web
-                    // sessions and email events are converted.
-                    let idx = RowIndex::new(s_id);
-                    parts(c_ts, &|rows| cart(&idx, rows))
-                },
-                || parts(e_ts, &email),
-            )
-        },
-    );
+
+    let cart = {
+        let s = Cols::new("web_sessions", sessions);
+        let (s_id, s_cust, s_dev, s_src) = (
+            s.str("session_id")?,
+            s.str("customer_id")?,
+            s.str("device")?,
+            s.str("traffic_source")?,
+        );
+        let c = Cols::new("cart_events", carts);
+        let (c_id, c_sess, c_cust, c_ts, c_type, c_prod, c_qty) = (
+            c.str("event_id")?,
+            c.str("session_id")?,
+            c.str("customer_id")?,
+            c.ts("event_ts")?,
+            c.str("event_type")?,
+            c.str("product_id")?,
+            c.int("quantity")?,
+        );
+        let session_idx = RowIndex::new(s_id);
+        let cart = |rows: &[usize]| {
+            let mut out = Interactions::with_capacity(rows.len(), mean_len(c_id, 5));
+            let mut orphaned = 0;
+            let mut customers = r.customers.cursor();
+            let mut sessions = LastLookup::new();
+            for &i in rows {
+                let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
+                // An anonymous cart event belongs to its session's customer, when there is one.
+                let cust_id =
+                    opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
+                let (ck, orph1) = customers.resolve(cust_id, c_ts.value(i));
+                let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
+                if orph1 || orph2 || sess.is_none() {
+                    orphaned += 1;
+                }
+                match c_type.value(i) {
+                    "checkout" => out.kind.append_value("checkout"),
+                    other => append_prefixed(&mut out.kind, "cart_", other),
+                }
+                append_prefixed(&mut out.id, "cart:", c_id.value(i));
+                out.ts.push(c_ts.value(i));
+                out.customer.push(ck);
+                out.channel.push(web_key);
+                out.campaign.push(UNKNOWN_KEY);
+                out.product.push(pk);
+                out.device
+                    .append_option(sess.and_then(|si| opt_str(s_dev, si)));
+                out.source
+                    .append_option(sess.and_then(|si| opt_str(s_src, si)));
+                out.pages.append_null();
+                out.duration.append_null();
+                out.quantity.append_value(c_qty.value(i));
+            }
+            (out, orphaned)
+        };
+        parts(c_ts, &cart)?
+    };
+    carts.release();
+
+    let email = {
+        let e = Cols::new("email_events", emails);
+        let (e_id, e_cust, e_camp, e_ts, e_type) = (
+            e.str("event_id")?,
+            e.str("customer_id")?,
+            e.str("campaign_id")?,
+            e.ts("event_ts")?,
+            e.str("event_type")?,
+        );
+        let email = |rows: &[usize]| {
+            let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
+            let mut orphaned = 0;
+            let mut customers = r.customers.cursor();
+            for &i in rows {
+                let (ck, orph1) = customers.resolve(opt_str(e_cust, i), e_ts.value(i));
+                let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
+                orphaned += u64::from(orph1 || orph2);
+                append_prefixed(&mut out.id, "email:", e_id.value(i));
+                append_prefixed(&mut out.kind, "email_", e_type.value(i));
+                out.ts.push(e_ts.value(i));
+                out.customer.push(ck);
+                out.channel.push(email_key);
+                out.campaign.push(mk);
+                out.product.push(UNKNOWN_KEY);
+                out.device.append_null();
+                out.source.append_null();
+                out.pages.append_null();
+                out.duration.append_null();
+                out.quantity.append_null();
+            }
+            (out, orphaned)
+        };
+        parts(e_ts, &email)?
+    };
+    emails.release();
+
+    let web = {
+        let s = Cols::new("web_sessions", sessions);
+        let (s_id, s_cust, s_ts, s_dev, s_src, s_pages, s_dur) = (
+            s.str("session_id")?,
+            s.str("customer_id")?,
+            s.ts("started_at")?,
+            s.str("device")?,
+            s.str("traffic_source")?,
+            s.int("pages_viewed")?,
+            s.int("duration_s")?,
+        );
+        let web = |rows: &[usize]| {
+            let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
+            let mut orphaned = 0;
+            let mut customers = r.customers.cursor();
+            for &i in rows {
+                let (ck, orph) = customers.resolve(opt_str(s_cust, i), s_ts.value(i));
+                orphaned += u64::from(orph);
+                append_prefixed(&mut out.id, "web:", s_id.value(i));
+                out.kind.append_value("web_visit");
+                out.ts.push(s_ts.value(i));
+                out.customer.push(ck);
+                out.channel.push(web_key);
+                out.campaign.push(UNKNOWN_KEY);
+                out.product.push(UNKNOWN_KEY);
+                out.device.append_option(opt_str(s_dev, i));
+                out.source.append_option(opt_str(s_src, i));
+                out.pages.append_value(s_pages.value(i));
+                out.duration.append_value(s_dur.value(i));
+                out.quantity.append_null();
+            }
+            (out, orphaned)
+        };
+        parts(s_ts, &web)?
+    };
+    sessions.release();
+
     let mut batches = Vec::new();
     let mut orphaned = Vec::new();
     for (entity, built) in [
-        ("web_sessions", web?),
-        ("cart_events", cart?),
-        ("email_events", email?),
+        ("web_sessions", web),
+        ("cart_events", cart),
+        ("email_events", email),
     ] {
         orphaned.push((entity, built.iter().map(|(_, o)| o).sum()));
         batches.extend(built.into_iter().flat_map(|(b, _)| b));

@@ -65,35 +65,46 @@ pub(super) fn read(
         header_lines + 1,
         CHUNK_BYTES,
     );
-    let results: Vec<Result<ChunkOut>> = chunks
-        .par_iter()
-        .map(|c| {
-            parse_chunk(
-                &body[header_end + c.start..header_end + c.end],
-                c.first_line,
-                c.lines as usize,
-                path,
-                entity,
-                spec,
-                opts,
-                &mapping,
-                field_count,
-            )
-        })
-        .collect();
-
-    let mut batches = Vec::with_capacity(results.len());
-    let mut lines = Vec::new();
+    // Chunks are parsed a wave at a time and each wave is copied into the entity's
+    // columns before the next, so only one wave of parsed chunks is ever in memory.
+    let wave = 2 * rayon::current_num_threads().max(1);
+    let row_bound: usize = chunks.iter().map(|c| c.lines as usize).sum();
+    let mut columns = super::ColumnsBuilder::new(&spec.arrow_schema());
+    let mut lines = Vec::with_capacity(row_bound);
     let mut rejects = Vec::new();
     let mut read = 0;
-    for r in results {
-        let out = r?;
-        read += out.read;
-        batches.push(out.batch);
-        lines.extend(out.lines);
-        rejects.extend(out.rejects);
+    for (k, group) in chunks.chunks(wave).enumerate() {
+        let results: Vec<Result<ChunkOut>> = group
+            .par_iter()
+            .map(|c| {
+                parse_chunk(
+                    &body[header_end + c.start..header_end + c.end],
+                    c.first_line,
+                    c.lines as usize,
+                    path,
+                    entity,
+                    spec,
+                    opts,
+                    &mapping,
+                    field_count,
+                )
+            })
+            .collect();
+        for r in results {
+            let out = r?;
+            read += out.read;
+            columns
+                .push(&out.batch)
+                .map_err(|e| Error::format(path.display(), e))?;
+            lines.extend(out.lines);
+            rejects.extend(out.rejects);
+        }
+        if k == 0 {
+            columns.reserve_for(row_bound);
+        }
     }
-    let batch = super::concat_columns(&spec.arrow_schema(), &batches)
+    let batch = columns
+        .finish()
         .map_err(|e| Error::format(path.display(), e))?;
     Ok(FileStage {
         path: path.to_path_buf(),
