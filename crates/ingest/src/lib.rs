@@ -432,7 +432,9 @@ impl<'a> Load<'a> {
         let t0 = Instant::now();
         let out =
             conform::build_fact_sales(schema.require("fact_sales")?, &lines, &orders, &resolver)?;
-        let mut order_ids: HashSet<String> = conform_ids(&orders, "order_id");
+        // Tickets refer to orders; only the ids they name are looked up, once tickets are
+        // read (a set of every order id would cost more than the tickets themselves).
+        let order_id_column = orders.batch.column_by_name("order_id").cloned();
         self.conform_seconds += t0.elapsed().as_secs_f64();
         self.absorb(
             "fact_sales",
@@ -473,6 +475,11 @@ impl<'a> Load<'a> {
 
         // fact_ticket.
         let mut tickets = self.stage("tickets")?;
+        let mut order_ids = known_ids(
+            order_id_column.as_ref(),
+            &column_texts(&tickets.batch, "order_id"),
+        );
+        drop(order_id_column);
         if tickets.batch.num_rows() > 0 {
             order_ids.extend(state::previous_order_ids(self.base)?);
         }
@@ -758,6 +765,23 @@ fn column_texts(batch: &arrow::record_batch::RecordBatch, col: &str) -> Vec<Opti
             .collect(),
         Err(_) => vec![None; a.len()],
     }
+}
+
+/// The values of `wanted` that occur in the text column `ids`.
+fn known_ids(ids: Option<&arrow::array::ArrayRef>, wanted: &[Option<String>]) -> HashSet<String> {
+    use arrow::array::{Array, AsArray};
+    let wanted: HashSet<&str> = wanted.iter().flatten().map(String::as_str).collect();
+    let Some(ids) = ids.and_then(|a| a.as_string_opt::<i32>()) else {
+        return HashSet::default();
+    };
+    if wanted.is_empty() {
+        return HashSet::default();
+    }
+    (0..ids.len())
+        .into_par_iter()
+        .filter(|&i| ids.is_valid(i) && wanted.contains(ids.value(i)))
+        .map(|i| ids.value(i).to_string())
+        .collect()
 }
 
 fn conform_ids(st: &StagedEntity, col: &str) -> HashSet<String> {

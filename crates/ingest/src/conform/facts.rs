@@ -403,28 +403,32 @@ pub fn build_fact_interaction(
     let email_key = r.channel(Some("email")).0;
 
     // Each range is built in month order and cut into one slice per month (no copy), so
-    // writing partitions it without moving a value.
-    let parts = |ts: &TimestampMicrosecondArray,
-                 f: &(dyn Fn(&[usize]) -> (Interactions, u64) + Sync)| {
-        row_ranges(ts.len())
-            .into_par_iter()
-            .map(|range| {
-                let (rows, months) = month_order(ts, range);
-                let (out, orphaned) = f(&rows);
-                let batch = out.finish(def)?;
-                let mut slices = Vec::with_capacity(months.len().max(1));
-                let mut offset = 0;
-                for len in months {
-                    slices.push(batch.slice(offset, len));
-                    offset += len;
-                }
-                if slices.is_empty() {
-                    slices.push(batch);
-                }
-                Ok((slices, orphaned))
-            })
-            .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
-    };
+    // writing partitions it without moving a value. `f` gets the range and its rows in
+    // month order; it resolves references in the range's own order first, where an
+    // export lists a customer's (or a session's) rows together and `LastLookup` mostly
+    // skips the hash lookup, then builds the rows in month order.
+    let parts =
+        |ts: &TimestampMicrosecondArray,
+         f: &(dyn Fn(std::ops::Range<usize>, &[usize]) -> (Interactions, u64) + Sync)| {
+            row_ranges(ts.len())
+                .into_par_iter()
+                .map(|range| {
+                    let (rows, months) = month_order(ts, range.clone());
+                    let (out, orphaned) = f(range, &rows);
+                    let batch = out.finish(def)?;
+                    let mut slices = Vec::with_capacity(months.len().max(1));
+                    let mut offset = 0;
+                    for len in months {
+                        slices.push(batch.slice(offset, len));
+                        offset += len;
+                    }
+                    if slices.is_empty() {
+                        slices.push(batch);
+                    }
+                    Ok((slices, orphaned))
+                })
+                .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
+        };
 
     let cart = {
         let s = Cols::new("web_sessions", sessions);
@@ -445,17 +449,24 @@ pub fn build_fact_interaction(
             c.int("quantity")?,
         );
         let session_idx = RowIndex::new(s_id);
-        let cart = |rows: &[usize]| {
+        let cart = |range: std::ops::Range<usize>, rows: &[usize]| {
             let mut out = Interactions::with_capacity(rows.len(), mean_len(c_id, 5));
             let mut orphaned = 0;
             let mut customers = r.customers.cursor();
             let mut sessions = LastLookup::new();
+            let first = range.start;
+            let resolved: Vec<(Option<usize>, (i64, bool))> = range
+                .map(|i| {
+                    let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
+                    // An anonymous cart event belongs to its session's customer, when
+                    // there is one.
+                    let cust_id =
+                        opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
+                    (sess, customers.resolve(cust_id, c_ts.value(i)))
+                })
+                .collect();
             for &i in rows {
-                let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
-                // An anonymous cart event belongs to its session's customer, when there is one.
-                let cust_id =
-                    opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
-                let (ck, orph1) = customers.resolve(cust_id, c_ts.value(i));
+                let (sess, (ck, orph1)) = resolved[i - first];
                 let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
                 if orph1 || orph2 || sess.is_none() {
                     orphaned += 1;
@@ -493,12 +504,16 @@ pub fn build_fact_interaction(
             e.ts("event_ts")?,
             e.str("event_type")?,
         );
-        let email = |rows: &[usize]| {
+        let email = |range: std::ops::Range<usize>, rows: &[usize]| {
             let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
             let mut orphaned = 0;
             let mut customers = r.customers.cursor();
+            let first = range.start;
+            let resolved: Vec<(i64, bool)> = range
+                .map(|i| customers.resolve(opt_str(e_cust, i), e_ts.value(i)))
+                .collect();
             for &i in rows {
-                let (ck, orph1) = customers.resolve(opt_str(e_cust, i), e_ts.value(i));
+                let (ck, orph1) = resolved[i - first];
                 let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
                 orphaned += u64::from(orph1 || orph2);
                 append_prefixed(&mut out.id, "email:", e_id.value(i));
@@ -531,12 +546,16 @@ pub fn build_fact_interaction(
             s.int("pages_viewed")?,
             s.int("duration_s")?,
         );
-        let web = |rows: &[usize]| {
+        let web = |range: std::ops::Range<usize>, rows: &[usize]| {
             let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
             let mut orphaned = 0;
             let mut customers = r.customers.cursor();
+            let first = range.start;
+            let resolved: Vec<(i64, bool)> = range
+                .map(|i| customers.resolve(opt_str(s_cust, i), s_ts.value(i)))
+                .collect();
             for &i in rows {
-                let (ck, orph) = customers.resolve(opt_str(s_cust, i), s_ts.value(i));
+                let (ck, orph) = resolved[i - first];
                 orphaned += u64::from(orph);
                 append_prefixed(&mut out.id, "web:", s_id.value(i));
                 out.kind.append_value("web_visit");
