@@ -22,6 +22,7 @@ use chrono::{Datelike, NaiveDate};
 use crmcube_model::keys::FastMap as HashMap;
 use crmcube_model::keys::{key_of, surrogate_key, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Start of the first version of every customer (1900-01-01T00:00:00).
@@ -122,7 +123,7 @@ pub fn build_dim_customer(
 
     // Group rows by customer, in updated_at order.
     let mut order: Vec<usize> = (0..staged.batch.num_rows()).collect();
-    order.sort_by(|&a, &b| {
+    order.par_sort_by(|&a, &b| {
         ids.value(a)
             .cmp(ids.value(b))
             .then(updated.value(a).cmp(&updated.value(b)))
