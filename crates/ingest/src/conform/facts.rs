@@ -386,6 +386,10 @@ fn mean_len(a: &StringArray, extra: usize) -> usize {
     a.value_data().len() / a.len().max(1) + extra
 }
 
+/// Builds the fact rows of a source range: given the range and its rows in month order,
+/// returns the built rows (in that order) and the number of orphaned references.
+type BuildRows<'a> = dyn Fn(std::ops::Range<usize>, &[usize]) -> (Interactions, u64) + Sync + 'a;
+
 /// fact_interaction from web sessions, cart events and email events.
 ///
 /// Each source's rows are released (its batch emptied) as soon as its fact rows are
@@ -407,28 +411,26 @@ pub fn build_fact_interaction(
     // month order; it resolves references in the range's own order first, where an
     // export lists a customer's (or a session's) rows together and `LastLookup` mostly
     // skips the hash lookup, then builds the rows in month order.
-    let parts =
-        |ts: &TimestampMicrosecondArray,
-         f: &(dyn Fn(std::ops::Range<usize>, &[usize]) -> (Interactions, u64) + Sync)| {
-            row_ranges(ts.len())
-                .into_par_iter()
-                .map(|range| {
-                    let (rows, months) = month_order(ts, range.clone());
-                    let (out, orphaned) = f(range, &rows);
-                    let batch = out.finish(def)?;
-                    let mut slices = Vec::with_capacity(months.len().max(1));
-                    let mut offset = 0;
-                    for len in months {
-                        slices.push(batch.slice(offset, len));
-                        offset += len;
-                    }
-                    if slices.is_empty() {
-                        slices.push(batch);
-                    }
-                    Ok((slices, orphaned))
-                })
-                .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
-        };
+    let parts = |ts: &TimestampMicrosecondArray, f: &BuildRows| {
+        row_ranges(ts.len())
+            .into_par_iter()
+            .map(|range| {
+                let (rows, months) = month_order(ts, range.clone());
+                let (out, orphaned) = f(range, &rows);
+                let batch = out.finish(def)?;
+                let mut slices = Vec::with_capacity(months.len().max(1));
+                let mut offset = 0;
+                for len in months {
+                    slices.push(batch.slice(offset, len));
+                    offset += len;
+                }
+                if slices.is_empty() {
+                    slices.push(batch);
+                }
+                Ok((slices, orphaned))
+            })
+            .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
+    };
 
     let cart = {
         let s = Cols::new("web_sessions", sessions);
