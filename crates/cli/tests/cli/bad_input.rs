@@ -110,6 +110,9 @@ fn cases() -> Vec<Case> {
                     *v = String::from_utf8(v.clone()).unwrap().replace('\n', "\r\n").into_bytes();
                 }
             }, args: &[], expect: Loads("SELECT CAST(SUM(revenue) AS DOUBLE) AS n FROM fact_sales", 690.0) },
+        Case { name: "CRLF line ends and blank lines keep line numbers", edit: |f| {
+                f.insert("orders.csv", b"order_id,customer_id,order_ts,channel,region_id,campaign_id\r\nO1,C1,2024-03-05T12:00:00,web,R1,M1\r\n\r\nO2,C2,yesterday,store,R2,\r\n".to_vec());
+            }, args: &[], expect: Quarantined(&[("order_lines", 4, "order_id", "or quarantined"), ("orders", 4, "order_ts", "expected a timestamp")]) },
         Case { name: "non-UTF-8 bytes", edit: |f| replace(f, "customers.csv", ",Bob,", b",B\xffb,"), args: &[],
             expect: Quarantined(&[("customers", 3, "first_name", "not valid UTF-8")]) },
         Case { name: "UTF-16 file", edit: |f| {

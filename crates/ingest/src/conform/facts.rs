@@ -386,6 +386,20 @@ fn mean_len(a: &StringArray, extra: usize) -> usize {
     a.value_data().len() / a.len().max(1) + extra
 }
 
+/// The customer key and orphan flag of each row of `range`, resolved in row order (see
+/// `build_fact_interaction`).
+fn customers_in_order(
+    r: &Resolver,
+    ids: &StringArray,
+    ts: &TimestampMicrosecondArray,
+    range: std::ops::Range<usize>,
+) -> Vec<(i64, bool)> {
+    let mut customers = r.customers.cursor();
+    range
+        .map(|i| customers.resolve(opt_str(ids, i), ts.value(i)))
+        .collect()
+}
+
 /// Builds the fact rows of a source range: given the range and its rows in month order,
 /// returns the built rows (in that order) and the number of orphaned references.
 type BuildRows<'a> = dyn Fn(std::ops::Range<usize>, &[usize]) -> (Interactions, u64) + Sync + 'a;
@@ -509,11 +523,8 @@ pub fn build_fact_interaction(
         let email = |range: std::ops::Range<usize>, rows: &[usize]| {
             let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
             let mut orphaned = 0;
-            let mut customers = r.customers.cursor();
             let first = range.start;
-            let resolved: Vec<(i64, bool)> = range
-                .map(|i| customers.resolve(opt_str(e_cust, i), e_ts.value(i)))
-                .collect();
+            let resolved = customers_in_order(r, e_cust, e_ts, range);
             for &i in rows {
                 let (ck, orph1) = resolved[i - first];
                 let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
@@ -551,11 +562,8 @@ pub fn build_fact_interaction(
         let web = |range: std::ops::Range<usize>, rows: &[usize]| {
             let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
             let mut orphaned = 0;
-            let mut customers = r.customers.cursor();
             let first = range.start;
-            let resolved: Vec<(i64, bool)> = range
-                .map(|i| customers.resolve(opt_str(s_cust, i), s_ts.value(i)))
-                .collect();
+            let resolved = customers_in_order(r, s_cust, s_ts, range);
             for &i in rows {
                 let (ck, orph) = resolved[i - first];
                 orphaned += u64::from(orph);

@@ -155,7 +155,12 @@ fn read_header(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<(Vec<Strin
         })?;
         names.push(name.trim().to_string());
     }
-    let end = rdr.position().byte() as usize;
+    let mut end = rdr.position().byte() as usize;
+    // After a CRLF header the reader stops between `\r` and `\n`; the line feed belongs
+    // to the header line, not to the first record.
+    if end > 0 && body[end - 1] == b'\r' && body.get(end) == Some(&b'\n') {
+        end += 1;
+    }
     let header_lines = body[..end].iter().filter(|&&b| b == b'\n').count() as u64;
     Ok((names, end, header_lines.max(1)))
 }
@@ -577,6 +582,20 @@ mod tests {
         assert!(!plain_lines(b"a\rb,1,c\n", b'"'));
         assert!(!plain_lines(b"\"a\",1,c\n", b'"'));
         assert!(plain_lines(b"a,1,c\r\n", b'"'));
+    }
+
+    #[test]
+    fn the_header_line_ends_after_its_line_feed() {
+        for (body, end) in [
+            (&b"a,b\nx,y\n"[..], 4),
+            (b"a,b\r\nx,y\r\n", 5),
+            (b"\"a\",b\r\nx,y", 7),
+        ] {
+            let (names, e, lines) =
+                read_header(Path::new("t.csv"), body, &CsvOptions::default()).unwrap();
+            assert_eq!(names, ["a", "b"]);
+            assert_eq!((e, lines), (end, 1), "{:?}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
