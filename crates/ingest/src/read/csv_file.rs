@@ -347,9 +347,16 @@ fn parse_plain(
         read += 1;
         fields.clear();
         fields.extend(record.split(|&b| b == ctx.delimiter));
-        stage_record(ctx, stager, rejects, this_line, this_line, &fields, || {
-            String::from_utf8_lossy(record).into_owned()
-        });
+        stage_record(
+            ctx,
+            stager,
+            rejects,
+            this_line,
+            this_line,
+            fields.len(),
+            |i| fields[i],
+            || String::from_utf8_lossy(record).into_owned(),
+        );
     }
     read
 }
@@ -389,31 +396,36 @@ fn parse_csv(
         let start_line = rec.position().map_or(line_before, |p| p.line());
         let line = first_line + start_line.saturating_sub(1);
         let last_line = (first_line + rdr.position().line()).saturating_sub(2);
-        let fields: Vec<&[u8]> = rec.iter().collect();
-        stage_record(ctx, stager, rejects, line, last_line, &fields, || {
-            raw_record(&rec, &delimiter)
-        });
+        let rec = &rec;
+        stage_record(
+            ctx,
+            stager,
+            rejects,
+            line,
+            last_line,
+            rec.len(),
+            |i| &rec[i],
+            || raw_record(rec, &delimiter),
+        );
     }
     read
 }
 
-/// Checks one record (its fields in file order, on lines `line..=last_line`) and stages
-/// it, or quarantines it with the reason.
-fn stage_record(
+/// Checks one record (`len` fields in file order, `field(i)` the i-th, on lines
+/// `line..=last_line`) and stages it, or quarantines it with the reason.
+#[allow(clippy::too_many_arguments)]
+fn stage_record<'f>(
     ctx: &ChunkCtx,
     stager: &mut RowStager,
     rejects: &mut Vec<QuarantineRow>,
     line: u64,
     last_line: u64,
-    fields: &[&[u8]],
+    len: usize,
+    field: impl Fn(usize) -> &'f [u8],
     raw: impl FnOnce() -> String,
 ) {
-    if fields.len() != ctx.field_count {
-        let mut reason = format!(
-            "expected {} fields, found {}",
-            ctx.field_count,
-            fields.len()
-        );
+    if len != ctx.field_count {
+        let mut reason = format!("expected {} fields, found {}", ctx.field_count, len);
         if last_line > line {
             reason.push_str(&format!(
                 "; the record runs from line {line} to line {last_line}, probably an unclosed quote"
@@ -431,7 +443,7 @@ fn stage_record(
     let cells = ctx.mapping.iter().map(|m| match m {
         None => Cell::Null,
         Some(i) => {
-            let f = fields[*i];
+            let f = field(*i);
             if ctx.utf8 {
                 // SAFETY: see `ChunkCtx::utf8`.
                 Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })

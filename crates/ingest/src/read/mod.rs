@@ -353,31 +353,19 @@ impl ColumnsBuilder {
     }
 }
 
-/// Concatenates batches of one schema, a column per task.
+/// Concatenates batches of one schema (a single batch is returned as it is).
 pub(crate) fn concat_columns(
     schema: &arrow::datatypes::SchemaRef,
     batches: &[RecordBatch],
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    use rayon::prelude::*;
-    match batches {
-        [] => return Ok(RecordBatch::new_empty(schema.clone())),
-        [one] => return Ok(one.clone()),
-        _ => {}
+    if let [one] = batches {
+        return Ok(one.clone());
     }
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
-    let columns = (0..schema.fields().len())
-        .into_par_iter()
-        .map(|i| {
-            let arrays: Vec<&dyn arrow::array::Array> =
-                batches.iter().map(|b| b.column(i).as_ref()).collect();
-            arrow::compute::concat(&arrays)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
-    )
+    let mut columns = ColumnsBuilder::new(schema);
+    for b in batches {
+        columns.push(b)?;
+    }
+    columns.finish()
 }
 
 /// Builds a quarantine row from a rejection.
