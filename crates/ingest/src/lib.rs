@@ -455,23 +455,26 @@ impl<'a> Load<'a> {
         self.enforce_foreign_keys("email_events", &mut emails)?;
         self.progress.step("building fact_interaction");
         let t0 = Instant::now();
-        let out = conform::build_fact_interaction(
+        let fact = conform::InteractionFact::new(
             schema.require("fact_interaction")?,
-            &mut sessions,
-            &mut carts,
-            &mut emails,
+            &sessions,
+            &carts,
+            &emails,
             &resolver,
         )?;
         self.conform_seconds += t0.elapsed().as_secs_f64();
-        self.absorb(
-            "fact_interaction",
-            out,
+        self.write_monthly("fact_interaction", &fact)?;
+        let orphaned = fact.orphaned();
+        drop(fact);
+        self.settle(
+            &orphaned,
+            Vec::new(),
             &mut [
                 ("web_sessions", &mut Some(sessions)),
                 ("cart_events", &mut Some(carts)),
                 ("email_events", &mut Some(emails)),
             ],
-        )?;
+        );
 
         // fact_ticket.
         let mut tickets = self.stage("tickets")?;
@@ -661,7 +664,28 @@ impl<'a> Load<'a> {
         out: conform::FactOutput,
         sources: &mut [(&str, &mut Option<StagedEntity>)],
     ) -> Result<()> {
-        for (entity, rejects) in out.rejects {
+        self.settle(&out.orphaned, out.rejects, sources);
+        if let Some(p) = self
+            .opts
+            .schema
+            .table(table)
+            .and_then(|d| d.partition_by.clone())
+        {
+            for range in out.batches.iter().filter_map(|b| ts_day_range(b, &p)) {
+                self.widen_days(range);
+            }
+        }
+        self.write_fact(table, out.batches)
+    }
+
+    /// Records a fact's rejects and orphans against its sources and frees them.
+    fn settle(
+        &mut self,
+        orphaned: &[(&str, u64)],
+        rejects: Vec<(&str, Vec<conform::FactReject>)>,
+        sources: &mut [(&str, &mut Option<StagedEntity>)],
+    ) {
+        for (entity, rejects) in rejects {
             if let Some((_, Some(st))) = sources.iter_mut().find(|(n, _)| *n == entity) {
                 for (row, col, value, reason) in rejects {
                     st.reject(entity, row, Some(col), Some(value), reason);
@@ -670,8 +694,7 @@ impl<'a> Load<'a> {
         }
         for (entity, slot) in sources.iter_mut() {
             if let Some(st) = slot.take() {
-                let orphaned = out
-                    .orphaned
+                let orphaned = orphaned
                     .iter()
                     .filter(|(e, _)| e == entity)
                     .map(|(_, n)| *n)
@@ -679,31 +702,68 @@ impl<'a> Load<'a> {
                 self.finish(entity, st, orphaned);
             }
         }
-        if let Some(p) = self
-            .opts
-            .schema
-            .table(table)
-            .and_then(|d| d.partition_by.clone())
-        {
-            for (lo, hi) in out.batches.iter().filter_map(|b| ts_day_range(b, &p)) {
-                self.day_range = Some(match self.day_range {
-                    None => (lo, hi),
-                    Some((a, b)) => (a.min(lo), b.max(hi)),
-                });
-            }
-        }
+    }
+
+    /// Widens the day range of dim_date to include `(lo, hi)`.
+    fn widen_days(&mut self, (lo, hi): (i32, i32)) {
+        self.day_range = Some(match self.day_range {
+            None => (lo, hi),
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+        });
+    }
+
+    /// Writes a fact's rows, merged with the live table's files they touch.
+    fn write_fact(
+        &mut self,
+        table: &str,
+        batches: Vec<arrow::record_batch::RecordBatch>,
+    ) -> Result<()> {
         let def = self.opts.schema.require(table)?;
         let exists = self.base.is_some_and(|b| b.tables.contains_key(table));
-        if out.batches.iter().all(|b| b.num_rows() == 0) && exists {
+        if batches.iter().all(|b| b.num_rows() == 0) && exists {
             return Ok(());
         }
-        let merged = state::merge_fact(self.base, table, def, out.batches)?;
+        let merged = state::merge_fact(self.base, table, def, batches)?;
         self.write_files(
             table,
             merged.batches,
             crmcube_store::Mode::ReplaceFiles,
             merged.replaced,
         )
+    }
+
+    /// Writes fact_interaction. On a first load each month is built, written and
+    /// dropped in turn; a load into a live table builds every month first, to merge
+    /// them with the files they touch.
+    fn write_monthly(&mut self, table: &str, fact: &conform::InteractionFact) -> Result<()> {
+        if let Some(range) = fact.day_range() {
+            self.widen_days(range);
+        }
+        let exists = self.base.is_some_and(|b| b.tables.contains_key(table));
+        if exists || fact.months().is_empty() {
+            let t0 = Instant::now();
+            let batches = fact.build_all()?;
+            self.conform_seconds += t0.elapsed().as_secs_f64();
+            return self.write_fact(table, batches);
+        }
+        self.progress.step(&format!("writing {table}"));
+        let t0 = Instant::now();
+        let def = self.opts.schema.require(table)?;
+        let file_name = self.writer.new_file_path(None, 0);
+        let dir = self.writer.dir().join(table);
+        let files = write::write_months(&dir, &file_name, &def.sort_by, fact.months(), |k| {
+            fact.build_month(k)
+        })?;
+        self.written.push(write::summarize(table, &files));
+        self.writer.stage_replacing(
+            table,
+            def.arrow_schema(),
+            files,
+            crmcube_store::Mode::ReplaceFiles,
+            Vec::new(),
+        );
+        self.write_seconds += t0.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// Writes a whole table (a new version replaces it).
@@ -884,4 +944,185 @@ pub fn commit_table(
     let mut w = crmcube_store::Writer::begin(warehouse, operation)?;
     stage_batch(&mut w, table, folder, batch, mode)?;
     w.commit(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use crmcube_store::{AsOf, Snapshot};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn sample() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample_data")
+    }
+
+    fn load(source: &Path, warehouse: &Path) {
+        let (contract, schema) = (
+            ExportContract::builtin().unwrap(),
+            WarehouseSchema::builtin().unwrap(),
+        );
+        let opts = IngestOptions {
+            source: source.to_path_buf(),
+            warehouse: warehouse.to_path_buf(),
+            contract: &contract,
+            schema: &schema,
+            csv: CsvOptions::default(),
+            max_reject_rate: None,
+            pattern: None,
+        };
+        ingest(&opts, &NoProgress).unwrap();
+    }
+
+    /// The live files of fact_interaction: (partition folder, rows of the file).
+    fn interaction_files(warehouse: &Path) -> Vec<(String, RecordBatch)> {
+        let snap = Snapshot::open(warehouse, AsOf::Latest).unwrap();
+        let mut files: Vec<String> = snap.tables["fact_interaction"]
+            .files
+            .keys()
+            .cloned()
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|rel| {
+                let f = std::fs::File::open(warehouse.join("fact_interaction").join(&rel)).unwrap();
+                let r = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
+                let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+                let folder = rel.rsplit_once('/').unwrap().0.to_string();
+                (folder, all)
+            })
+            .collect()
+    }
+
+    /// (interaction_id, date_key, customer_key) of every row, sorted.
+    fn rows(files: &[(String, RecordBatch)]) -> Vec<(String, i64, i64)> {
+        let mut out = Vec::new();
+        for (_, b) in files {
+            let id = b
+                .column_by_name("interaction_id")
+                .unwrap()
+                .as_string::<i32>();
+            let dk = b
+                .column_by_name("date_key")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let ck = b
+                .column_by_name("customer_key")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                out.push((id.value(i).to_string(), dk.value(i), ck.value(i)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn data_lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count() - 1
+    }
+
+    #[test]
+    fn interactions_are_written_by_month_in_sort_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = dir.path().join("wh");
+        load(&sample(), &wh);
+        let files = interaction_files(&wh);
+        let total: usize = files.iter().map(|(_, b)| b.num_rows()).sum();
+        let expected: usize = ["web_sessions.csv", "cart_events.csv", "email_events.csv"]
+            .iter()
+            .map(|f| data_lines(&sample().join(f)))
+            .sum();
+        assert_eq!(total, expected);
+        let source_rank = |id: &str| {
+            ["web:", "cart:", "email:"]
+                .iter()
+                .position(|p| id.starts_with(p))
+        };
+        for (folder, b) in &files {
+            let ts = b
+                .column_by_name("event_ts")
+                .unwrap()
+                .as_primitive::<TimestampMicrosecondType>();
+            let dk = b
+                .column_by_name("date_key")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let ck = b
+                .column_by_name("customer_key")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let id = b
+                .column_by_name("interaction_id")
+                .unwrap()
+                .as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let ym = value::date_key_of_micros(ts.value(i)) / 100;
+                assert_eq!(&write::partition_folder(ym), folder, "row {i} of {folder}");
+                assert_eq!(
+                    i64::from(value::date_key_of_micros(ts.value(i))),
+                    dk.value(i)
+                );
+                if i > 0 {
+                    let prev = (dk.value(i - 1), ck.value(i - 1));
+                    let this = (dk.value(i), ck.value(i));
+                    assert!(prev <= this, "{folder}: row {i} out of order");
+                    if prev == this {
+                        // Equal keys keep the sources' order: web, cart, email.
+                        assert!(source_rank(id.value(i - 1)) <= source_rank(id.value(i)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interactions_loaded_in_two_parts_equal_one_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let once = dir.path().join("once");
+        load(&sample(), &once);
+
+        // First load: everything but the second half of the email events; then the
+        // second half alone, merged into the live months.
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        for e in std::fs::read_dir(sample()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "csv") {
+                std::fs::copy(&p, first.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(sample().join("email_events.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let half = lines.len() / 2;
+        let head = lines[0];
+        let write_csv = |path: &Path, body: &[&str]| {
+            let mut s = String::from(head);
+            for l in body {
+                s.push('\n');
+                s.push_str(l);
+            }
+            s.push('\n');
+            std::fs::write(path, s).unwrap();
+        };
+        write_csv(&first.join("email_events.csv"), &lines[1..half]);
+        write_csv(&second.join("email_events.csv"), &lines[half..]);
+        let twice = dir.path().join("twice");
+        load(&first, &twice);
+        load(&second, &twice);
+
+        let (a, b) = (interaction_files(&once), interaction_files(&twice));
+        assert_eq!(rows(&a), rows(&b));
+        assert!(
+            b.len() > a.len(),
+            "the second load adds files to live months"
+        );
+    }
 }

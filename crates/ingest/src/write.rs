@@ -147,41 +147,14 @@ pub fn write_table(
             format!("{rows} rows in one load; at most {} fit", u32::MAX),
         ));
     }
-    let now = chrono::Utc::now().timestamp_millis();
-    // One file from `parts`, sorted by `sort_by` and gathered a row group at a time.
-    let one = |rel: String, parts: &[RecordBatch]| -> Result<DataFile> {
-        let parts: Vec<&RecordBatch> = parts.iter().collect();
-        let order = sort_order(&table, sort_by, &parts)?;
-        let offsets: Vec<usize> = parts
-            .iter()
-            .scan(0, |acc, p| {
-                let o = *acc;
-                *acc += p.num_rows();
-                Some(o)
-            })
-            .collect();
-        // The first chunk decides the file's encodings (see `properties`).
-        let mut chunks = order.chunks(ROW_GROUP_ROWS);
-        let head = match chunks.next() {
-            Some(c) => gather(&table, &parts, &offsets, c)?,
-            // An empty table: one empty file keeps its schema readable.
-            None => RecordBatch::new_empty(schema.clone()),
-        };
-        let props = properties(&head);
-        let chunks =
-            std::iter::once(Ok(head)).chain(chunks.map(|c| gather(&table, &parts, &offsets, c)));
-        let (size, sha256) =
-            write_parquet_chunks(&table_dir.join(&rel), schema.clone(), props, chunks)?;
-        Ok(DataFile {
-            path: rel,
-            size,
-            rows: order.len() as u64,
-            sha256,
-            modified_ms: now,
-        })
-    };
     let Some(part_col) = partition_by.filter(|_| rows > 0) else {
-        return Ok(vec![one(file_name.to_string(), &parts)?]);
+        return Ok(vec![write_file(
+            table_dir,
+            file_name.to_string(),
+            sort_by,
+            &schema,
+            &parts,
+        )?]);
     };
     // Split every part by month; slices keep the parts' row order.
     let split: Vec<Vec<(i32, RecordBatch)>> = parts
@@ -194,8 +167,76 @@ pub fn write_table(
     }
     months
         .into_par_iter()
-        .map(|(ym, slices)| one(format!("{}/{file_name}", partition_folder(ym)), &slices))
+        .map(|(ym, slices)| {
+            let rel = format!("{}/{file_name}", partition_folder(ym));
+            write_file(table_dir, rel, sort_by, &schema, &slices)
+        })
         .collect()
+}
+
+/// Writes a partitioned table whose rows come one month at a time: `build(k)` makes
+/// the rows of `months[k]` (a `YYYYMM` month), which are written to that month's file
+/// under `table_dir` and dropped, so only the months being written are in memory.
+/// Months are built and written in parallel. Returns the files in month order.
+pub fn write_months(
+    table_dir: &Path,
+    file_name: &str,
+    sort_by: &[String],
+    months: &[i32],
+    build: impl Fn(usize) -> Result<RecordBatch> + Sync,
+) -> Result<Vec<DataFile>> {
+    (0..months.len())
+        .into_par_iter()
+        .map(|k| {
+            let batch = build(k)?;
+            let rel = format!("{}/{file_name}", partition_folder(months[k]));
+            write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
+        })
+        .collect()
+}
+
+/// Writes one file `rel` (relative to `table_dir`) from `parts`, sorted by `sort_by` and
+/// gathered a row group at a time.
+fn write_file(
+    table_dir: &Path,
+    rel: String,
+    sort_by: &[String],
+    schema: &arrow::datatypes::SchemaRef,
+    parts: &[RecordBatch],
+) -> Result<DataFile> {
+    let table = table_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parts: Vec<&RecordBatch> = parts.iter().collect();
+    let order = sort_order(&table, sort_by, &parts)?;
+    let offsets: Vec<usize> = parts
+        .iter()
+        .scan(0, |acc, p| {
+            let o = *acc;
+            *acc += p.num_rows();
+            Some(o)
+        })
+        .collect();
+    // The first chunk decides the file's encodings (see `properties`).
+    let mut chunks = order.chunks(ROW_GROUP_ROWS);
+    let head = match chunks.next() {
+        Some(c) => gather(&table, &parts, &offsets, c)?,
+        // An empty table: one empty file keeps its schema readable.
+        None => RecordBatch::new_empty(schema.clone()),
+    };
+    let props = properties(&head);
+    let chunks =
+        std::iter::once(Ok(head)).chain(chunks.map(|c| gather(&table, &parts, &offsets, c)));
+    let (size, sha256) =
+        write_parquet_chunks(&table_dir.join(&rel), schema.clone(), props, chunks)?;
+    Ok(DataFile {
+        path: rel,
+        size,
+        rows: order.len() as u64,
+        sha256,
+        modified_ms: chrono::Utc::now().timestamp_millis(),
+    })
 }
 
 /// The rows of `part` by `YYYYMM` month of `part_col`, months ascending, each slice in
@@ -241,6 +282,16 @@ fn gather(
     order: &[u32],
 ) -> Result<RecordBatch> {
     if let [only] = parts {
+        if let Some(&first) = order.first() {
+            let run = order
+                .iter()
+                .enumerate()
+                .all(|(k, &g)| g as usize == first as usize + k);
+            if run {
+                // Rows already in order (e.g. built sorted): no copy.
+                return Ok(only.slice(first as usize, order.len()));
+            }
+        }
         return take_record_batch(only, &UInt32Array::from(order.to_vec()))
             .map_err(|e| Error::format(table, e));
     }
@@ -321,7 +372,7 @@ fn sort_order(table: &str, sort_by: &[String], parts: &[&RecordBatch]) -> Result
             keys.push(key);
         }
     }
-    if keys.is_empty() {
+    if keys.is_empty() || is_sorted(&keys) {
         return Ok((0..n as u32).collect());
     }
     if let Some(idx) = packed_order(&keys) {
@@ -338,6 +389,21 @@ fn sort_order(table: &str, sort_by: &[String], parts: &[&RecordBatch]) -> Result
         a.cmp(&b)
     });
     Ok(idx)
+}
+
+/// Whether rows are already in order by `keys` (a stable sort would keep them as they
+/// are): one pass instead of a sort, for rows that were built sorted.
+fn is_sorted(keys: &[Vec<i64>]) -> bool {
+    let n = keys.first().map_or(0, Vec::len);
+    (1..n).all(|row| {
+        for k in keys {
+            match k[row - 1].cmp(&k[row]) {
+                std::cmp::Ordering::Equal => continue,
+                o => return o == std::cmp::Ordering::Less,
+            }
+        }
+        true
+    })
 }
 
 /// Sort order of rows by several integer keys packed into one `u128` per row, when the
@@ -524,5 +590,42 @@ mod tests {
             .map(|r| r.0)
             .collect();
         assert_eq!(got, ["a", "b", "m"]);
+    }
+
+    #[test]
+    fn rows_in_key_order_are_recognised_as_sorted() {
+        assert!(is_sorted(&[vec![1, 1, 2], vec![5, 6, 0]]));
+        assert!(is_sorted(&[vec![1, 1], vec![5, 5]]));
+        assert!(!is_sorted(&[vec![1, 1, 2], vec![6, 5, 0]]));
+        assert!(!is_sorted(&[vec![2, 1]]));
+        assert!(is_sorted(&[vec![]]));
+    }
+
+    #[test]
+    fn months_are_written_one_file_each_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("fact_m");
+        let months = [
+            part(&[("b", JAN + 1, 2), ("a", JAN, 1)]),
+            part(&[("c", FEB, 7)]),
+        ];
+        let files = write_months(&table, "m.parquet", &["k".into()], &[202501, 202502], |k| {
+            Ok(months[k].clone())
+        })
+        .unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "year=2025/month=01/m.parquet",
+                "year=2025/month=02/m.parquet"
+            ]
+        );
+        let jan: Vec<String> = read(&table.join(paths[0]))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(jan, ["a", "b"]);
+        assert_eq!(files[1].rows, 1);
     }
 }

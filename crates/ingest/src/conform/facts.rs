@@ -353,26 +353,6 @@ impl Interactions {
     }
 }
 
-/// The rows of `range` grouped by the month of `ts` (months ascending, input order inside
-/// a month), and the number of rows of each month present.
-fn month_order(
-    ts: &TimestampMicrosecondArray,
-    range: std::ops::Range<usize>,
-) -> (Vec<usize>, Vec<usize>) {
-    let months: Vec<i32> = range
-        .clone()
-        .map(|i| date_key_of_micros(ts.value(i)) / 100)
-        .collect();
-    let (positions, present) = crate::value::group_by_month(&months);
-    (
-        positions
-            .into_iter()
-            .map(|p| range.start + p as usize)
-            .collect(),
-        present.into_iter().map(|(_, n)| n).collect(),
-    )
-}
-
 /// Appends the value `prefix` + `value` (without the formatting machinery of `write!`,
 /// which costs more than the copy on tens of millions of rows).
 fn append_prefixed(b: &mut StringBuilder, prefix: &str, value: &str) {
@@ -381,226 +361,386 @@ fn append_prefixed(b: &mut StringBuilder, prefix: &str, value: &str) {
     b.append_value("");
 }
 
-/// Average byte length of a string column's values, plus `extra`.
-fn mean_len(a: &StringArray, extra: usize) -> usize {
-    a.value_data().len() / a.len().max(1) + extra
+/// Cart events without a known session.
+const NO_SESSION: u32 = u32::MAX;
+
+/// The source columns fact_interaction reads.
+struct InteractionSources<'a> {
+    s_id: &'a StringArray,
+    s_cust: &'a StringArray,
+    s_ts: &'a TimestampMicrosecondArray,
+    s_dev: &'a StringArray,
+    s_src: &'a StringArray,
+    s_pages: &'a Int64Array,
+    s_dur: &'a Int64Array,
+    c_id: &'a StringArray,
+    c_sess: &'a StringArray,
+    c_cust: &'a StringArray,
+    c_ts: &'a TimestampMicrosecondArray,
+    c_type: &'a StringArray,
+    c_prod: &'a StringArray,
+    c_qty: &'a Int64Array,
+    e_id: &'a StringArray,
+    e_cust: &'a StringArray,
+    e_camp: &'a StringArray,
+    e_ts: &'a TimestampMicrosecondArray,
+    e_type: &'a StringArray,
 }
 
-/// The customer key and orphan flag of each row of `range`, resolved in row order (see
-/// `build_fact_interaction`).
-fn customers_in_order(
-    r: &Resolver,
-    ids: &StringArray,
-    ts: &TimestampMicrosecondArray,
-    range: std::ops::Range<usize>,
-) -> Vec<(i64, bool)> {
-    let mut customers = r.customers.cursor();
-    range
-        .map(|i| customers.resolve(opt_str(ids, i), ts.value(i)))
-        .collect()
-}
-
-/// Builds the fact rows of a source range: given the range and its rows in month order,
-/// returns the built rows (in that order) and the number of orphaned references.
-type BuildRows<'a> = dyn Fn(std::ops::Range<usize>, &[usize]) -> (Interactions, u64) + Sync + 'a;
-
-/// fact_interaction from web sessions, cart events and email events.
-///
-/// Each source's rows are released (its batch emptied) as soon as its fact rows are
-/// built, so the staged sources and the fact never all sit in memory together: cart
-/// events first (they look up their sessions), then email events, then the sessions.
-/// The parts come out in source order (web, cart, email) all the same.
-pub fn build_fact_interaction(
-    def: &TableDef,
-    sessions: &mut StagedEntity,
-    carts: &mut StagedEntity,
-    emails: &mut StagedEntity,
-    r: &Resolver,
-) -> Result<FactOutput> {
-    let web_key = r.channel(Some("web")).0;
-    let email_key = r.channel(Some("email")).0;
-
-    // Each range is built in month order and cut into one slice per month (no copy), so
-    // writing partitions it without moving a value. `f` gets the range and its rows in
-    // month order; it resolves references in the range's own order first, where an
-    // export lists a customer's (or a session's) rows together and `LastLookup` mostly
-    // skips the hash lookup, then builds the rows in month order.
-    let parts = |ts: &TimestampMicrosecondArray, f: &BuildRows| {
-        row_ranges(ts.len())
-            .into_par_iter()
-            .map(|range| {
-                let (rows, months) = month_order(ts, range.clone());
-                let (out, orphaned) = f(range, &rows);
-                let batch = out.finish(def)?;
-                let mut slices = Vec::with_capacity(months.len().max(1));
-                let mut offset = 0;
-                for len in months {
-                    slices.push(batch.slice(offset, len));
-                    offset += len;
-                }
-                if slices.is_empty() {
-                    slices.push(batch);
-                }
-                Ok((slices, orphaned))
-            })
-            .collect::<Result<Vec<(Vec<RecordBatch>, u64)>>>()
-    };
-
-    let cart = {
+impl<'a> InteractionSources<'a> {
+    fn new(
+        sessions: &'a StagedEntity,
+        carts: &'a StagedEntity,
+        emails: &'a StagedEntity,
+    ) -> Result<Self> {
         let s = Cols::new("web_sessions", sessions);
-        let (s_id, s_cust, s_dev, s_src) = (
-            s.str("session_id")?,
-            s.str("customer_id")?,
-            s.str("device")?,
-            s.str("traffic_source")?,
-        );
         let c = Cols::new("cart_events", carts);
-        let (c_id, c_sess, c_cust, c_ts, c_type, c_prod, c_qty) = (
-            c.str("event_id")?,
-            c.str("session_id")?,
-            c.str("customer_id")?,
-            c.ts("event_ts")?,
-            c.str("event_type")?,
-            c.str("product_id")?,
-            c.int("quantity")?,
-        );
-        let session_idx = RowIndex::new(s_id);
-        let cart = |range: std::ops::Range<usize>, rows: &[usize]| {
-            let mut out = Interactions::with_capacity(rows.len(), mean_len(c_id, 5));
-            let mut orphaned = 0;
-            let mut customers = r.customers.cursor();
-            let mut sessions = LastLookup::new();
-            let first = range.start;
-            let resolved: Vec<(Option<usize>, (i64, bool))> = range
-                .map(|i| {
-                    let sess = sessions.get(c_sess.value(i), |id| session_idx.get(id));
+        let e = Cols::new("email_events", emails);
+        Ok(InteractionSources {
+            s_id: s.str("session_id")?,
+            s_cust: s.str("customer_id")?,
+            s_ts: s.ts("started_at")?,
+            s_dev: s.str("device")?,
+            s_src: s.str("traffic_source")?,
+            s_pages: s.int("pages_viewed")?,
+            s_dur: s.int("duration_s")?,
+            c_id: c.str("event_id")?,
+            c_sess: c.str("session_id")?,
+            c_cust: c.str("customer_id")?,
+            c_ts: c.ts("event_ts")?,
+            c_type: c.str("event_type")?,
+            c_prod: c.str("product_id")?,
+            c_qty: c.int("quantity")?,
+            e_id: e.str("event_id")?,
+            e_cust: e.str("customer_id")?,
+            e_camp: e.str("campaign_id")?,
+            e_ts: e.ts("event_ts")?,
+            e_type: e.str("event_type")?,
+        })
+    }
+}
+
+/// A row of fact_interaction: its source and the row there.
+#[derive(Clone, Copy)]
+enum Source {
+    Web(usize),
+    Cart(usize),
+    Email(usize),
+}
+
+/// fact_interaction from web sessions, cart events and email events, resolved once and
+/// built one month at a time.
+///
+/// [`InteractionFact::new`] resolves every source row's dimension keys (in export
+/// order, where an export lists a customer's or a session's rows together and
+/// `LastLookup` mostly skips the hash lookup) and groups the rows by month.
+/// [`InteractionFact::build_month`] then makes one month's rows straight from the
+/// sources, already in the table's sort order, so that a month can be written and
+/// dropped before the next is built: the whole fact never sits in memory, and writing
+/// needs no second, sorted copy.
+///
+/// Rows are numbered across the sources (web sessions, then cart events, then email
+/// events); rows that sort equal keep that order.
+pub struct InteractionFact<'a> {
+    def: &'a TableDef,
+    src: InteractionSources<'a>,
+    web_key: i64,
+    email_key: i64,
+    /// Rows of web sessions and of cart events.
+    n_web: usize,
+    n_cart: usize,
+    /// Customer key of every row.
+    customer: Vec<i64>,
+    /// Product key of a cart event, campaign key of an email event (by row − n_web).
+    reference: Vec<i64>,
+    /// Row of a cart event's session, or `NO_SESSION`.
+    session: Vec<u32>,
+    /// Rows grouped by month (months ascending, rows ascending inside a month).
+    by_month: Vec<u32>,
+    /// The months present (`YYYYMM`) and where each starts in `by_month`.
+    months: Vec<i32>,
+    starts: Vec<usize>,
+    /// Whether rows are built in the order (date_key, customer_key): the table's sort
+    /// order as the warehouse schema ships it.
+    presorted: bool,
+    /// Rows with an orphaned reference: web sessions, cart events, email events.
+    orphaned: [u64; 3],
+}
+
+impl<'a> InteractionFact<'a> {
+    /// Resolves the sources' rows (see the type's documentation).
+    pub fn new(
+        def: &'a TableDef,
+        sessions: &'a StagedEntity,
+        carts: &'a StagedEntity,
+        emails: &'a StagedEntity,
+        r: &Resolver,
+    ) -> Result<Self> {
+        let src = InteractionSources::new(sessions, carts, emails)?;
+        let (n_web, n_cart, n_email) = (src.s_id.len(), src.c_id.len(), src.e_id.len());
+        let total = n_web + n_cart + n_email;
+        if total >= u32::MAX as usize {
+            return Err(Error::format(
+                "fact_interaction",
+                format!("{total} rows in one load; at most {} fit", u32::MAX - 1),
+            ));
+        }
+        let mut customer = vec![UNKNOWN_KEY; total];
+        let mut reference = vec![UNKNOWN_KEY; n_cart + n_email];
+        let mut session = vec![NO_SESSION; n_cart];
+        let (web_cust, rest) = customer.split_at_mut(n_web);
+        let (cart_cust, email_cust) = rest.split_at_mut(n_cart);
+        let (cart_prod, email_camp) = reference.split_at_mut(n_cart);
+
+        let session_idx = RowIndex::new(src.s_id);
+        let s = &src;
+        let web_orphaned = web_cust
+            .par_chunks_mut(PART_ROWS)
+            .enumerate()
+            .map(|(k, cust)| {
+                let first = k * PART_ROWS;
+                let mut customers = r.customers.cursor();
+                let mut orphaned = 0u64;
+                for (j, ck) in cust.iter_mut().enumerate() {
+                    let i = first + j;
+                    let (key, orph) = customers.resolve(opt_str(s.s_cust, i), s.s_ts.value(i));
+                    *ck = key;
+                    orphaned += u64::from(orph);
+                }
+                orphaned
+            })
+            .sum();
+        let cart_orphaned = cart_cust
+            .par_chunks_mut(PART_ROWS)
+            .zip(cart_prod.par_chunks_mut(PART_ROWS))
+            .zip(session.par_chunks_mut(PART_ROWS))
+            .enumerate()
+            .map(|(k, ((cust, prod), sess))| {
+                let first = k * PART_ROWS;
+                let mut customers = r.customers.cursor();
+                let mut sessions = LastLookup::new();
+                let mut orphaned = 0u64;
+                for j in 0..cust.len() {
+                    let i = first + j;
+                    let si = sessions.get(s.c_sess.value(i), |id| session_idx.get(id));
                     // An anonymous cart event belongs to its session's customer, when
                     // there is one.
                     let cust_id =
-                        opt_str(c_cust, i).or_else(|| sess.and_then(|si| opt_str(s_cust, si)));
-                    (sess, customers.resolve(cust_id, c_ts.value(i)))
+                        opt_str(s.c_cust, i).or_else(|| si.and_then(|si| opt_str(s.s_cust, si)));
+                    let (ck, orph1) = customers.resolve(cust_id, s.c_ts.value(i));
+                    let ((pk, _), orph2) = r.product(opt_str(s.c_prod, i));
+                    cust[j] = ck;
+                    prod[j] = pk;
+                    sess[j] = si.map_or(NO_SESSION, |si| si as u32);
+                    orphaned += u64::from(orph1 || orph2 || si.is_none());
+                }
+                orphaned
+            })
+            .sum();
+        drop(session_idx);
+        let email_orphaned = email_cust
+            .par_chunks_mut(PART_ROWS)
+            .zip(email_camp.par_chunks_mut(PART_ROWS))
+            .enumerate()
+            .map(|(k, (cust, camp))| {
+                let first = k * PART_ROWS;
+                let mut customers = r.customers.cursor();
+                let mut orphaned = 0u64;
+                for j in 0..cust.len() {
+                    let i = first + j;
+                    let (ck, orph1) = customers.resolve(opt_str(s.e_cust, i), s.e_ts.value(i));
+                    let ((mk, _), orph2) = r.campaign(opt_str(s.e_camp, i));
+                    cust[j] = ck;
+                    camp[j] = mk;
+                    orphaned += u64::from(orph1 || orph2);
+                }
+                orphaned
+            })
+            .sum();
+
+        let mut fact = InteractionFact {
+            def,
+            src,
+            web_key: r.channel(Some("web")).0,
+            email_key: r.channel(Some("email")).0,
+            n_web,
+            n_cart,
+            customer,
+            reference,
+            session,
+            by_month: Vec::new(),
+            months: Vec::new(),
+            starts: Vec::new(),
+            presorted: def.sort_by == ["date_key", "customer_key"],
+            orphaned: [web_orphaned, cart_orphaned, email_orphaned],
+        };
+        let months: Vec<i32> = (0..total)
+            .into_par_iter()
+            .map(|row| date_key_of_micros(fact.ts(row)) / 100)
+            .collect();
+        let (by_month, present) = crate::value::group_by_month(&months);
+        drop(months);
+        let mut start = 0;
+        for (ym, n) in present {
+            fact.months.push(ym);
+            fact.starts.push(start);
+            start += n;
+        }
+        fact.starts.push(start);
+        fact.by_month = by_month;
+        Ok(fact)
+    }
+
+    fn source(&self, row: usize) -> Source {
+        if row < self.n_web {
+            Source::Web(row)
+        } else if row < self.n_web + self.n_cart {
+            Source::Cart(row - self.n_web)
+        } else {
+            Source::Email(row - self.n_web - self.n_cart)
+        }
+    }
+
+    fn ts(&self, row: usize) -> i64 {
+        match self.source(row) {
+            Source::Web(i) => self.src.s_ts.value(i),
+            Source::Cart(i) => self.src.c_ts.value(i),
+            Source::Email(i) => self.src.e_ts.value(i),
+        }
+    }
+
+    /// The months with rows (`YYYYMM`, ascending).
+    pub fn months(&self) -> &[i32] {
+        &self.months
+    }
+
+    /// Rows with an orphaned reference, per source entity.
+    pub fn orphaned(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("web_sessions", self.orphaned[0]),
+            ("cart_events", self.orphaned[1]),
+            ("email_events", self.orphaned[2]),
+        ]
+    }
+
+    /// The first and last day (days since 1970-01-01) of the rows, if any.
+    pub fn day_range(&self) -> Option<(i32, i32)> {
+        let months = self.months.len();
+        if months == 0 {
+            return None;
+        }
+        let day = |row: &u32| crate::value::days_of_micros(self.ts(*row as usize));
+        let first_month = &self.by_month[..self.starts[1]];
+        let last_month = &self.by_month[self.starts[months - 1]..];
+        Some((
+            first_month.iter().map(day).min()?,
+            last_month.iter().map(day).max()?,
+        ))
+    }
+
+    /// The rows of `months()[k]`, sorted by (date_key, customer_key) when the table is.
+    pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
+        let rows = &self.by_month[self.starts[k]..self.starts[k + 1]];
+        let order: Vec<u32> = if self.presorted {
+            let mut keyed: Vec<(i32, i64, u32)> = rows
+                .iter()
+                .map(|&row| {
+                    let row_us = row as usize;
+                    (
+                        date_key_of_micros(self.ts(row_us)),
+                        self.customer[row_us],
+                        row,
+                    )
                 })
                 .collect();
-            for &i in rows {
-                let (sess, (ck, orph1)) = resolved[i - first];
-                let ((pk, _), orph2) = r.product(opt_str(c_prod, i));
-                if orph1 || orph2 || sess.is_none() {
-                    orphaned += 1;
-                }
-                match c_type.value(i) {
-                    "checkout" => out.kind.append_value("checkout"),
-                    other => append_prefixed(&mut out.kind, "cart_", other),
-                }
-                append_prefixed(&mut out.id, "cart:", c_id.value(i));
-                out.ts.push(c_ts.value(i));
-                out.customer.push(ck);
-                out.channel.push(web_key);
-                out.campaign.push(UNKNOWN_KEY);
-                out.product.push(pk);
-                out.device
-                    .append_option(sess.and_then(|si| opt_str(s_dev, si)));
-                out.source
-                    .append_option(sess.and_then(|si| opt_str(s_src, si)));
-                out.pages.append_null();
-                out.duration.append_null();
-                out.quantity.append_value(c_qty.value(i));
-            }
-            (out, orphaned)
+            keyed.sort_unstable();
+            keyed.into_iter().map(|(_, _, row)| row).collect()
+        } else {
+            rows.to_vec()
         };
-        parts(c_ts, &cart)?
-    };
-    carts.release();
-
-    let email = {
-        let e = Cols::new("email_events", emails);
-        let (e_id, e_cust, e_camp, e_ts, e_type) = (
-            e.str("event_id")?,
-            e.str("customer_id")?,
-            e.str("campaign_id")?,
-            e.ts("event_ts")?,
-            e.str("event_type")?,
-        );
-        let email = |range: std::ops::Range<usize>, rows: &[usize]| {
-            let mut out = Interactions::with_capacity(rows.len(), mean_len(e_id, 6));
-            let mut orphaned = 0;
-            let first = range.start;
-            let resolved = customers_in_order(r, e_cust, e_ts, range);
-            for &i in rows {
-                let (ck, orph1) = resolved[i - first];
-                let ((mk, _), orph2) = r.campaign(opt_str(e_camp, i));
-                orphaned += u64::from(orph1 || orph2);
-                append_prefixed(&mut out.id, "email:", e_id.value(i));
-                append_prefixed(&mut out.kind, "email_", e_type.value(i));
-                out.ts.push(e_ts.value(i));
-                out.customer.push(ck);
-                out.channel.push(email_key);
-                out.campaign.push(mk);
-                out.product.push(UNKNOWN_KEY);
-                out.device.append_null();
-                out.source.append_null();
-                out.pages.append_null();
-                out.duration.append_null();
-                out.quantity.append_null();
+        let s = &self.src;
+        let id_bytes: usize = [s.s_id, s.c_id, s.e_id]
+            .iter()
+            .map(|a| a.value_data().len() + a.len() * 6)
+            .sum();
+        let id_len = id_bytes / (self.customer.len().max(1));
+        let mut out = Interactions::with_capacity(order.len(), id_len);
+        for row in order {
+            let row = row as usize;
+            match self.source(row) {
+                Source::Web(i) => self.push_web(&mut out, row, i),
+                Source::Cart(i) => self.push_cart(&mut out, row, i),
+                Source::Email(i) => self.push_email(&mut out, row, i),
             }
-            (out, orphaned)
-        };
-        parts(e_ts, &email)?
-    };
-    emails.release();
-
-    let web = {
-        let s = Cols::new("web_sessions", sessions);
-        let (s_id, s_cust, s_ts, s_dev, s_src, s_pages, s_dur) = (
-            s.str("session_id")?,
-            s.str("customer_id")?,
-            s.ts("started_at")?,
-            s.str("device")?,
-            s.str("traffic_source")?,
-            s.int("pages_viewed")?,
-            s.int("duration_s")?,
-        );
-        let web = |range: std::ops::Range<usize>, rows: &[usize]| {
-            let mut out = Interactions::with_capacity(rows.len(), mean_len(s_id, 4));
-            let mut orphaned = 0;
-            let first = range.start;
-            let resolved = customers_in_order(r, s_cust, s_ts, range);
-            for &i in rows {
-                let (ck, orph) = resolved[i - first];
-                orphaned += u64::from(orph);
-                append_prefixed(&mut out.id, "web:", s_id.value(i));
-                out.kind.append_value("web_visit");
-                out.ts.push(s_ts.value(i));
-                out.customer.push(ck);
-                out.channel.push(web_key);
-                out.campaign.push(UNKNOWN_KEY);
-                out.product.push(UNKNOWN_KEY);
-                out.device.append_option(opt_str(s_dev, i));
-                out.source.append_option(opt_str(s_src, i));
-                out.pages.append_value(s_pages.value(i));
-                out.duration.append_value(s_dur.value(i));
-                out.quantity.append_null();
-            }
-            (out, orphaned)
-        };
-        parts(s_ts, &web)?
-    };
-    sessions.release();
-
-    let mut batches = Vec::new();
-    let mut orphaned = Vec::new();
-    for (entity, built) in [
-        ("web_sessions", web),
-        ("cart_events", cart),
-        ("email_events", email),
-    ] {
-        orphaned.push((entity, built.iter().map(|(_, o)| o).sum()));
-        batches.extend(built.into_iter().flat_map(|(b, _)| b));
+        }
+        out.finish(self.def)
     }
-    Ok(FactOutput {
-        batches,
-        orphaned,
-        rejects: vec![],
-    })
+
+    /// Every month's rows (for a load that merges them with the live table), or one
+    /// empty batch when there are none.
+    pub fn build_all(&self) -> Result<Vec<RecordBatch>> {
+        if self.months.is_empty() {
+            return Ok(vec![Interactions::with_capacity(0, 0).finish(self.def)?]);
+        }
+        (0..self.months.len())
+            .into_par_iter()
+            .map(|k| self.build_month(k))
+            .collect()
+    }
+
+    fn push_web(&self, out: &mut Interactions, row: usize, i: usize) {
+        let s = &self.src;
+        append_prefixed(&mut out.id, "web:", s.s_id.value(i));
+        out.kind.append_value("web_visit");
+        out.ts.push(s.s_ts.value(i));
+        out.customer.push(self.customer[row]);
+        out.channel.push(self.web_key);
+        out.campaign.push(UNKNOWN_KEY);
+        out.product.push(UNKNOWN_KEY);
+        out.device.append_option(opt_str(s.s_dev, i));
+        out.source.append_option(opt_str(s.s_src, i));
+        out.pages.append_value(s.s_pages.value(i));
+        out.duration.append_value(s.s_dur.value(i));
+        out.quantity.append_null();
+    }
+
+    fn push_cart(&self, out: &mut Interactions, row: usize, i: usize) {
+        let s = &self.src;
+        match s.c_type.value(i) {
+            "checkout" => out.kind.append_value("checkout"),
+            other => append_prefixed(&mut out.kind, "cart_", other),
+        }
+        append_prefixed(&mut out.id, "cart:", s.c_id.value(i));
+        out.ts.push(s.c_ts.value(i));
+        out.customer.push(self.customer[row]);
+        out.channel.push(self.web_key);
+        out.campaign.push(UNKNOWN_KEY);
+        out.product.push(self.reference[i]);
+        let sess = Some(self.session[i] as usize).filter(|&si| si != NO_SESSION as usize);
+        out.device
+            .append_option(sess.and_then(|si| opt_str(s.s_dev, si)));
+        out.source
+            .append_option(sess.and_then(|si| opt_str(s.s_src, si)));
+        out.pages.append_null();
+        out.duration.append_null();
+        out.quantity.append_value(s.c_qty.value(i));
+    }
+
+    fn push_email(&self, out: &mut Interactions, row: usize, i: usize) {
+        let s = &self.src;
+        append_prefixed(&mut out.id, "email:", s.e_id.value(i));
+        append_prefixed(&mut out.kind, "email_", s.e_type.value(i));
+        out.ts.push(s.e_ts.value(i));
+        out.customer.push(self.customer[row]);
+        out.channel.push(self.email_key);
+        out.campaign.push(self.reference[self.n_cart + i]);
+        out.product.push(UNKNOWN_KEY);
+        out.device.append_null();
+        out.source.append_null();
+        out.pages.append_null();
+        out.duration.append_null();
+        out.quantity.append_null();
+    }
 }
 
 impl Interactions {
@@ -772,30 +912,4 @@ pub fn build_fact_campaign_response(
         orphaned: vec![("campaign_contacts", orphaned)],
         rejects: vec![],
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn month_order_groups_rows_by_month_keeping_their_order() {
-        const DAY: i64 = 86_400_000_000;
-        let jan = 1_735_689_600_000_000; // 2025-01-01
-        let feb = jan + 31 * DAY;
-        let dec = jan - DAY; // 2024-12-31
-        let ts = TimestampMicrosecondArray::from(vec![
-            0,
-            feb,
-            jan + 3 * DAY,
-            dec,
-            feb + DAY,
-            jan,
-            dec + 1,
-        ]);
-        let (rows, months) = month_order(&ts, 1..7);
-        assert_eq!(rows, [3, 6, 2, 5, 1, 4]);
-        assert_eq!(months, [2, 2, 2]);
-        assert_eq!(month_order(&ts, 2..2), (vec![], vec![]));
-    }
 }

@@ -15,8 +15,8 @@ pub use customers::build_dim_customer;
 pub use customers::CustomerVersions;
 pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_lookup};
 pub use facts::{
-    build_fact_campaign_response, build_fact_interaction, build_fact_sales, build_fact_ticket,
-    FactOutput, Resolver,
+    build_fact_campaign_response, build_fact_sales, build_fact_ticket, FactOutput, FactReject,
+    InteractionFact, Resolver,
 };
 
 use crate::entity::StagedEntity;
