@@ -251,9 +251,25 @@ pub fn date_key_of_micros(ts: i64) -> i32 {
 }
 
 /// The `YYYYMMDD` date key of a day number (days since 1970-01-01).
+///
+/// Years 0 to 9999 use integer arithmetic only (H. Hinnant's `civil_from_days`): fact
+/// builds call this for every row. Other days go through chrono.
 pub fn date_key_of_days(days: i32) -> i32 {
-    let d = date_of_days(days);
-    d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32
+    // 0000-03-01 and 9999-12-31.
+    if !(-719_468..=2_932_896).contains(&days) {
+        let d = date_of_days(days);
+        return d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32;
+    }
+    let z = days + 719_468; // days since 0000-03-01, ≥ 0
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // day of the 400-year era
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of a year starting in March
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i32::from(month <= 2);
+    year * 10_000 + month * 100 + day
 }
 
 /// The calendar date of a day number (days since 1970-01-01).
@@ -290,6 +306,18 @@ mod tests {
         assert_eq!(parse_date("2024-02-29T00:00:00"), Ok(19782));
         assert!(parse_date("2024-02-29T10:00:00").is_err());
         assert_eq!(date_key_of_days(19782), 20240229);
+    }
+
+    #[test]
+    fn date_keys_agree_with_the_calendar() {
+        for days in -800_000..3_000_000 {
+            let d = date_of_days(days);
+            let expected = d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32;
+            assert_eq!(date_key_of_days(days), expected, "day {days}");
+        }
+        assert_eq!(date_key_of_days(0), 19700101);
+        assert_eq!(date_key_of_days(-1), 19691231);
+        assert_eq!(date_key_of_days(-719_468), 301);
     }
 
     #[test]

@@ -642,19 +642,20 @@ impl<'a> InteractionFact<'a> {
     pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
         let rows = &self.by_month[self.starts[k]..self.starts[k + 1]];
         let order: Vec<u32> = if self.presorted {
-            let mut keyed: Vec<(i32, i64, u32)> = rows
+            // (day of the month, customer key, row) packed into one integer: the month
+            // is the same for all, and the key's sign bit is flipped so that unsigned
+            // order is signed order.
+            let mut keyed: Vec<u128> = rows
                 .iter()
                 .map(|&row| {
                     let row_us = row as usize;
-                    (
-                        date_key_of_micros(self.ts(row_us)),
-                        self.customer[row_us],
-                        row,
-                    )
+                    let day = date_key_of_micros(self.ts(row_us)) % 100;
+                    let ck = (self.customer[row_us] as u64) ^ (1 << 63);
+                    (u128::from(day as u32) << 96) | (u128::from(ck) << 32) | u128::from(row)
                 })
                 .collect();
             keyed.sort_unstable();
-            keyed.into_iter().map(|(_, _, row)| row).collect()
+            keyed.into_iter().map(|k| k as u32).collect()
         } else {
             rows.to_vec()
         };
