@@ -12,17 +12,18 @@
 
 use super::columns::with_unknown;
 use super::{opt_str, Cols, TableAssembler};
-use crate::entity::{value_text, StagedEntity};
+use crate::entity::StagedEntity;
 use crate::value::date_of_days;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringBuilder,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use chrono::{Datelike, NaiveDate};
 use crmcube_model::keys::FastMap as HashMap;
 use crmcube_model::keys::{key_of, surrogate_key, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
 use rayon::prelude::*;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Start of the first version of every customer (1900-01-01T00:00:00).
@@ -121,6 +122,13 @@ pub fn build_dim_customer(
         })
         .collect::<Result<_>>()?;
 
+    // Tracked attributes compared by value (nulls equal each other only).
+    let same: Vec<arrow::array::DynComparator> = tracked
+        .iter()
+        .map(|a| arrow::array::make_comparator(*a, *a, Default::default()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::format("dim_customer", e))?;
+
     // Group rows by customer, in updated_at order.
     let mut order: Vec<usize> = (0..staged.batch.num_rows()).collect();
     order.par_sort_by(|&a, &b| {
@@ -145,9 +153,7 @@ pub fn build_dim_customer(
         for &row in &order[i..j] {
             let changed = match prev {
                 None => true,
-                Some(p) => tracked
-                    .iter()
-                    .any(|a| value_text(*a, p) != value_text(*a, row)),
+                Some(p) => same.iter().any(|cmp| cmp(p, row).is_ne()),
             };
             if changed {
                 let from = if prev.is_none() {
@@ -195,11 +201,11 @@ pub fn build_dim_customer(
     let mut keys = Vec::with_capacity(n);
     let mut region_keys = Vec::with_capacity(n);
     let (mut city, mut country, mut region) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
+        StringBuilder::with_capacity(n, n * 8),
+        StringBuilder::with_capacity(n, n * 8),
+        StringBuilder::with_capacity(n, n * 8),
     );
-    let mut cohort = Vec::with_capacity(n);
+    let mut cohort = StringBuilder::with_capacity(n, n * 7);
     let region_ids = c.str("region_id")?;
     let signup = c.date("signup_date")?;
     let mut orphans = 0u64;
@@ -218,34 +224,35 @@ pub fn build_dim_customer(
         match opt_str(region_ids, row).and_then(|r| regions.get(r)) {
             Some((rk, ci, co, re)) => {
                 region_keys.push(*rk);
-                city.push(ci.clone());
-                country.push(co.clone());
-                region.push(re.clone());
+                city.append_value(ci);
+                country.append_value(co);
+                region.append_value(re);
             }
             None => {
                 orphans += 1;
                 region_keys.push(UNKNOWN_KEY);
-                city.push("Unknown".into());
-                country.push("Unknown".into());
-                region.push("Unknown".into());
+                city.append_value("Unknown");
+                country.append_value("Unknown");
+                region.append_value("Unknown");
             }
         }
-        cohort.push(if signup.is_valid(latest) {
+        if signup.is_valid(latest) {
             let d: NaiveDate = date_of_days(signup.value(latest));
-            format!("{:04}-{:02}", d.year(), d.month())
+            let _ = write!(cohort, "{:04}-{:02}", d.year(), d.month());
+            cohort.append_value("");
         } else {
-            "Unknown".to_string()
-        });
+            cohort.append_value("Unknown");
+        }
     }
 
     let mut t = TableAssembler::new("dim_customer", def);
     t.set("customer_key", Arc::new(Int64Array::from(keys)))
         .set("customer_id", take(&scd.natural_key, false)?)
         .set("region_key", Arc::new(Int64Array::from(region_keys)))
-        .set("city", Arc::new(StringArray::from(city)))
-        .set("country", Arc::new(StringArray::from(country)))
-        .set("region", Arc::new(StringArray::from(region)))
-        .set("cohort_month", Arc::new(StringArray::from(cohort)))
+        .set("city", Arc::new(city.finish()))
+        .set("country", Arc::new(country.finish()))
+        .set("region", Arc::new(region.finish()))
+        .set("cohort_month", Arc::new(cohort.finish()))
         .set(
             "valid_from",
             Arc::new(TimestampMicrosecondArray::from(valid_from)),
