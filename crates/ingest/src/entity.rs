@@ -63,12 +63,6 @@ impl StagedEntity {
         });
     }
 
-    /// Frees the staged rows once a fact is built from them; the counts, origins and
-    /// refused rows stay for the report and the quarantine.
-    pub fn release(&mut self) {
-        self.batch = RecordBatch::new_empty(self.batch.schema());
-    }
-
     /// Keeps only the rows where `keep` is true.
     pub fn retain(&mut self, keep: &[bool]) -> Result<()> {
         if keep.iter().all(|k| *k) {

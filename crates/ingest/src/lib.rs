@@ -1000,22 +1000,27 @@ mod tests {
             .collect()
     }
 
+    fn strs<'b>(b: &'b RecordBatch, name: &str) -> &'b arrow::array::StringArray {
+        b.column_by_name(name).unwrap().as_string::<i32>()
+    }
+
+    fn ints<'b>(b: &'b RecordBatch, name: &str) -> &'b arrow::array::Int64Array {
+        b.column_by_name(name).unwrap().as_primitive::<Int64Type>()
+    }
+
+    fn times<'b>(b: &'b RecordBatch, name: &str) -> &'b arrow::array::TimestampMicrosecondArray {
+        b.column_by_name(name)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>()
+    }
+
     /// (interaction_id, date_key, customer_key) of every row, sorted.
     fn rows(files: &[(String, RecordBatch)]) -> Vec<(String, i64, i64)> {
         let mut out = Vec::new();
         for (_, b) in files {
-            let id = b
-                .column_by_name("interaction_id")
-                .unwrap()
-                .as_string::<i32>();
-            let dk = b
-                .column_by_name("date_key")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let ck = b
-                .column_by_name("customer_key")
-                .unwrap()
-                .as_primitive::<Int64Type>();
+            let id = strs(b, "interaction_id");
+            let dk = ints(b, "date_key");
+            let ck = ints(b, "customer_key");
             for i in 0..b.num_rows() {
                 out.push((id.value(i).to_string(), dk.value(i), ck.value(i)));
             }
@@ -1046,22 +1051,10 @@ mod tests {
                 .position(|p| id.starts_with(p))
         };
         for (folder, b) in &files {
-            let ts = b
-                .column_by_name("event_ts")
-                .unwrap()
-                .as_primitive::<TimestampMicrosecondType>();
-            let dk = b
-                .column_by_name("date_key")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let ck = b
-                .column_by_name("customer_key")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let id = b
-                .column_by_name("interaction_id")
-                .unwrap()
-                .as_string::<i32>();
+            let ts = times(b, "event_ts");
+            let dk = ints(b, "date_key");
+            let ck = ints(b, "customer_key");
+            let id = strs(b, "interaction_id");
             for i in 0..b.num_rows() {
                 let ym = value::date_key_of_micros(ts.value(i)) / 100;
                 assert_eq!(&write::partition_folder(ym), folder, "row {i} of {folder}");
