@@ -746,24 +746,18 @@ impl<'a> Load<'a> {
             self.conform_seconds += t0.elapsed().as_secs_f64();
             return self.write_fact(table, batches);
         }
-        self.progress.step(&format!("writing {table}"));
-        let t0 = Instant::now();
         let def = self.opts.schema.require(table)?;
-        let file_name = self.writer.new_file_path(None, 0);
-        let dir = self.writer.dir().join(table);
-        let files = write::write_months(&dir, &file_name, &def.sort_by, fact.months(), |k| {
-            fact.build_month(k)
-        })?;
-        self.written.push(write::summarize(table, &files));
-        self.writer.stage_replacing(
+        self.write_with(
             table,
             def.arrow_schema(),
-            files,
             crmcube_store::Mode::ReplaceFiles,
             Vec::new(),
-        );
-        self.write_seconds += t0.elapsed().as_secs_f64();
-        Ok(())
+            |dir, file_name| {
+                write::write_months(dir, file_name, &def.sort_by, fact.months(), |k| {
+                    fact.build_month(k)
+                })
+            },
+        )
     }
 
     /// Writes a whole table (a new version replaces it).
@@ -790,19 +784,35 @@ impl<'a> Load<'a> {
         mode: crmcube_store::Mode,
         replaced: Vec<String>,
     ) -> Result<()> {
-        self.progress.step(&format!("writing {name}"));
-        let t0 = Instant::now();
-        let (partition_by, sort_by) = match self.opts.schema.table(name) {
+        let schema_def = self.opts.schema;
+        let (partition_by, sort_by) = match schema_def.table(name) {
             Some(def) => (def.partition_by.as_deref(), def.sort_by.as_slice()),
             None => (None, &[][..]),
         };
-        let file_name = self.writer.new_file_path(None, 0);
-        let dir = self.writer.dir().join(name);
         let schema = match parts.first() {
             Some(p) => p.schema(),
-            None => self.opts.schema.require(name)?.arrow_schema(),
+            None => schema_def.require(name)?.arrow_schema(),
         };
-        let files = write::write_table(&dir, &file_name, partition_by, sort_by, parts)?;
+        self.write_with(name, schema, mode, replaced, |dir, file_name| {
+            write::write_table(dir, file_name, partition_by, sort_by, parts)
+        })
+    }
+
+    /// Writes a table's new files with `write` (given the table's staging folder and
+    /// the file name for this load), then stages them for the commit and reports them.
+    fn write_with(
+        &mut self,
+        name: &str,
+        schema: arrow::datatypes::SchemaRef,
+        mode: crmcube_store::Mode,
+        replaced: Vec<String>,
+        write: impl FnOnce(&Path, &str) -> Result<Vec<crmcube_store::DataFile>>,
+    ) -> Result<()> {
+        self.progress.step(&format!("writing {name}"));
+        let t0 = Instant::now();
+        let file_name = self.writer.new_file_path(None, 0);
+        let dir = self.writer.dir().join(name);
+        let files = write(&dir, &file_name)?;
         self.written.push(write::summarize(name, &files));
         self.writer
             .stage_replacing(name, schema, files, mode, replaced);

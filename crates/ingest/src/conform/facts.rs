@@ -460,6 +460,8 @@ pub struct InteractionFact<'a> {
     /// The months present (`YYYYMM`) and where each starts in `by_month`.
     months: Vec<i32>,
     starts: Vec<usize>,
+    /// Mean length of an interaction_id (source id and prefix), to size the builders.
+    id_len: usize,
     /// Whether rows are built in the order (date_key, customer_key): the table's sort
     /// order as the warehouse schema ships it.
     presorted: bool,
@@ -558,6 +560,11 @@ impl<'a> InteractionFact<'a> {
             })
             .sum();
 
+        let id_len = [src.s_id, src.c_id, src.e_id]
+            .iter()
+            .map(|a| a.value_data().len() + a.len() * 6)
+            .sum::<usize>()
+            / total.max(1);
         let mut fact = InteractionFact {
             def,
             src,
@@ -571,6 +578,7 @@ impl<'a> InteractionFact<'a> {
             by_month: Vec::new(),
             months: Vec::new(),
             starts: Vec::new(),
+            id_len,
             presorted: def.sort_by == ["date_key", "customer_key"],
             orphaned: [web_orphaned, cart_orphaned, email_orphaned],
         };
@@ -659,13 +667,7 @@ impl<'a> InteractionFact<'a> {
         } else {
             rows.to_vec()
         };
-        let s = &self.src;
-        let id_bytes: usize = [s.s_id, s.c_id, s.e_id]
-            .iter()
-            .map(|a| a.value_data().len() + a.len() * 6)
-            .sum();
-        let id_len = id_bytes / (self.customer.len().max(1));
-        let mut out = Interactions::with_capacity(order.len(), id_len);
+        let mut out = Interactions::with_capacity(order.len(), self.id_len);
         for row in order {
             let row = row as usize;
             match self.source(row) {
