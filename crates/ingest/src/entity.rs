@@ -207,7 +207,7 @@ fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntit
 /// Whether the keys formed by `arrays` (all non-null strings, integers or timestamps)
 /// strictly ascend from row to row, so that no two rows share a key. One parallel pass
 /// of comparisons, instead of hashing and sorting every key.
-fn strictly_ascending(arrays: &[&dyn Array]) -> bool {
+pub(crate) fn strictly_ascending(arrays: &[&dyn Array]) -> bool {
     use std::cmp::Ordering;
     enum Part<'a> {
         Str(&'a arrow::array::StringArray),

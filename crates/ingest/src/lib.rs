@@ -463,11 +463,9 @@ impl<'a> Load<'a> {
             &resolver,
         )?;
         self.conform_seconds += t0.elapsed().as_secs_f64();
-        self.write_monthly("fact_interaction", &fact)?;
-        let orphaned = fact.orphaned();
-        drop(fact);
+        // The fact keeps only the sources' id columns: the rest is freed before writing.
         self.settle(
-            &orphaned,
+            &fact.orphaned(),
             Vec::new(),
             &mut [
                 ("web_sessions", &mut Some(sessions)),
@@ -475,6 +473,8 @@ impl<'a> Load<'a> {
                 ("email_events", &mut Some(emails)),
             ],
         );
+        self.write_monthly("fact_interaction", &fact)?;
+        drop(fact);
 
         // fact_ticket.
         let mut tickets = self.stage("tickets")?;

@@ -8,6 +8,7 @@ mod columns;
 mod customers;
 mod dims;
 mod facts;
+mod interactions;
 
 pub use columns::TableAssembler;
 
@@ -16,8 +17,9 @@ pub use customers::CustomerVersions;
 pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_lookup};
 pub use facts::{
     build_fact_campaign_response, build_fact_sales, build_fact_ticket, FactOutput, FactReject,
-    InteractionFact, Resolver,
+    Resolver,
 };
+pub use interactions::InteractionFact;
 
 use crate::entity::StagedEntity;
 use arrow::array::{
