@@ -42,6 +42,13 @@ impl StagedEntity {
         }
     }
 
+    /// Frees the accepted rows (once a fact has taken what it needs of them). Counts
+    /// and rejects stay for the load report; no row can be rejected afterwards.
+    pub fn drop_rows(&mut self) {
+        self.batch = RecordBatch::new_empty(self.batch.schema());
+        self.origins = Vec::new();
+    }
+
     /// Quarantines row `row` of the staged batch (the caller drops it from its output).
     pub fn reject(
         &mut self,

@@ -445,25 +445,29 @@ impl<'a> Load<'a> {
             ],
         )?;
 
-        // fact_interaction.
+        // fact_interaction: each source is resolved as soon as it is read, and all but
+        // its id column freed before the next is read.
+        let mut fact =
+            conform::InteractionFact::new(schema.require("fact_interaction")?, &resolver);
         let mut sessions = self.stage("web_sessions")?;
         self.enforce_foreign_keys("web_sessions", &mut sessions)?;
         self.remember_keys("web_sessions", &sessions);
+        self.conform("building fact_interaction from web_sessions", || {
+            fact.add_web_sessions(&sessions, &resolver)
+        })?;
+        sessions.drop_rows();
         let mut carts = self.stage("cart_events")?;
         self.enforce_foreign_keys("cart_events", &mut carts)?;
+        self.conform("building fact_interaction from cart_events", || {
+            fact.add_cart_events(&carts, &resolver)
+        })?;
+        carts.drop_rows();
         let mut emails = self.stage("email_events")?;
         self.enforce_foreign_keys("email_events", &mut emails)?;
-        self.progress.step("building fact_interaction");
-        let t0 = Instant::now();
-        let fact = conform::InteractionFact::new(
-            schema.require("fact_interaction")?,
-            &sessions,
-            &carts,
-            &emails,
-            &resolver,
-        )?;
-        self.conform_seconds += t0.elapsed().as_secs_f64();
-        // The fact keeps only the sources' id columns: the rest is freed before writing.
+        self.conform("building fact_interaction from email_events", || {
+            fact.add_email_events(&emails, &resolver)
+        })?;
+        emails.drop_rows();
         self.settle(
             &fact.orphaned(),
             Vec::new(),
@@ -702,6 +706,15 @@ impl<'a> Load<'a> {
                 self.finish(entity, st, orphaned);
             }
         }
+    }
+
+    /// Runs one step of conforming rows to the star schema, timed as such.
+    fn conform<T>(&mut self, step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.progress.step(step);
+        let t0 = Instant::now();
+        let out = f();
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        out
     }
 
     /// Widens the day range of dim_date to include `(lo, hi)`.

@@ -6,8 +6,7 @@ use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
 use arrow::array::{
-    Array, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    Array, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use crmcube_model::keys::{FastMap as HashMap, UNKNOWN_KEY};
@@ -46,6 +45,7 @@ struct Label<'s> {
 }
 
 /// A label as the table writes it.
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct LabelText {
     source: Source,
     /// interaction_type.
@@ -235,76 +235,31 @@ fn resolve_parts<'s>(
         .collect()
 }
 
-/// The source columns fact_interaction reads.
-struct InteractionSources<'a> {
-    s_id: &'a StringArray,
-    s_cust: &'a StringArray,
-    s_ts: &'a TimestampMicrosecondArray,
-    s_dev: &'a StringArray,
-    s_src: &'a StringArray,
-    s_pages: &'a Int64Array,
-    s_dur: &'a Int64Array,
-    c_id: &'a StringArray,
-    c_sess: &'a StringArray,
-    c_cust: &'a StringArray,
-    c_ts: &'a TimestampMicrosecondArray,
-    c_type: &'a StringArray,
-    c_prod: &'a StringArray,
-    c_qty: &'a Int64Array,
-    e_id: &'a StringArray,
-    e_cust: &'a StringArray,
-    e_camp: &'a StringArray,
-    e_ts: &'a TimestampMicrosecondArray,
-    e_type: &'a StringArray,
-}
-
-impl<'a> InteractionSources<'a> {
-    fn new(
-        sessions: &'a StagedEntity,
-        carts: &'a StagedEntity,
-        emails: &'a StagedEntity,
-    ) -> Result<Self> {
-        let s = Cols::new("web_sessions", sessions);
-        let c = Cols::new("cart_events", carts);
-        let e = Cols::new("email_events", emails);
-        Ok(InteractionSources {
-            s_id: s.str("session_id")?,
-            s_cust: s.str("customer_id")?,
-            s_ts: s.ts("started_at")?,
-            s_dev: s.str("device")?,
-            s_src: s.str("traffic_source")?,
-            s_pages: s.int("pages_viewed")?,
-            s_dur: s.int("duration_s")?,
-            c_id: c.str("event_id")?,
-            c_sess: c.str("session_id")?,
-            c_cust: c.str("customer_id")?,
-            c_ts: c.ts("event_ts")?,
-            c_type: c.str("event_type")?,
-            c_prod: c.str("product_id")?,
-            c_qty: c.int("quantity")?,
-            e_id: e.str("event_id")?,
-            e_cust: e.str("customer_id")?,
-            e_camp: e.str("campaign_id")?,
-            e_ts: e.ts("event_ts")?,
-            e_type: e.str("event_type")?,
-        })
-    }
+/// Web sessions' columns that cart events read through their session.
+struct SessionColumns {
+    id: StringArray,
+    customer: StringArray,
+    device: StringArray,
+    traffic: StringArray,
 }
 
 /// fact_interaction from web sessions, cart events and email events, resolved once and
 /// built one month at a time.
 ///
-/// [`InteractionFact::new`] reads the sources once, in export order (where an export
-/// lists a customer's or a session's rows together and `LastLookup` mostly skips the
-/// hash lookup), in parts of consecutive rows resolved in parallel. Each row becomes a
-/// 48-byte [`Row`]: its keys, time, numbers, a code for its few-valued strings and the
-/// place of its source id. A part keeps its rows grouped by month.
+/// The sources are added one at a time, as each is read ([`InteractionFact::add_web_sessions`],
+/// then cart events, then email events). Adding one reads it once, in export order
+/// (where an export lists a customer's or a session's rows together and the lookups
+/// mostly repeat), in parts of consecutive rows resolved in parallel. Each row becomes
+/// a 48-byte [`Row`]: its keys, time, numbers, a code for its few-valued strings and
+/// the place of its source id. A part keeps its rows grouped by month. Afterwards the
+/// fact needs only the source's id column, and the caller frees the rest before it
+/// reads the next source.
 ///
 /// [`InteractionFact::build_month`] gathers one month's rows from the parts, sorts
 /// them by (date_key, customer_key) and makes the month's columns, so a month can be
 /// written and dropped before the next is built. Sorting and reading compact rows that
 /// sit together, instead of reaching into a dozen source columns at random, is what
-/// keeps the build fast; afterwards only the three id columns of the sources are kept.
+/// keeps the build fast.
 ///
 /// Rows are ordered across the sources as web sessions, then cart events, then email
 /// events; rows that sort equal keep that order.
@@ -312,13 +267,19 @@ pub struct InteractionFact<'a> {
     def: &'a TableDef,
     web_key: i64,
     email_key: i64,
+    /// The source to be added next (none after email events).
+    next: Option<Source>,
     /// Id columns of web sessions, cart events and email events.
     ids: [StringArray; 3],
+    /// Kept from web sessions until cart events are added.
+    sessions: Option<SessionColumns>,
     parts: Vec<Part>,
+    codes: HashMap<LabelText, u32>,
     labels: Vec<LabelText>,
     /// The months present (`YYYYMM`, ascending) and their rows.
     months: Vec<i32>,
     month_rows: Vec<usize>,
+    rows: usize,
     /// Whether rows are built in the order (date_key, customer_key): the table's sort
     /// order as the warehouse schema ships it.
     presorted: bool,
@@ -328,130 +289,208 @@ pub struct InteractionFact<'a> {
 }
 
 impl<'a> InteractionFact<'a> {
-    /// Resolves the sources' rows (see the type's documentation).
-    pub fn new(
-        def: &'a TableDef,
-        sessions: &StagedEntity,
-        carts: &StagedEntity,
-        emails: &StagedEntity,
-        r: &Resolver,
-    ) -> Result<Self> {
-        let s = InteractionSources::new(sessions, carts, emails)?;
-        let (n_web, n_cart, n_email) = (s.s_id.len(), s.c_id.len(), s.e_id.len());
-        let total = n_web + n_cart + n_email;
-        if total >= u32::MAX as usize {
+    /// A fact with no rows yet.
+    pub fn new(def: &'a TableDef, r: &Resolver) -> Self {
+        let no_ids = || StringArray::from(Vec::<&str>::new());
+        InteractionFact {
+            def,
+            web_key: r.channel(Some("web")).0,
+            email_key: r.channel(Some("email")).0,
+            next: Some(Source::Web),
+            ids: [no_ids(), no_ids(), no_ids()],
+            sessions: None,
+            parts: Vec::new(),
+            codes: HashMap::default(),
+            labels: Vec::new(),
+            months: Vec::new(),
+            month_rows: Vec::new(),
+            rows: 0,
+            presorted: def.sort_by == ["date_key", "customer_key"],
+            orphaned: [0; 3],
+            ts_range: None,
+        }
+    }
+
+    /// Checks that `source` comes next and that its `n` rows fit.
+    fn expect(&mut self, source: Source, n: usize) -> Result<()> {
+        if self.next != Some(source) {
             return Err(Error::format(
                 "fact_interaction",
-                format!("{total} rows in one load; at most {} fit", u32::MAX - 1),
+                format!("{source:?} rows added when {:?} rows were due", self.next),
             ));
         }
-        let s = &s;
-        let web = resolve_parts(n_web, |rows, out| {
+        self.rows += n;
+        if self.rows >= u32::MAX as usize {
+            return Err(Error::format(
+                "fact_interaction",
+                format!(
+                    "{} rows in one load; at most {} fit",
+                    self.rows,
+                    u32::MAX - 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves the web sessions (see the type's documentation).
+    pub fn add_web_sessions(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
+        let c = Cols::new("web_sessions", st);
+        let (id, cust, ts, dev, src, pages, dur) = (
+            c.str("session_id")?,
+            c.str("customer_id")?,
+            c.ts("started_at")?,
+            c.str("device")?,
+            c.str("traffic_source")?,
+            c.int("pages_viewed")?,
+            c.int("duration_s")?,
+        );
+        self.expect(Source::Web, id.len())?;
+        let parts = resolve_parts(id.len(), |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
-                let ts = s.s_ts.value(i);
-                let (ck, orphaned) = customers.resolve(opt_str(s.s_cust, i), ts);
+                let t = ts.value(i);
+                let (ck, orphaned) = customers.resolve(opt_str(cust, i), t);
                 let label = Label {
                     source: Source::Web,
                     event: "",
-                    device: opt_str(s.s_dev, i),
-                    traffic: opt_str(s.s_src, i),
-                    x_null: s.s_pages.is_null(i),
-                    y_null: s.s_dur.is_null(i),
+                    device: opt_str(dev, i),
+                    traffic: opt_str(src, i),
+                    x_null: pages.is_null(i),
+                    y_null: dur.is_null(i),
                 };
-                let xy = (s.s_pages.value(i), s.s_dur.value(i));
-                out.push(s.s_id, i, ts, ck, xy, label, orphaned);
+                let xy = (pages.value(i), dur.value(i));
+                out.push(id, i, t, ck, xy, label, orphaned);
             }
         });
+        self.absorb(Source::Web, id, parts);
+        self.sessions = Some(SessionColumns {
+            id: id.clone(),
+            customer: cust.clone(),
+            device: dev.clone(),
+            traffic: src.clone(),
+        });
+        self.next = Some(Source::Cart);
+        Ok(())
+    }
 
-        let session_idx = IdIndex::new(s.s_id);
-        let cart = resolve_parts(n_cart, |rows, out| {
+    /// Resolves the cart events, each with its session's customer (when the event has
+    /// none), device and traffic source.
+    pub fn add_cart_events(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
+        let c = Cols::new("cart_events", st);
+        let (id, sess, cust, ts, kind, prod, qty) = (
+            c.str("event_id")?,
+            c.str("session_id")?,
+            c.str("customer_id")?,
+            c.ts("event_ts")?,
+            c.str("event_type")?,
+            c.str("product_id")?,
+            c.int("quantity")?,
+        );
+        self.expect(Source::Cart, id.len())?;
+        let Some(s) = self.sessions.take() else {
+            return Err(Error::format(
+                "fact_interaction",
+                "cart events added before web sessions",
+            ));
+        };
+        let session_idx = IdIndex::new(&s.id);
+        let parts = resolve_parts(id.len(), |rows, out| {
             let mut customers = r.customers.cursor();
             let mut sessions = session_idx.cursor();
             for i in rows {
-                let ts = s.c_ts.value(i);
-                let si = sessions.get(s.c_sess.value(i));
+                let t = ts.value(i);
+                let si = sessions.get(sess.value(i));
                 let session = |col| si.and_then(|si| opt_str(col, si));
                 // An anonymous cart event belongs to its session's customer, when
                 // there is one.
-                let cust_id = opt_str(s.c_cust, i).or_else(|| session(s.s_cust));
-                let (ck, orph1) = customers.resolve(cust_id, ts);
-                let ((pk, _), orph2) = r.product(opt_str(s.c_prod, i));
+                let cust_id = opt_str(cust, i).or_else(|| session(&s.customer));
+                let (ck, orph1) = customers.resolve(cust_id, t);
+                let ((pk, _), orph2) = r.product(opt_str(prod, i));
                 let label = Label {
                     source: Source::Cart,
-                    event: s.c_type.value(i),
-                    device: session(s.s_dev),
-                    traffic: session(s.s_src),
-                    x_null: s.c_qty.is_null(i),
+                    event: kind.value(i),
+                    device: session(&s.device),
+                    traffic: session(&s.traffic),
+                    x_null: qty.is_null(i),
                     y_null: false,
                 };
                 let orphaned = orph1 || orph2 || si.is_none();
-                out.push(s.c_id, i, ts, ck, (s.c_qty.value(i), pk), label, orphaned);
+                out.push(id, i, t, ck, (qty.value(i), pk), label, orphaned);
             }
         });
         drop(session_idx);
+        self.absorb(Source::Cart, id, parts);
+        self.next = Some(Source::Email);
+        Ok(())
+    }
 
-        let email = resolve_parts(n_email, |rows, out| {
+    /// Resolves the email events.
+    pub fn add_email_events(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
+        let c = Cols::new("email_events", st);
+        let (id, cust, camp, ts, kind) = (
+            c.str("event_id")?,
+            c.str("customer_id")?,
+            c.str("campaign_id")?,
+            c.ts("event_ts")?,
+            c.str("event_type")?,
+        );
+        self.expect(Source::Email, id.len())?;
+        let parts = resolve_parts(id.len(), |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
-                let ts = s.e_ts.value(i);
-                let (ck, orph1) = customers.resolve(opt_str(s.e_cust, i), ts);
-                let ((mk, _), orph2) = r.campaign(opt_str(s.e_camp, i));
+                let t = ts.value(i);
+                let (ck, orph1) = customers.resolve(opt_str(cust, i), t);
+                let ((mk, _), orph2) = r.campaign(opt_str(camp, i));
                 let label = Label {
                     source: Source::Email,
-                    event: s.e_type.value(i),
+                    event: kind.value(i),
                     device: None,
                     traffic: None,
                     x_null: true,
                     y_null: false,
                 };
-                out.push(s.e_id, i, ts, ck, (0, mk), label, orph1 || orph2);
+                out.push(id, i, t, ck, (0, mk), label, orph1 || orph2);
             }
         });
+        self.absorb(Source::Email, id, parts);
+        self.next = None;
+        Ok(())
+    }
 
-        // Number the labels load-wide, and merge the parts' months.
-        let mut codes: HashMap<Label, u32> = HashMap::default();
-        let mut labels = Vec::new();
-        let mut orphaned = [0u64; 3];
-        let mut all = Vec::with_capacity(web.len() + cart.len() + email.len());
-        for (k, source) in [web, cart, email].into_iter().enumerate() {
-            for (mut part, part_labels) in source {
-                part.labels = part_labels
-                    .iter()
-                    .map(|l| {
-                        *codes.entry(*l).or_insert_with(|| {
-                            labels.push(LabelText::of(l));
-                            labels.len() as u32 - 1
-                        })
-                    })
-                    .collect();
-                orphaned[k] += part.orphaned;
-                all.push(part);
-            }
-        }
-        let mut month_rows: std::collections::BTreeMap<i32, usize> = Default::default();
-        for p in &all {
-            for (j, &ym) in p.months.iter().enumerate() {
-                *month_rows.entry(ym).or_default() += p.starts[j + 1] - p.starts[j];
-            }
-        }
-        let ts_range = all
+    /// Takes a source's resolved parts: numbers their labels load-wide and counts their
+    /// months. The source's id column is the only one of its columns the fact keeps.
+    fn absorb(&mut self, source: Source, ids: &StringArray, parts: Vec<(Part, Vec<Label>)>) {
+        self.ids[source as usize] = ids.clone();
+        let mut month_rows: std::collections::BTreeMap<i32, usize> = self
+            .months
             .iter()
-            .filter_map(|p| p.ts_range)
-            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
-        Ok(InteractionFact {
-            def,
-            web_key: r.channel(Some("web")).0,
-            email_key: r.channel(Some("email")).0,
-            ids: [s.s_id.clone(), s.c_id.clone(), s.e_id.clone()],
-            parts: all,
-            labels,
-            months: month_rows.keys().copied().collect(),
-            month_rows: month_rows.values().copied().collect(),
-            presorted: def.sort_by == ["date_key", "customer_key"],
-            orphaned,
-            ts_range,
-        })
+            .copied()
+            .zip(self.month_rows.iter().copied())
+            .collect();
+        for (mut part, part_labels) in parts {
+            part.labels = part_labels
+                .iter()
+                .map(|l| {
+                    let text = LabelText::of(l);
+                    *self.codes.entry(text).or_insert_with_key(|text| {
+                        self.labels.push(text.clone());
+                        self.labels.len() as u32 - 1
+                    })
+                })
+                .collect();
+            for (j, &ym) in part.months.iter().enumerate() {
+                *month_rows.entry(ym).or_default() += part.starts[j + 1] - part.starts[j];
+            }
+            self.orphaned[source as usize] += part.orphaned;
+            self.ts_range = match (self.ts_range, part.ts_range) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (x, y) => x.or(y),
+            };
+            self.parts.push(part);
+        }
+        self.months = month_rows.keys().copied().collect();
+        self.month_rows = month_rows.values().copied().collect();
     }
 
     /// The months with rows (`YYYYMM`, ascending).
