@@ -66,15 +66,31 @@ pub(super) fn read(
         CHUNK_BYTES,
     );
     // Chunks are parsed a wave at a time and each wave is copied into the entity's
-    // columns before the next, so only one wave of parsed chunks is ever in memory.
+    // columns while the next is parsed, so at most two waves of parsed chunks are ever
+    // in memory and the copy (one thread) overlaps the parsing (all of them).
     let wave = 2 * rayon::current_num_threads().max(1);
     let row_bound: usize = chunks.iter().map(|c| c.lines as usize).sum();
     let mut columns = super::ColumnsBuilder::new(&spec.arrow_schema());
     let mut lines = Vec::with_capacity(row_bound);
     let mut rejects = Vec::new();
     let mut read = 0;
-    for (k, group) in chunks.chunks(wave).enumerate() {
-        let results: Vec<Result<ChunkOut>> = group
+    let mut absorb = |results: Vec<Result<ChunkOut>>, first: bool| -> Result<()> {
+        for r in results {
+            let out = r?;
+            read += out.read;
+            columns
+                .push(&out.batch)
+                .map_err(|e| Error::format(path.display(), e))?;
+            lines.extend(out.lines);
+            rejects.extend(out.rejects);
+        }
+        if first {
+            columns.reserve_for(row_bound);
+        }
+        Ok(())
+    };
+    let parse = |group: &[Chunk]| -> Vec<Result<ChunkOut>> {
+        group
             .par_iter()
             .map(|c| {
                 parse_chunk(
@@ -89,19 +105,19 @@ pub(super) fn read(
                     field_count,
                 )
             })
-            .collect();
-        for r in results {
-            let out = r?;
-            read += out.read;
-            columns
-                .push(&out.batch)
-                .map_err(|e| Error::format(path.display(), e))?;
-            lines.extend(out.lines);
-            rejects.extend(out.rejects);
-        }
-        if k == 0 {
-            columns.reserve_for(row_bound);
-        }
+            .collect()
+    };
+    let mut parsed: Option<Vec<Result<ChunkOut>>> = None;
+    for (k, group) in chunks.chunks(wave).enumerate() {
+        let (results, copied) = rayon::join(
+            || parse(group),
+            || parsed.take().map_or(Ok(()), |prev| absorb(prev, k == 1)),
+        );
+        copied?;
+        parsed = Some(results);
+    }
+    if let Some(last) = parsed {
+        absorb(last, chunks.len() <= wave)?;
     }
     let batch = columns
         .finish()
