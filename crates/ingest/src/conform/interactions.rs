@@ -604,8 +604,15 @@ impl<'a> InteractionFact<'a> {
         let keys = |key: &dyn Fn(&Row, &LabelText) -> i64| {
             ints(rows.iter().map(|r| key(r, label(r))).collect())
         };
-        let x = |r: &Row, l: &LabelText| (!l.x_null).then_some(r.x);
-        let y = |r: &Row, l: &LabelText| (!l.y_null).then_some(r.y);
+        // A row's x or y where its source has that column (null elsewhere); y as the
+        // key of its source's reference (Unknown elsewhere).
+        let x_of =
+            |of: Source| move |r: &Row, l: &LabelText| (l.source == of && !l.x_null).then_some(r.x);
+        let y_of =
+            |of: Source| move |r: &Row, l: &LabelText| (l.source == of && !l.y_null).then_some(r.y);
+        let key_of = |of: Source| {
+            move |r: &Row, l: &LabelText| if l.source == of { r.y } else { UNKNOWN_KEY }
+        };
         let ids = StringArray::try_new(
             OffsetBuffer::new(ScalarBuffer::from(id_offsets)),
             Buffer::from_vec(id_values),
@@ -630,58 +637,13 @@ impl<'a> InteractionFact<'a> {
                     Source::Web | Source::Cart => self.web_key,
                 }),
             )
-            .set(
-                "campaign_key",
-                keys(&|r, l| {
-                    if l.source == Source::Email {
-                        r.y
-                    } else {
-                        UNKNOWN_KEY
-                    }
-                }),
-            )
-            .set(
-                "product_key",
-                keys(&|r, l| {
-                    if l.source == Source::Cart {
-                        r.y
-                    } else {
-                        UNKNOWN_KEY
-                    }
-                }),
-            )
+            .set("campaign_key", keys(&key_of(Source::Email)))
+            .set("product_key", keys(&key_of(Source::Cart)))
             .set("device", strings(&|l| l.device.as_deref()))
             .set("traffic_source", strings(&|l| l.traffic.as_deref()))
-            .set(
-                "pages_viewed",
-                numbers(&|r, l| {
-                    if l.source == Source::Web {
-                        x(r, l)
-                    } else {
-                        None
-                    }
-                }),
-            )
-            .set(
-                "duration_s",
-                numbers(&|r, l| {
-                    if l.source == Source::Web {
-                        y(r, l)
-                    } else {
-                        None
-                    }
-                }),
-            )
-            .set(
-                "quantity",
-                numbers(&|r, l| {
-                    if l.source == Source::Cart {
-                        x(r, l)
-                    } else {
-                        None
-                    }
-                }),
-            );
+            .set("pages_viewed", numbers(&x_of(Source::Web)))
+            .set("duration_s", numbers(&y_of(Source::Web)))
+            .set("quantity", numbers(&x_of(Source::Cart)));
         t.finish(n)
     }
 }
