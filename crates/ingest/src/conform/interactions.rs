@@ -162,11 +162,9 @@ impl<'s> Resolving<'s> {
     }
 
     /// Adds a row at `ts` whose source id is row `i` of `ids`.
-    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        ids: &StringArray,
-        i: usize,
+        (ids, i): (&StringArray, usize),
         ts: i64,
         customer: i64,
         (x, y): (i64, i64),
@@ -312,7 +310,7 @@ impl<'a> InteractionFact<'a> {
     }
 
     /// Checks that `source` comes next and that its `n` rows fit.
-    fn expect(&mut self, source: Source, n: usize) -> Result<()> {
+    fn admit(&mut self, source: Source, n: usize) -> Result<()> {
         if self.next != Some(source) {
             return Err(Error::format(
                 "fact_interaction",
@@ -345,7 +343,7 @@ impl<'a> InteractionFact<'a> {
             c.int("pages_viewed")?,
             c.int("duration_s")?,
         );
-        self.expect(Source::Web, id.len())?;
+        self.admit(Source::Web, id.len())?;
         let parts = resolve_parts(id.len(), |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
@@ -360,7 +358,7 @@ impl<'a> InteractionFact<'a> {
                     y_null: dur.is_null(i),
                 };
                 let xy = (pages.value(i), dur.value(i));
-                out.push(id, i, t, ck, xy, label, orphaned);
+                out.push((id, i), t, ck, xy, label, orphaned);
             }
         });
         self.absorb(Source::Web, id, parts);
@@ -387,7 +385,7 @@ impl<'a> InteractionFact<'a> {
             c.str("product_id")?,
             c.int("quantity")?,
         );
-        self.expect(Source::Cart, id.len())?;
+        self.admit(Source::Cart, id.len())?;
         let Some(s) = self.sessions.take() else {
             return Err(Error::format(
                 "fact_interaction",
@@ -416,7 +414,7 @@ impl<'a> InteractionFact<'a> {
                     y_null: false,
                 };
                 let orphaned = orph1 || orph2 || si.is_none();
-                out.push(id, i, t, ck, (qty.value(i), pk), label, orphaned);
+                out.push((id, i), t, ck, (qty.value(i), pk), label, orphaned);
             }
         });
         drop(session_idx);
@@ -435,7 +433,7 @@ impl<'a> InteractionFact<'a> {
             c.ts("event_ts")?,
             c.str("event_type")?,
         );
-        self.expect(Source::Email, id.len())?;
+        self.admit(Source::Email, id.len())?;
         let parts = resolve_parts(id.len(), |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
@@ -450,7 +448,7 @@ impl<'a> InteractionFact<'a> {
                     x_null: true,
                     y_null: false,
                 };
-                out.push(id, i, t, ck, (0, mk), label, orph1 || orph2);
+                out.push((id, i), t, ck, (0, mk), label, orph1 || orph2);
             }
         });
         self.absorb(Source::Email, id, parts);
