@@ -972,7 +972,7 @@ pub fn commit_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{AsArray, RecordBatch};
+    use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     use crmcube_store::{AsOf, Snapshot};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -982,14 +982,15 @@ mod tests {
     }
 
     fn load(source: &Path, warehouse: &Path) {
-        let (contract, schema) = (
-            ExportContract::builtin().unwrap(),
-            WarehouseSchema::builtin().unwrap(),
-        );
+        load_with(source, warehouse, &ExportContract::builtin().unwrap());
+    }
+
+    fn load_with(source: &Path, warehouse: &Path, contract: &ExportContract) {
+        let schema = WarehouseSchema::builtin().unwrap();
         let opts = IngestOptions {
             source: source.to_path_buf(),
             warehouse: warehouse.to_path_buf(),
-            contract: &contract,
+            contract,
             schema: &schema,
             csv: CsvOptions::default(),
             max_reject_rate: None,
@@ -1052,6 +1053,17 @@ mod tests {
         out
     }
 
+    /// The sample export's CSV files, copied into `to`.
+    fn copy_sample(to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(sample()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "csv") {
+                std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+
     fn data_lines(path: &Path) -> usize {
         std::fs::read_to_string(path).unwrap().lines().count() - 1
     }
@@ -1107,14 +1119,8 @@ mod tests {
         // First load: everything but the second half of the email events; then the
         // second half alone, merged into the live months.
         let (first, second) = (dir.path().join("first"), dir.path().join("second"));
-        std::fs::create_dir_all(&first).unwrap();
         std::fs::create_dir_all(&second).unwrap();
-        for e in std::fs::read_dir(sample()).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "csv") {
-                std::fs::copy(&p, first.join(p.file_name().unwrap())).unwrap();
-            }
-        }
+        copy_sample(&first);
         let text = std::fs::read_to_string(sample().join("email_events.csv")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let half = lines.len() / 2;
@@ -1140,5 +1146,69 @@ mod tests {
             b.len() > a.len(),
             "the second load adds files to live months"
         );
+    }
+
+    #[test]
+    fn empty_interaction_numbers_stay_null_where_the_contract_allows_them() {
+        // A contract where a web session's pages_viewed and a cart event's quantity may
+        // be empty, and an export with one of each left empty.
+        let yaml = crmcube_model::BUILTIN_OLTP_YAML
+            .replace(
+                "{ name: pages_viewed, type: int, min: 0 }",
+                "{ name: pages_viewed, type: int, min: 0, nullable: true }",
+            )
+            .replace(
+                "{ name: quantity, type: int, min: 0 }",
+                "{ name: quantity, type: int, min: 0, nullable: true }",
+            );
+        assert_ne!(yaml, crmcube_model::BUILTIN_OLTP_YAML);
+        let contract = ExportContract::parse(&yaml, "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let export = dir.path().join("export");
+        copy_sample(&export);
+        // Empties field `column` of data line `line` of `file`; returns the row's id.
+        let blank = |file: &str, line: usize, column: usize| -> String {
+            let path = export.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            let mut fields: Vec<&str> = lines[line].split(',').collect();
+            let id = fields[0].to_string();
+            fields[column] = "";
+            lines[line] = fields.join(",");
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            id
+        };
+        let session = format!("web:{}", blank("web_sessions.csv", 3, 5));
+        let cart = format!("cart:{}", blank("cart_events.csv", 4, 6));
+        let warehouse = dir.path().join("wh");
+        load_with(&export, &warehouse, &contract);
+
+        let mut seen = 0;
+        for (_, b) in interaction_files(&warehouse) {
+            let (id, pages, duration, qty) = (
+                strs(&b, "interaction_id"),
+                ints(&b, "pages_viewed"),
+                ints(&b, "duration_s"),
+                ints(&b, "quantity"),
+            );
+            for i in 0..b.num_rows() {
+                let (web, carted) = (
+                    id.value(i).starts_with("web:"),
+                    id.value(i).starts_with("cart:"),
+                );
+                if id.value(i) == session {
+                    assert!(pages.is_null(i) && duration.is_valid(i), "{session}");
+                    seen += 1;
+                } else if id.value(i) == cart {
+                    assert!(qty.is_null(i), "{cart}");
+                    seen += 1;
+                } else {
+                    assert_eq!(pages.is_valid(i), web, "{}", id.value(i));
+                    assert_eq!(duration.is_valid(i), web, "{}", id.value(i));
+                    assert_eq!(qty.is_valid(i), carted, "{}", id.value(i));
+                }
+            }
+        }
+        assert_eq!(seen, 2);
     }
 }
