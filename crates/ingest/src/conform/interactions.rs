@@ -101,7 +101,7 @@ impl<'s> LabelCodes<'s> {
 }
 
 /// One resolved fact_interaction row: everything but its strings, in 48 bytes.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Row {
     ts: i64,
     customer: i64,

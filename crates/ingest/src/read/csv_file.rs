@@ -74,7 +74,9 @@ pub(super) fn read(
     let mut lines = Vec::with_capacity(row_bound);
     let mut rejects = Vec::new();
     let mut read = 0;
-    let mut absorb = |results: Vec<Result<ChunkOut>>, first: bool| -> Result<()> {
+    // Room for every row is made once the first wave shows the bytes per row.
+    let mut reserved = false;
+    let mut absorb = |results: Vec<Result<ChunkOut>>| -> Result<()> {
         for r in results {
             let out = r?;
             read += out.read;
@@ -84,8 +86,9 @@ pub(super) fn read(
             lines.extend(out.lines);
             rejects.extend(out.rejects);
         }
-        if first {
+        if !reserved {
             columns.reserve_for(row_bound);
+            reserved = true;
         }
         Ok(())
     };
@@ -108,16 +111,16 @@ pub(super) fn read(
             .collect()
     };
     let mut parsed: Option<Vec<Result<ChunkOut>>> = None;
-    for (k, group) in chunks.chunks(wave).enumerate() {
+    for group in chunks.chunks(wave) {
         let (results, copied) = rayon::join(
             || parse(group),
-            || parsed.take().map_or(Ok(()), |prev| absorb(prev, k == 1)),
+            || parsed.take().map_or(Ok(()), &mut absorb),
         );
         copied?;
         parsed = Some(results);
     }
     if let Some(last) = parsed {
-        absorb(last, chunks.len() <= wave)?;
+        absorb(last)?;
     }
     let batch = columns
         .finish()
