@@ -35,11 +35,8 @@ pub struct WrittenTable {
     pub bytes: u64,
 }
 
-/// Writer settings for a table: dictionary encoding only where it pays.
-///
-/// Columns that are mostly distinct (ids, customer keys) are written without a
-/// dictionary: building one only to abandon it costs time and gains nothing. The
-/// decision samples the first rows of the batch.
+/// Writer settings for a table: each column's encoding chosen from a sample of its
+/// values (see [`Encoding::of`]).
 fn properties(batch: &RecordBatch) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
@@ -47,32 +44,79 @@ fn properties(batch: &RecordBatch) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("crmcube {}", env!("CARGO_PKG_VERSION")));
     for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        if mostly_distinct(col.as_ref()) {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        let path = ColumnPath::from(field.name().as_str());
+        match Encoding::of(col.as_ref()) {
+            Encoding::Dictionary => {}
+            Encoding::Plain => b = b.set_column_dictionary_enabled(path, false),
+            Encoding::Delta => {
+                b = b
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, parquet::basic::Encoding::DELTA_BINARY_PACKED)
+            }
         }
     }
     b.build()
 }
 
-/// Whether more than half of the first 4,096 values are distinct.
-fn mostly_distinct(a: &dyn arrow::array::Array) -> bool {
+/// How a column is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// A dictionary page and the values' indices (the writer falls back to plain when
+    /// the dictionary grows too large).
+    Dictionary,
+    /// The values as they are.
+    Plain,
+    /// Differences between consecutive values, bit-packed (`DELTA_BINARY_PACKED`).
+    Delta,
+}
+
+impl Encoding {
+    /// Values sampled to choose an encoding.
     const SAMPLE: usize = 4096;
-    let n = a.len().min(SAMPLE);
-    if n < 64 {
-        return false;
+
+    /// The encoding of a column, from up to [`Self::SAMPLE`] non-null values taken at
+    /// even steps over it (the head of a sorted column can be one long run that says
+    /// nothing about the rest).
+    ///
+    /// A dictionary pays only when values repeat: a column whose sample is more than
+    /// half distinct is written without one, since building a dictionary only to
+    /// abandon it costs time and gains nothing. Such timestamps are delta-encoded:
+    /// events of one partition lie close together in time, so their differences take
+    /// fewer bits than the values, and encoding them is cheaper than compressing the
+    /// plain values.
+    fn of(a: &dyn Array) -> Encoding {
+        if !Self::mostly_distinct(a) {
+            return Encoding::Dictionary;
+        }
+        match a.data_type() {
+            DataType::Timestamp(..) => Encoding::Delta,
+            _ => Encoding::Plain,
+        }
     }
-    let distinct = match a.data_type() {
-        DataType::Utf8 => {
-            let s = a.as_string::<i32>();
-            (0..n).map(|i| s.value(i)).collect::<FastSet<&str>>().len()
-        }
-        DataType::Int64 => {
-            let v = a.as_primitive::<Int64Type>();
-            v.values()[..n].iter().collect::<FastSet<&i64>>().len()
-        }
-        _ => return false,
-    };
-    distinct * 2 > n
+
+    /// Whether more than half of the sampled values are distinct.
+    fn mostly_distinct(a: &dyn Array) -> bool {
+        let step = a.len().div_ceil(Self::SAMPLE).max(1);
+        let rows = (0..a.len()).step_by(step).filter(|&i| a.is_valid(i));
+        let (distinct, n) = match a.data_type() {
+            DataType::Utf8 => {
+                let s = a.as_string::<i32>();
+                let values: Vec<&[u8]> = rows.map(|i| s.value(i).as_bytes()).collect();
+                (values.iter().collect::<FastSet<_>>().len(), values.len())
+            }
+            t => match t.primitive_width() {
+                Some(width) => {
+                    let data = a.to_data();
+                    let bytes = data.buffers()[0].as_slice();
+                    let at = |i: usize| &bytes[(data.offset() + i) * width..][..width];
+                    let values: Vec<&[u8]> = rows.map(at).collect();
+                    (values.iter().collect::<FastSet<_>>().len(), values.len())
+                }
+                None => return false,
+            },
+        };
+        n >= 64 && distinct * 2 > n
+    }
 }
 
 /// Writes one Parquet file; returns its size and sha256.
@@ -627,5 +671,51 @@ mod tests {
             .collect();
         assert_eq!(jan, ["a", "b"]);
         assert_eq!(files[1].rows, 1);
+    }
+
+    #[test]
+    fn encodings_follow_the_values_not_the_head_of_a_sorted_column() {
+        // Sorted by k: a long run of k = 0 first, then distinct keys; ids distinct;
+        // timestamps distinct; a low-cardinality label.
+        let n = 20_000;
+        let rows: Vec<(String, i64, i64)> = (0..n)
+            .map(|i| {
+                let k = if i < 6_000 { 0 } else { i as i64 };
+                (format!("S{i:08}"), JAN + 7_919 * i as i64, k)
+            })
+            .collect();
+        let refs: Vec<(&str, i64, i64)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+        let batch = part(&refs);
+        let of = |c: usize| Encoding::of(batch.column(c).as_ref());
+        assert_eq!(of(0), Encoding::Plain);
+        assert_eq!(of(1), Encoding::Delta);
+        assert_eq!(of(2), Encoding::Plain);
+        let labels = StringArray::from_iter_values((0..n).map(|i| ["web", "cart"][i % 2]));
+        assert_eq!(Encoding::of(&labels), Encoding::Dictionary);
+        let few = Int64Array::from_iter_values((0..n).map(|i| (i % 31) as i64));
+        assert_eq!(Encoding::of(&few), Encoding::Dictionary);
+        // Too few values to judge: a dictionary.
+        assert_eq!(
+            Encoding::of(&batch.column(0).slice(0, 10)),
+            Encoding::Dictionary
+        );
+
+        // The written file uses them and reads back the same rows.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.parquet");
+        write_parquet(&path, std::slice::from_ref(&batch)).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(f).unwrap(),
+        )
+        .clone();
+        let encodings = |c: usize| meta.row_group(0).column(c).encodings().collect::<Vec<_>>();
+        use parquet::basic::Encoding as E;
+        assert!(encodings(1).contains(&E::DELTA_BINARY_PACKED));
+        assert!(!encodings(0).contains(&E::RLE_DICTIONARY));
+        assert!(!encodings(2).contains(&E::RLE_DICTIONARY));
+        let back = read(&path);
+        assert_eq!(back.len(), n);
+        assert_eq!(back[n - 1], (format!("S{:08}", n - 1), (n - 1) as i64));
     }
 }
