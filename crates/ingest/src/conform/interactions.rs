@@ -5,9 +5,7 @@ use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
-use arrow::array::{
-    Array, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-};
+use arrow::array::{Array, Int64Builder, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use crmcube_model::keys::{FastMap as HashMap, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
@@ -573,24 +571,48 @@ impl<'a> InteractionFact<'a> {
                 format!("one month's interaction ids take {id_bytes} bytes; at most 2 GiB fit"),
             ));
         }
+        // The labels' texts and the id prefixes, each followed by room for a whole
+        // block (see `Pieces`): (start, length) per label and column.
+        let mut texts: Vec<u8> = Vec::new();
+        let mut place = |t: Option<&str>| {
+            t.map(|t| {
+                texts.extend_from_slice(t.as_bytes());
+                (texts.len() - t.len(), t.len())
+            })
+        };
+        let prefixes = [Source::Web, Source::Cart, Source::Email].map(|s| place(Some(s.prefix())));
+        let placed: Vec<[Option<(usize, usize)>; 3]> = self
+            .labels
+            .iter()
+            .map(|l| {
+                [
+                    place(Some(&l.kind)),
+                    place(l.device.as_deref()),
+                    place(l.traffic.as_deref()),
+                ]
+            })
+            .collect();
+        texts.resize(texts.len() + Pieces::BLOCK, 0);
         let id_data = self.ids.each_ref().map(|a| a.values().as_slice());
-        let mut id_values: Vec<u8> = Vec::with_capacity(id_bytes);
-        let mut id_offsets: Vec<i32> = Vec::with_capacity(n + 1);
-        id_offsets.push(0);
+        let mut ids = Pieces::new(n, id_bytes);
         for r in rows {
-            let source = label(r).source;
-            let start = r.id_start as usize;
-            id_values.extend_from_slice(source.prefix().as_bytes());
-            id_values
-                .extend_from_slice(&id_data[source as usize][start..start + r.id_len as usize]);
-            id_offsets.push(id_values.len() as i32);
-        }
-        let strings = |text: &dyn Fn(&LabelText) -> Option<&str>| {
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for r in rows {
-                b.append_option(text(label(r)));
+            let source = label(r).source as usize;
+            if let Some((at, len)) = prefixes[source] {
+                ids.push(&texts, at, len);
             }
-            Arc::new(b.finish())
+            ids.push(id_data[source], r.id_start as usize, r.id_len as usize);
+            ids.end_value(true);
+        }
+        let strings = |which: usize| {
+            let mut b = Pieces::new(n, n * 8);
+            for r in rows {
+                let piece = placed[r.label as usize][which];
+                if let Some((at, len)) = piece {
+                    b.push(&texts, at, len);
+                }
+                b.end_value(piece.is_some());
+            }
+            b.finish()
         };
         let numbers = |value: &dyn Fn(&Row, &LabelText) -> Option<i64>| {
             let mut b = Int64Builder::with_capacity(n);
@@ -611,15 +633,9 @@ impl<'a> InteractionFact<'a> {
         let key_of = |of: Source| {
             move |r: &Row, l: &LabelText| if l.source == of { r.y } else { UNKNOWN_KEY }
         };
-        let ids = StringArray::try_new(
-            OffsetBuffer::new(ScalarBuffer::from(id_offsets)),
-            Buffer::from_vec(id_values),
-            None,
-        )
-        .map_err(|e| Error::format("fact_interaction", e))?;
         let mut t = TableAssembler::new("fact_interaction", self.def);
-        t.set("interaction_id", Arc::new(ids))
-            .set("interaction_type", strings(&|l| Some(&l.kind)))
+        t.set("interaction_id", ids.finish()?)
+            .set("interaction_type", strings(0)?)
             .set("date_key", keys(&|r, _| i64::from(r.date_key)))
             .set(
                 "event_ts",
@@ -637,11 +653,90 @@ impl<'a> InteractionFact<'a> {
             )
             .set("campaign_key", keys(&key_of(Source::Email)))
             .set("product_key", keys(&key_of(Source::Cart)))
-            .set("device", strings(&|l| l.device.as_deref()))
-            .set("traffic_source", strings(&|l| l.traffic.as_deref()))
+            .set("device", strings(1)?)
+            .set("traffic_source", strings(2)?)
             .set("pages_viewed", numbers(&x_of(Source::Web)))
             .set("duration_s", numbers(&y_of(Source::Web)))
             .set("quantity", numbers(&x_of(Source::Cart)));
         t.finish(n)
+    }
+}
+
+/// A string column appended to in short pieces.
+///
+/// A piece of at most [`Pieces::BLOCK`] bytes whose source has that many bytes from
+/// its start is copied as one fixed-size block (one vector move, where a call to
+/// `memcpy` would cost more than the copy); the block's surplus is overwritten by the
+/// next piece. Other pieces are copied as they are.
+struct Pieces {
+    values: Vec<u8>,
+    len: usize,
+    offsets: Vec<i32>,
+    nulls: arrow::array::NullBufferBuilder,
+}
+
+impl Pieces {
+    const BLOCK: usize = 32;
+
+    /// An empty column with room for `n` values of `bytes` bytes in all.
+    fn new(n: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        Pieces {
+            values: vec![0; bytes + Self::BLOCK],
+            len: 0,
+            offsets,
+            nulls: arrow::array::NullBufferBuilder::new(n),
+        }
+    }
+
+    /// Appends `src[at..at + len]` to the current value.
+    #[inline]
+    fn push(&mut self, src: &[u8], at: usize, len: usize) {
+        let end = self.len + len;
+        if len <= Self::BLOCK {
+            let from = src.get(at..).and_then(|s| s.first_chunk::<32>());
+            let to = self
+                .values
+                .get_mut(self.len..)
+                .and_then(|d| d.first_chunk_mut::<32>());
+            if let (Some(from), Some(to)) = (from, to) {
+                *to = *from;
+                self.len = end;
+                return;
+            }
+        }
+        if end + Self::BLOCK > self.values.len() {
+            self.values.resize(end + Self::BLOCK, 0);
+        }
+        self.values[self.len..end].copy_from_slice(&src[at..at + len]);
+        self.len = end;
+    }
+
+    /// Ends the current value: a string (possibly empty) if `valid`, else a null.
+    #[inline]
+    fn end_value(&mut self, valid: bool) {
+        self.offsets.push(self.len as i32);
+        self.nulls.append(valid);
+    }
+
+    fn finish(mut self) -> Result<arrow::array::ArrayRef> {
+        if i32::try_from(self.len).is_err() {
+            return Err(Error::format(
+                "fact_interaction",
+                format!(
+                    "one month's strings take {} bytes; at most 2 GiB fit",
+                    self.len
+                ),
+            ));
+        }
+        self.values.truncate(self.len);
+        let a = StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
+            Buffer::from_vec(self.values),
+            self.nulls.finish(),
+        )
+        .map_err(|e| Error::format("fact_interaction", e))?;
+        Ok(Arc::new(a))
     }
 }
