@@ -341,6 +341,29 @@ fn loaded_hashes(warehouse: &Path, exists: bool) -> Result<HashSet<String>> {
     Ok(out)
 }
 
+/// Reads and checks every new file of entity `name`; returns its staged rows and the
+/// seconds that took.
+fn read_entity(
+    opts: &IngestOptions,
+    files: &source::ExportFiles,
+    progress: &dyn Progress,
+    name: &str,
+) -> Result<(StagedEntity, f64)> {
+    let spec = opts
+        .contract
+        .entity(name)
+        .ok_or_else(|| Error::Usage(format!("no entity {name}")))?;
+    let t0 = Instant::now();
+    progress.step(&format!("reading {name}"));
+    let entity_files = files.entities.get(name).cloned().unwrap_or_default();
+    let st = if entity_files.is_empty() {
+        StagedEntity::empty(spec)
+    } else {
+        stage_entity(name, spec, &entity_files, &opts.csv)?
+    };
+    Ok((st, t0.elapsed().as_secs_f64()))
+}
+
 /// Entities the star schema is built from.
 const REQUIRED_ENTITIES: [&str; 11] = [
     "regions",
@@ -377,56 +400,42 @@ struct Load<'a> {
 impl<'a> Load<'a> {
     fn run(&mut self) -> Result<()> {
         let schema = self.opts.schema;
-        // Dimensions.
-        let regions_st = self.stage_dimension("regions")?;
-        let products_st = self.stage_dimension("products")?;
-        let campaigns_st = self.stage_dimension("campaigns")?;
-        let customers_st = self.stage_dimension("customers")?;
-        self.progress.step("building dimensions");
-        let t0 = Instant::now();
-        let regions = conform::region_lookup(&regions_st)?;
-        let mut dims = Vec::new();
-        for (table, entity, st) in [
-            ("dim_region", "regions", &regions_st),
-            ("dim_product", "products", &products_st),
-            ("dim_campaign", "campaigns", &campaigns_st),
-        ] {
-            let spec = self.spec(entity)?;
-            dims.push((
-                table,
-                conform::build_simple_dims(table, schema.require(table)?, entity, spec, st)?,
-            ));
-        }
-        let (dim_customer, versions, cust_orph) =
-            conform::build_dim_customer(schema.require("dim_customer")?, &customers_st, &regions)?;
-        dims.push(("dim_customer", dim_customer));
-        let channel_def = schema.require("dim_channel")?;
-        dims.push(("dim_channel", conform::build_dim_channel(channel_def)?));
-        let resolver = build_resolver(
-            &products_st,
-            &campaigns_st,
-            &regions_st,
-            &versions,
-            channel_def,
-        )?;
-        self.conform_seconds += t0.elapsed().as_secs_f64();
-        for (name, st, orph) in [
-            ("regions", regions_st, 0),
-            ("products", products_st, 0),
-            ("campaigns", campaigns_st, 0),
-            ("customers", customers_st, cust_orph),
-        ] {
-            self.finish(name, st, orph);
-        }
-        for (table, batch) in dims {
-            self.write(table, &batch)?;
-        }
+        // Dimensions. Their source state is written, and the dimensions built and
+        // written, on one thread (mostly one-core work) while orders and order lines
+        // are read on the others.
+        let mut sources = Vec::new();
+        let regions_st = self.stage_dimension("regions", &mut sources)?;
+        let products_st = self.stage_dimension("products", &mut sources)?;
+        let campaigns_st = self.stage_dimension("campaigns", &mut sources)?;
+        let customers_st = self.stage_dimension("customers", &mut sources)?;
+        let (opts, files, progress) = (self.opts, self.files, self.progress);
+        let (resolver, read) = rayon::join(
+            || {
+                for (table, batch) in sources {
+                    self.write(&table, &batch)?;
+                }
+                self.dimensions(regions_st, products_st, campaigns_st, customers_st)
+            },
+            || -> Result<_> {
+                let orders = read_entity(opts, files, progress, "orders")?;
+                let lines = read_entity(opts, files, progress, "order_lines")?;
+                Ok((orders, lines))
+            },
+        );
+        let resolver = resolver?;
+        let ((mut orders, orders_seconds), (mut lines, lines_seconds)) = read?;
+        self.reports.insert(
+            "orders".into(),
+            EntityReport::new("orders", &orders, orders_seconds),
+        );
+        self.reports.insert(
+            "order_lines".into(),
+            EntityReport::new("order_lines", &lines, lines_seconds),
+        );
 
         // fact_sales.
-        let mut orders = self.stage("orders")?;
         self.enforce_foreign_keys("orders", &mut orders)?;
         self.remember_keys("orders", &orders);
-        let mut lines = self.stage("order_lines")?;
         self.enforce_foreign_keys("order_lines", &mut lines)?;
         self.progress.step("building fact_sales");
         let t0 = Instant::now();
@@ -621,25 +630,20 @@ impl<'a> Load<'a> {
 
     /// Reads and checks every new file of an entity.
     fn stage(&mut self, name: &str) -> Result<StagedEntity> {
-        let spec = self.spec(name)?;
-        let t0 = Instant::now();
-        let entity_files = self.files.entities.get(name).cloned().unwrap_or_default();
-        self.progress.step(&format!("reading {name}"));
-        let st = if entity_files.is_empty() {
-            StagedEntity::empty(spec)
-        } else {
-            stage_entity(name, spec, &entity_files, &self.opts.csv)?
-        };
-        self.reports.insert(
-            name.to_string(),
-            EntityReport::new(name, &st, t0.elapsed().as_secs_f64()),
-        );
+        let (st, seconds) = read_entity(self.opts, self.files, self.progress, name)?;
+        self.reports
+            .insert(name.to_string(), EntityReport::new(name, &st, seconds));
         Ok(st)
     }
 
     /// Stages a dimension entity's new rows, adds the rows of earlier loads to them and
-    /// keeps the union as the entity's source state.
-    fn stage_dimension(&mut self, name: &str) -> Result<StagedEntity> {
+    /// keeps the union as the entity's source state, to be written: its table and rows
+    /// are added to `sources`.
+    fn stage_dimension(
+        &mut self,
+        name: &str,
+        sources: &mut Vec<(String, arrow::record_batch::RecordBatch)>,
+    ) -> Result<StagedEntity> {
         let st = self.stage(name)?;
         let spec = self.spec(name)?;
         let previous = state::previous_source(self.base, name, spec)?;
@@ -648,9 +652,60 @@ impl<'a> Load<'a> {
         // regions), so their keys are known here.
         self.enforce_foreign_keys(name, &mut st)?;
         self.remember_keys(name, &st);
-        let batch = state::source_batch(spec, &st)?;
-        self.write(&state::source_table(name), &batch)?;
+        sources.push((state::source_table(name), state::source_batch(spec, &st)?));
         Ok(st)
+    }
+
+    /// Builds and writes the dimensions from their entities' staged rows; returns the
+    /// lookups of their keys.
+    fn dimensions(
+        &mut self,
+        regions_st: StagedEntity,
+        products_st: StagedEntity,
+        campaigns_st: StagedEntity,
+        customers_st: StagedEntity,
+    ) -> Result<Resolver> {
+        let schema = self.opts.schema;
+        self.progress.step("building dimensions");
+        let t0 = Instant::now();
+        let regions = conform::region_lookup(&regions_st)?;
+        let mut dims = Vec::new();
+        for (table, entity, st) in [
+            ("dim_region", "regions", &regions_st),
+            ("dim_product", "products", &products_st),
+            ("dim_campaign", "campaigns", &campaigns_st),
+        ] {
+            let spec = self.spec(entity)?;
+            dims.push((
+                table,
+                conform::build_simple_dims(table, schema.require(table)?, entity, spec, st)?,
+            ));
+        }
+        let (dim_customer, versions, cust_orph) =
+            conform::build_dim_customer(schema.require("dim_customer")?, &customers_st, &regions)?;
+        dims.push(("dim_customer", dim_customer));
+        let channel_def = schema.require("dim_channel")?;
+        dims.push(("dim_channel", conform::build_dim_channel(channel_def)?));
+        let resolver = build_resolver(
+            &products_st,
+            &campaigns_st,
+            &regions_st,
+            versions,
+            channel_def,
+        )?;
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        for (name, st, orph) in [
+            ("regions", regions_st, 0),
+            ("products", products_st, 0),
+            ("campaigns", campaigns_st, 0),
+            ("customers", customers_st, cust_orph),
+        ] {
+            self.finish(name, st, orph);
+        }
+        for (table, batch) in dims {
+            self.write(table, &batch)?;
+        }
+        Ok(resolver)
     }
 
     /// Closes an entity's report and keeps its refused rows.
@@ -875,13 +930,13 @@ fn conform_ids(st: &StagedEntity, col: &str) -> HashSet<String> {
         .unwrap_or_default()
 }
 
-fn build_resolver<'a>(
+fn build_resolver(
     products: &StagedEntity,
     campaigns: &StagedEntity,
     regions: &StagedEntity,
-    versions: &'a conform::CustomerVersions,
+    versions: conform::CustomerVersions,
     channel_def: &crmcube_model::TableDef,
-) -> Result<Resolver<'a>> {
+) -> Result<Resolver> {
     use arrow::array::Array;
     let p = conform::Cols::new("products", products);
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);

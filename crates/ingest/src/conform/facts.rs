@@ -16,9 +16,9 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Dimension lookups shared by all facts.
-pub struct Resolver<'a> {
+pub struct Resolver {
     /// Customer versions by customer_id.
-    pub customers: &'a CustomerVersions,
+    pub customers: CustomerVersions,
     /// product_id → (product_key, unit_cost in cents).
     pub products: HashMap<String, (i64, i128)>,
     /// region_ids present.
@@ -29,7 +29,7 @@ pub struct Resolver<'a> {
     pub channels: HashSet<String>,
 }
 
-impl Resolver<'_> {
+impl Resolver {
     /// Key of an optional reference that must be in `set`: (key, orphaned).
     fn member(set: &HashSet<String>, v: Option<&str>) -> (i64, bool) {
         match v {
