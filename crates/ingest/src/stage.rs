@@ -3,9 +3,10 @@
 
 use crate::value;
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanArray, BooleanBufferBuilder, Date32Array, Decimal128Array, Float64Array,
+    Int64Array, NullBufferBuilder, StringArray, TimestampMicrosecondArray,
 };
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::record_batch::RecordBatch;
 use crmcube_model::types::DECIMAL_PRECISION;
 use crmcube_model::{ColumnSpec, ColumnType, EntitySpec, Error, Result};
@@ -26,22 +27,6 @@ pub enum Cell<'a> {
     Int(i64),
     /// An already-typed float.
     Float(f64),
-}
-
-/// A checked value ready for its column.
-#[derive(Debug, Clone)]
-enum Parsed {
-    Null,
-    /// The cell's own text, taken as it is (no copy until it lands in the builder).
-    CellText,
-    /// Text converted from a non-text cell.
-    Str(String),
-    I64(i64),
-    F64(f64),
-    Dec(i128),
-    Bool(bool),
-    Date(i32),
-    Ts(i64),
 }
 
 /// Why one row was refused.
@@ -66,21 +51,131 @@ impl Rejection {
     }
 }
 
-enum Builder {
-    Str(StringBuilder),
-    I64(Int64Builder),
-    F64(Float64Builder),
-    Dec(Decimal128Builder, i8),
-    Bool(BooleanBuilder),
-    Date(Date32Builder),
-    Ts(TimestampMicrosecondBuilder),
+/// One column's accepted values, appended in place.
+enum Values {
+    /// Text: end offsets (starting with 0) and the bytes.
+    Str {
+        offsets: Vec<i32>,
+        bytes: Vec<u8>,
+    },
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    Dec(Vec<i128>, i8),
+    Bool(BooleanBufferBuilder),
+    Date(Vec<i32>),
+    Ts(Vec<i64>),
+}
+
+/// A column under construction: its values and which of them are null.
+struct Column {
+    values: Values,
+    nulls: NullBufferBuilder,
+}
+
+impl Column {
+    fn new(ty: ColumnType, scale: i8, capacity: usize, text_bytes: usize) -> Self {
+        let values = match ty {
+            ColumnType::String => {
+                let mut offsets = Vec::with_capacity(capacity + 1);
+                offsets.push(0);
+                Values::Str {
+                    offsets,
+                    bytes: Vec::with_capacity(text_bytes),
+                }
+            }
+            ColumnType::Int | ColumnType::Key => Values::I64(Vec::with_capacity(capacity)),
+            ColumnType::Float => Values::F64(Vec::with_capacity(capacity)),
+            ColumnType::Decimal => Values::Dec(Vec::with_capacity(capacity), scale),
+            ColumnType::Bool => Values::Bool(BooleanBufferBuilder::new(capacity)),
+            ColumnType::Date => Values::Date(Vec::with_capacity(capacity)),
+            ColumnType::Timestamp => Values::Ts(Vec::with_capacity(capacity)),
+        };
+        Column {
+            values,
+            nulls: NullBufferBuilder::new(capacity),
+        }
+    }
+
+    /// Appends a null (its value slot holds a default).
+    fn push_null(&mut self) {
+        match &mut self.values {
+            Values::Str { offsets, bytes } => offsets.push(bytes.len() as i32),
+            Values::I64(v) | Values::Ts(v) => v.push(0),
+            Values::F64(v) => v.push(0.0),
+            Values::Dec(v, _) => v.push(0),
+            Values::Bool(v) => v.append(false),
+            Values::Date(v) => v.push(0),
+        }
+        self.nulls.append_null();
+    }
+
+    /// Appends text to a text column; an error when the column's bytes would no longer
+    /// fit Arrow's 32-bit offsets.
+    fn push_text(&mut self, s: &str) -> Result<(), String> {
+        if let Values::Str { offsets, bytes } = &mut self.values {
+            let end = i32::try_from(bytes.len() + s.len())
+                .map_err(|_| "the column holds more than 2 GiB of text in one batch".to_string())?;
+            bytes.extend_from_slice(s.as_bytes());
+            offsets.push(end);
+            self.nulls.append_non_null();
+        }
+        Ok(())
+    }
+
+    fn push_i64(&mut self, v: i64) {
+        if let Values::I64(vs) | Values::Ts(vs) = &mut self.values {
+            vs.push(v);
+            self.nulls.append_non_null();
+        }
+    }
+
+    /// Keeps the first `len` values (drops a partly appended row).
+    fn truncate(&mut self, len: usize) {
+        match &mut self.values {
+            Values::Str { offsets, bytes } => {
+                offsets.truncate(len + 1);
+                bytes.truncate(offsets[len] as usize);
+            }
+            Values::I64(v) | Values::Ts(v) => v.truncate(len),
+            Values::F64(v) => v.truncate(len),
+            Values::Dec(v, _) => v.truncate(len),
+            Values::Bool(v) => v.truncate(len),
+            Values::Date(v) => v.truncate(len),
+        }
+        self.nulls.truncate(len);
+    }
+
+    fn finish(mut self) -> Result<ArrayRef> {
+        let nulls = self.nulls.finish();
+        let array: ArrayRef = match self.values {
+            Values::Str { offsets, bytes } => {
+                // SAFETY: the offsets start at 0, never decrease and end at
+                // `bytes.len()` (`push_text`, `push_null`, `truncate`), and every
+                // piece appended was a `&str`, so each value is valid UTF-8.
+                let offsets = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)) };
+                Arc::new(unsafe {
+                    StringArray::new_unchecked(offsets, Buffer::from_vec(bytes), nulls)
+                })
+            }
+            Values::I64(v) => Arc::new(Int64Array::new(v.into(), nulls)),
+            Values::Ts(v) => Arc::new(TimestampMicrosecondArray::new(v.into(), nulls)),
+            Values::F64(v) => Arc::new(Float64Array::new(v.into(), nulls)),
+            Values::Dec(v, scale) => Arc::new(
+                Decimal128Array::new(v.into(), nulls)
+                    .with_precision_and_scale(DECIMAL_PRECISION, scale)
+                    .map_err(|e| Error::format("staging", e))?,
+            ),
+            Values::Bool(mut v) => Arc::new(BooleanArray::new(v.finish(), nulls)),
+            Values::Date(v) => Arc::new(Date32Array::new(v.into(), nulls)),
+        };
+        Ok(array)
+    }
 }
 
 /// Collects the accepted rows of one entity into Arrow arrays.
 pub struct RowStager<'s> {
     spec: &'s EntitySpec,
-    builders: Vec<Builder>,
-    scratch: Vec<Parsed>,
+    columns: Vec<Column>,
     /// Source line (or row number) of each accepted row.
     pub lines: Vec<u64>,
 }
@@ -94,74 +189,39 @@ impl<'s> RowStager<'s> {
     /// A stager for `spec` with room for `capacity` rows and `text_bytes` bytes in each
     /// text column (memory not written to is never touched, so a generous bound is cheap).
     pub fn with_text_capacity(spec: &'s EntitySpec, capacity: usize, text_bytes: usize) -> Self {
-        let builders = spec
+        let columns = spec
             .columns
             .iter()
-            .map(|c| match c.ty {
-                ColumnType::String => {
-                    Builder::Str(StringBuilder::with_capacity(capacity, text_bytes))
-                }
-                ColumnType::Int | ColumnType::Key => {
-                    Builder::I64(Int64Builder::with_capacity(capacity))
-                }
-                ColumnType::Float => Builder::F64(Float64Builder::with_capacity(capacity)),
-                ColumnType::Decimal => {
-                    Builder::Dec(Decimal128Builder::with_capacity(capacity), c.scale)
-                }
-                ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
-                ColumnType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
-                ColumnType::Timestamp => {
-                    Builder::Ts(TimestampMicrosecondBuilder::with_capacity(capacity))
-                }
-            })
+            .map(|c| Column::new(c.ty, c.scale, capacity, text_bytes))
             .collect();
         RowStager {
             spec,
-            builders,
-            scratch: Vec::with_capacity(spec.columns.len()),
+            columns,
             lines: Vec::with_capacity(capacity),
         }
     }
 
-    /// Checks one row (cells in contract column order) and keeps it if every cell passes.
+    /// Checks one row (cells in contract column order; missing cells are null) and
+    /// keeps it if every cell passes. Each cell is appended as it is checked; when one
+    /// fails, the row's earlier cells are taken back.
     pub fn push<'c>(
         &mut self,
         line: u64,
-        cells: impl Iterator<Item = Cell<'c>>,
+        mut cells: impl Iterator<Item = Cell<'c>>,
     ) -> Result<(), Rejection> {
-        const INLINE: usize = 48;
-        let n = self.spec.columns.len();
-        let mut inline = [Cell::Null; INLINE];
-        let heap: Vec<Cell<'c>>;
-        let row: &[Cell<'c>] = if n <= INLINE {
-            for (slot, c) in inline.iter_mut().zip(cells) {
-                *slot = c;
-            }
-            &inline[..n]
-        } else {
-            heap = cells.chain(std::iter::repeat(Cell::Null)).take(n).collect();
-            &heap
-        };
-        self.scratch.clear();
-        for (spec, &cell) in self.spec.columns.iter().zip(row) {
-            match check_cell(spec, cell) {
-                Ok(p) => self.scratch.push(p),
-                Err(reason) => {
-                    return Err(Rejection {
-                        column: Some(spec.name.clone()),
-                        value: Some(cell_text(cell)),
-                        reason,
-                    })
+        let rows = self.lines.len();
+        for (k, (spec, column)) in self.spec.columns.iter().zip(&mut self.columns).enumerate() {
+            let cell = cells.next().unwrap_or(Cell::Null);
+            if let Err(reason) = check_cell(spec, column, cell) {
+                for c in &mut self.columns[..=k] {
+                    c.truncate(rows);
                 }
+                return Err(Rejection {
+                    column: Some(spec.name.clone()),
+                    value: Some(cell_text(cell)),
+                    reason,
+                });
             }
-        }
-        for ((b, p), cell) in self
-            .builders
-            .iter_mut()
-            .zip(self.scratch.drain(..))
-            .zip(row)
-        {
-            append(b, p, *cell);
         }
         self.lines.push(line);
         Ok(())
@@ -178,54 +238,15 @@ impl<'s> RowStager<'s> {
     }
 
     /// The kept rows as a batch with the entity's staged schema.
-    pub fn finish(mut self) -> Result<(RecordBatch, Vec<u64>)> {
-        let arrays: Vec<ArrayRef> = self
-            .builders
-            .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
-                    Builder::Str(b) => Arc::new(b.finish()),
-                    Builder::I64(b) => Arc::new(b.finish()),
-                    Builder::F64(b) => Arc::new(b.finish()),
-                    Builder::Dec(b, scale) => Arc::new(
-                        b.finish()
-                            .with_precision_and_scale(DECIMAL_PRECISION, *scale)
-                            .unwrap_or_else(|_| {
-                                arrow::array::Decimal128Array::from(Vec::<i128>::new())
-                            }),
-                    ),
-                    Builder::Bool(b) => Arc::new(b.finish()),
-                    Builder::Date(b) => Arc::new(b.finish()),
-                    Builder::Ts(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
+    pub fn finish(self) -> Result<(RecordBatch, Vec<u64>)> {
+        let arrays = self
+            .columns
+            .into_iter()
+            .map(Column::finish)
+            .collect::<Result<Vec<_>>>()?;
         let batch = RecordBatch::try_new(self.spec.arrow_schema(), arrays)
             .map_err(|e| Error::format("staging", e))?;
         Ok((batch, self.lines))
-    }
-}
-
-fn append(b: &mut Builder, p: Parsed, cell: Cell) {
-    match (b, p) {
-        (Builder::Str(b), Parsed::CellText) => match cell {
-            Cell::Text(s) => b.append_value(s),
-            other => b.append_value(cell_text(other)),
-        },
-        (Builder::Str(b), Parsed::Str(s)) => b.append_value(s),
-        (Builder::Str(b), _) => b.append_null(),
-        (Builder::I64(b), Parsed::I64(v)) => b.append_value(v),
-        (Builder::I64(b), _) => b.append_null(),
-        (Builder::F64(b), Parsed::F64(v)) => b.append_value(v),
-        (Builder::F64(b), _) => b.append_null(),
-        (Builder::Dec(b, _), Parsed::Dec(v)) => b.append_value(v),
-        (Builder::Dec(b, _), _) => b.append_null(),
-        (Builder::Bool(b), Parsed::Bool(v)) => b.append_value(v),
-        (Builder::Bool(b), _) => b.append_null(),
-        (Builder::Date(b), Parsed::Date(v)) => b.append_value(v),
-        (Builder::Date(b), _) => b.append_null(),
-        (Builder::Ts(b), Parsed::Ts(v)) => b.append_value(v),
-        (Builder::Ts(b), _) => b.append_null(),
     }
 }
 
@@ -241,31 +262,49 @@ pub fn cell_text(cell: Cell) -> String {
     }
 }
 
-fn check_cell(spec: &ColumnSpec, cell: Cell) -> Result<Parsed, String> {
-    let text: std::borrow::Cow<str> = match cell {
-        Cell::Null => return null_or_err(spec),
-        Cell::Text("") => return null_or_err(spec),
-        Cell::Invalid(_) => return Err("value is not valid UTF-8 text".into()),
-        Cell::Text(s) => s.into(),
-        Cell::Bool(v) => {
-            return match spec.ty {
-                ColumnType::Bool => Ok(Parsed::Bool(v)),
-                ColumnType::String => Ok(Parsed::Str(v.to_string())),
-                t => Err(format!("expected {}, found a boolean", t.name())),
+/// Checks `cell` against the column's contract and appends its value to `column`.
+/// On an error nothing was appended.
+fn check_cell(spec: &ColumnSpec, column: &mut Column, cell: Cell) -> Result<(), String> {
+    let owned: String;
+    let text: &str = match cell {
+        Cell::Null | Cell::Text("") => {
+            return if spec.nullable {
+                column.push_null();
+                Ok(())
+            } else {
+                Err(format!("a value is required ({})", spec.ty.name()))
             }
+        }
+        Cell::Invalid(_) => return Err("value is not valid UTF-8 text".into()),
+        Cell::Text(s) => s,
+        Cell::Bool(v) => {
+            return match (&mut column.values, spec.ty) {
+                (Values::Bool(b), ColumnType::Bool) => {
+                    b.append(v);
+                    column.nulls.append_non_null();
+                    Ok(())
+                }
+                (_, ColumnType::String) => column.push_text(if v { "true" } else { "false" }),
+                (_, t) => Err(format!("expected {}, found a boolean", t.name())),
+            }
+        }
+        Cell::Int(v) if matches!(spec.ty, ColumnType::Int | ColumnType::Key) => {
+            bounded(spec, v as f64)?;
+            column.push_i64(v);
+            return Ok(());
         }
         Cell::Int(v) => {
-            if spec.ty == ColumnType::Int {
-                return bounded(spec, v as f64).map(|_| Parsed::I64(v));
-            }
-            v.to_string().into()
+            owned = v.to_string();
+            &owned
         }
-        Cell::Float(v) => v.to_string().into(),
+        Cell::Float(v) => {
+            owned = v.to_string();
+            &owned
+        }
     };
-    let text = text.as_ref();
-    let parsed = match spec.ty {
-        ColumnType::String => {
-            if text.contains('\0') {
+    match &mut column.values {
+        Values::Str { .. } => {
+            if memchr::memchr(0, text.as_bytes()).is_some() {
                 return Err(
                     "contains a NUL character (U+0000); the file is probably binary or UTF-16"
                         .into(),
@@ -281,40 +320,29 @@ fn check_cell(spec: &ColumnSpec, cell: Cell) -> Result<Parsed, String> {
                     return Err(format!("longer than {max} characters"));
                 }
             }
-            if matches!(cell, Cell::Text(_)) {
-                Parsed::CellText
-            } else {
-                Parsed::Str(text.to_string())
-            }
+            return column.push_text(text);
         }
-        ColumnType::Int | ColumnType::Key => {
-            let v = value::parse_int(text)?;
-            bounded(spec, v as f64)?;
-            Parsed::I64(v)
+        Values::I64(v) => {
+            let x = value::parse_int(text)?;
+            bounded(spec, x as f64)?;
+            v.push(x);
         }
-        ColumnType::Float => {
-            let v = value::parse_float(text)?;
-            bounded(spec, v)?;
-            Parsed::F64(v)
+        Values::F64(v) => {
+            let x = value::parse_float(text)?;
+            bounded(spec, x)?;
+            v.push(x);
         }
-        ColumnType::Decimal => {
-            let v = value::parse_decimal(text, spec.scale)?;
-            bounded(spec, v as f64 / 10f64.powi(i32::from(spec.scale)))?;
-            Parsed::Dec(v)
+        Values::Dec(v, scale) => {
+            let x = value::parse_decimal(text, *scale)?;
+            bounded(spec, x as f64 / 10f64.powi(i32::from(*scale)))?;
+            v.push(x);
         }
-        ColumnType::Bool => Parsed::Bool(value::parse_bool(text)?),
-        ColumnType::Date => Parsed::Date(value::parse_date(text.trim())?),
-        ColumnType::Timestamp => Parsed::Ts(value::parse_timestamp(text.trim())?),
-    };
-    Ok(parsed)
-}
-
-fn null_or_err(spec: &ColumnSpec) -> Result<Parsed, String> {
-    if spec.nullable {
-        Ok(Parsed::Null)
-    } else {
-        Err(format!("a value is required ({})", spec.ty.name()))
+        Values::Bool(v) => v.append(value::parse_bool(text)?),
+        Values::Date(v) => v.push(value::parse_date(text.trim())?),
+        Values::Ts(v) => v.push(value::parse_timestamp(text.trim())?),
     }
+    column.nulls.append_non_null();
+    Ok(())
 }
 
 fn bounded(spec: &ColumnSpec, v: f64) -> Result<(), String> {
@@ -329,4 +357,75 @@ fn bounded(spec: &ColumnSpec, v: f64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
+
+    #[test]
+    fn a_refused_row_leaves_nothing_behind_in_any_column() {
+        let contract = crmcube_model::ExportContract::parse(
+            "entities:\n  t:\n    primary_key: [id]\n    columns:\n      - { name: id, type: string }\n      - { name: n, type: int, nullable: true, min: 0 }\n      - { name: amount, type: decimal, scale: 2 }\n      - { name: x, type: float, nullable: true }\n      - { name: ok, type: bool, nullable: true }\n      - { name: day, type: date, nullable: true }\n      - { name: kind, type: string, accepted: [a, b] }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let spec = contract.entity("t").unwrap();
+        let mut s = RowStager::new(spec, 2);
+        let text = |cells: &[&'static str]| cells.iter().map(|c| Cell::Text(c)).collect::<Vec<_>>();
+        // Fails on the last column, after every other column took its value.
+        let bad = s.push(
+            1,
+            text(&["r1", "5", "1.25", "0.5", "true", "2024-02-29", "c"]).into_iter(),
+        );
+        let bad = bad.unwrap_err();
+        assert_eq!(bad.column.as_deref(), Some("kind"));
+        assert_eq!(bad.value.as_deref(), Some("c"));
+        // Fails in the middle.
+        assert!(s
+            .push(2, text(&["r2", "-1", "1", "", "", "", "a"]).into_iter())
+            .is_err());
+        s.push(3, text(&["r3", "", "2.5", "", "no", "", "b"]).into_iter())
+            .unwrap();
+        // Typed cells (JSON, Parquet) and missing trailing cells.
+        s.push(
+            4,
+            [
+                Cell::Int(44),
+                Cell::Int(7),
+                Cell::Int(3),
+                Cell::Float(1.5),
+                Cell::Bool(true),
+            ]
+            .into_iter()
+            .chain([Cell::Null, Cell::Text("a")]),
+        )
+        .unwrap();
+        assert!(s
+            .push(5, [Cell::Text("r5"), Cell::Bool(true)].into_iter())
+            .is_err());
+        assert!(s.push(6, [Cell::Invalid(b"\xff")].into_iter()).is_err());
+        assert_eq!(s.len(), 2);
+        let (batch, lines) = s.finish().unwrap();
+        assert_eq!(lines, [3, 4]);
+        let ids = batch.column(0).as_string::<i32>();
+        assert_eq!((ids.value(0), ids.value(1)), ("r3", "44"));
+        assert_eq!(ids.value_offsets(), [0, 2, 4]);
+        let n = batch.column(1).as_primitive::<Int64Type>();
+        assert!(n.is_null(0));
+        assert_eq!(n.value(1), 7);
+        let amount = batch.column(2).as_primitive::<Decimal128Type>();
+        assert_eq!((amount.value(0), amount.value(1)), (250, 300));
+        let x = batch.column(3).as_primitive::<Float64Type>();
+        assert!(x.is_null(0));
+        assert_eq!(x.value(1), 1.5);
+        let ok = batch.column(4).as_boolean();
+        assert_eq!((ok.value(0), ok.value(1)), (false, true));
+        let day = batch.column(5).as_primitive::<Date32Type>();
+        assert_eq!(day.null_count(), 2);
+        let kind = batch.column(6).as_string::<i32>();
+        assert_eq!((kind.value(0), kind.value(1)), ("b", "a"));
+    }
 }
