@@ -695,11 +695,13 @@ impl Pieces {
     fn push(&mut self, src: &[u8], at: usize, len: usize) {
         let end = self.len + len;
         if len <= Self::BLOCK {
-            let from = src.get(at..).and_then(|s| s.first_chunk::<32>());
+            let from = src
+                .get(at..)
+                .and_then(|s| s.first_chunk::<{ Self::BLOCK }>());
             let to = self
                 .values
                 .get_mut(self.len..)
-                .and_then(|d| d.first_chunk_mut::<32>());
+                .and_then(|d| d.first_chunk_mut::<{ Self::BLOCK }>());
             if let (Some(from), Some(to)) = (from, to) {
                 *to = *from;
                 self.len = end;
