@@ -197,6 +197,8 @@ pub struct Writer {
     operation: String,
     started_at: chrono::DateTime<chrono::Utc>,
     staged: BTreeMap<String, Staged>,
+    /// Set once [`Writer::commit`] has published (or found nothing to publish).
+    done: bool,
 }
 
 impl Writer {
@@ -223,6 +225,7 @@ impl Writer {
             operation: operation.to_string(),
             started_at,
             staged: BTreeMap::new(),
+            done: false,
         })
     }
 
@@ -404,6 +407,7 @@ impl Writer {
             changed.push(name.clone());
         }
         if changed.is_empty() {
+            self.done = true;
             return Ok(None);
         }
         let version = self.base.as_ref().map_or(0, |b| b.commit.version + 1);
@@ -418,9 +422,65 @@ impl Writer {
             info,
         };
         log::write(&self.dir, &commit)?;
+        self.done = true;
         failpoint("after-commit");
         Ok(Some(commit))
     }
+}
+
+impl Drop for Writer {
+    /// A writer dropped without publishing (its load failed, or a check refused it)
+    /// takes back what it wrote while it still holds the lock: the Delta commits a
+    /// failed commit may have begun, and every data file of its load (named
+    /// `part-<load id>-…`), with the folders that leaves empty. Nothing of it was ever
+    /// published, so no reader can need it. A process that is killed cannot do this;
+    /// `vacuum` removes its files later.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Err(e) = log::recover(&self.dir) {
+            eprintln!("warning: could not clean up after an unpublished load: {e}");
+        }
+        let prefix = format!("part-{}-", self.load_id);
+        let Ok(tables) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for t in tables.flatten() {
+            let name = t.file_name().to_string_lossy().into_owned();
+            if name != log::LOG_DIR && t.path().is_dir() {
+                remove_load_files(&t.path(), &prefix);
+            }
+        }
+    }
+}
+
+/// Removes the files under `dir` (not in a Delta log) whose names start with
+/// `prefix`, and `dir` and its subfolders when that leaves them empty. Returns whether
+/// anything was removed. Best effort: what cannot be removed is left for `vacuum`.
+fn remove_load_files(dir: &Path, prefix: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut removed = false;
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && name != delta::DELTA_LOG {
+            removed |= remove_load_files(&path, prefix);
+        } else if kind.is_file() && name.starts_with(prefix) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(err) => eprintln!("warning: could not remove {}: {err}", path.display()),
+            }
+        }
+    }
+    if removed {
+        // Only a folder left empty goes; one with other files stays.
+        let _ = std::fs::remove_dir(dir);
+    }
+    removed
 }
 
 /// Files to add and remove for one staged table; new files identical to a replaced
@@ -526,5 +586,72 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field};
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]))
+    }
+
+    /// Writes a file of `w`'s load under `table/partition` and returns its path
+    /// relative to the table folder.
+    fn write_file(w: &Writer, table: &str, partition: Option<&str>) -> String {
+        let rel = w.new_file_path(partition, 0);
+        let path = w.dir().join(table).join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"data").unwrap();
+        rel
+    }
+
+    fn data_file(rel: &str) -> DataFile {
+        DataFile {
+            path: rel.to_string(),
+            size: 4,
+            rows: 1,
+            sha256: "x".into(),
+            modified_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_unpublished_writer_removes_its_files_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // A published version with one file.
+        let mut w = Writer::begin(dir, "test").unwrap();
+        let kept = write_file(&w, "fact", Some("year=2024/month=01"));
+        w.stage("fact", schema(), vec![data_file(&kept)], Mode::Append);
+        w.commit(serde_json::json!({})).unwrap().unwrap();
+        let foreign = dir.join("fact/year=2024/month=01/notes.txt");
+        std::fs::write(&foreign, b"someone else's").unwrap();
+
+        // A load that writes into the same folder, a new folder and a new table, then
+        // fails before its commit.
+        let w = Writer::begin(dir, "test").unwrap();
+        let own = [
+            ("fact", write_file(&w, "fact", Some("year=2024/month=01"))),
+            ("fact", write_file(&w, "fact", Some("year=2024/month=02"))),
+            ("other", write_file(&w, "other", None)),
+        ];
+        for (table, rel) in &own {
+            assert!(dir.join(table).join(rel).is_file());
+        }
+        drop(w);
+
+        for (table, rel) in &own {
+            assert!(!dir.join(table).join(rel).exists(), "{table}/{rel} left");
+        }
+        assert!(dir.join("fact").join(&kept).is_file());
+        assert!(foreign.is_file());
+        assert!(!dir.join("fact/year=2024/month=02").exists());
+        assert!(!dir.join("other").exists());
+        let now = Snapshot::open(dir, AsOf::Latest).unwrap();
+        assert_eq!(now.commit.version, 0);
+        assert_eq!(now.file_paths("fact"), vec![dir.join("fact").join(&kept)]);
     }
 }

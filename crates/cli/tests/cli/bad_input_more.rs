@@ -30,6 +30,23 @@ struct Case {
     over_previous: bool,
 }
 
+/// Every file under `dir`, relative to it.
+fn all_files(dir: &Path) -> std::collections::BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(dir, dir, &mut out);
+    out
+}
+
 fn no_fs(_: &Path) -> bool {
     true
 }
@@ -293,7 +310,7 @@ fn more_bad_input() {
             let good = tmp.path().join(format!("case{i}/good"));
             write_export(&good, &base());
             crate::common::ingest_ok(&good, &wh);
-            before = Some(query(&wh, SNAPSHOT_SQL));
+            before = Some((query(&wh, SNAPSHOT_SQL), all_files(&wh)));
         }
         let mut files = base();
         (case.edit)(&mut files);
@@ -333,8 +350,14 @@ fn more_bad_input() {
                     }
                 }
                 let after = query(&wh, SNAPSHOT_SQL);
-                if &after != before {
-                    p.push(format!("the warehouse changed: {before:?} → {after:?}"));
+                if after != before.0 {
+                    p.push(format!("the warehouse changed: {:?} → {after:?}", before.0));
+                }
+                // Nothing of the failed load is left behind, not even unpublished files.
+                let files = all_files(&wh);
+                if files != before.1 {
+                    let left: Vec<_> = files.difference(&before.1).collect();
+                    p.push(format!("the failed load left files: {left:?}"));
                 }
                 p
             }
