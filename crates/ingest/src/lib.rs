@@ -251,7 +251,7 @@ pub fn prepare(opts: &IngestOptions, progress: &dyn Progress) -> Result<Prepared
         ..
     } = load;
     if let Err(e) = result {
-        drop(writer); // releases the lock; the files written so far are orphans for vacuum
+        drop(writer); // removes the files written so far and releases the lock
         return Err(e);
     }
 

@@ -80,16 +80,21 @@ impl Encoding {
     ///
     /// A dictionary pays only when values repeat: a column whose sample is more than
     /// half distinct is written without one, since building a dictionary only to
-    /// abandon it costs time and gains nothing. Such timestamps are delta-encoded:
-    /// events of one partition lie close together in time, so their differences take
-    /// fewer bits than the values, and encoding them is cheaper than compressing the
-    /// plain values.
+    /// abandon it costs time and gains nothing. Such integers, dates and timestamps are
+    /// delta-encoded: events of one partition lie close together in time, keys run
+    /// ascending inside a file's sort order, and any integers of a narrow range are
+    /// bit-packed to that range, so the values take fewer bits than plain ones, and
+    /// encoding them is cheaper than compressing the plain values.
     fn of(a: &dyn Array) -> Encoding {
         if !Self::mostly_distinct(a) {
             return Encoding::Dictionary;
         }
         match a.data_type() {
-            DataType::Timestamp(..) => Encoding::Delta,
+            DataType::Timestamp(..)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Int32
+            | DataType::Int64 => Encoding::Delta,
             _ => Encoding::Plain,
         }
     }
@@ -676,7 +681,8 @@ mod tests {
     #[test]
     fn encodings_follow_the_values_not_the_head_of_a_sorted_column() {
         // Sorted by k: a long run of k = 0 first, then distinct keys; ids distinct;
-        // timestamps distinct; a low-cardinality label.
+        // timestamps distinct; a low-cardinality label. Distinct integers and
+        // timestamps are delta-encoded, distinct strings plain.
         let n = 20_000;
         let rows: Vec<(String, i64, i64)> = (0..n)
             .map(|i| {
@@ -689,7 +695,7 @@ mod tests {
         let of = |c: usize| Encoding::of(batch.column(c).as_ref());
         assert_eq!(of(0), Encoding::Plain);
         assert_eq!(of(1), Encoding::Delta);
-        assert_eq!(of(2), Encoding::Plain);
+        assert_eq!(of(2), Encoding::Delta);
         let labels = StringArray::from_iter_values((0..n).map(|i| ["web", "cart"][i % 2]));
         assert_eq!(Encoding::of(&labels), Encoding::Dictionary);
         let few = Int64Array::from_iter_values((0..n).map(|i| (i % 31) as i64));
@@ -713,6 +719,7 @@ mod tests {
         use parquet::basic::Encoding as E;
         assert!(encodings(1).contains(&E::DELTA_BINARY_PACKED));
         assert!(!encodings(0).contains(&E::RLE_DICTIONARY));
+        assert!(encodings(2).contains(&E::DELTA_BINARY_PACKED));
         assert!(!encodings(2).contains(&E::RLE_DICTIONARY));
         let back = read(&path);
         assert_eq!(back.len(), n);

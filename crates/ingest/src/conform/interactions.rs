@@ -5,7 +5,9 @@ use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
-use arrow::array::{Array, Int64Builder, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, Int64Array, NullBufferBuilder, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use crmcube_model::keys::{FastMap as HashMap, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
@@ -114,6 +116,39 @@ struct Row {
     /// The source id: its bytes in the value buffer of its source's id column.
     id_start: u32,
     id_len: u32,
+}
+
+impl Row {
+    /// A placeholder, overwritten before it is read.
+    const EMPTY: Row = Row {
+        ts: 0,
+        customer: 0,
+        x: 0,
+        y: 0,
+        date_key: 0,
+        label: 0,
+        id_start: 0,
+        id_len: 0,
+    };
+}
+
+/// Appends `day`'s rows to `out` ordered by customer key, rows of one customer in the
+/// order they have in `day` (a stable sort).
+///
+/// Each row is sorted as one integer: its key's offset from the day's smallest key
+/// above its position. Surrogate keys are hashes spread over 63 bits, so that takes
+/// 128 bits; the day's rows fit in the cache either way.
+fn sort_by_customer(day: &[Row], out: &mut Vec<Row>) {
+    let Some(lo) = day.iter().map(|r| r.customer).min() else {
+        return;
+    };
+    let mut keys: Vec<u128> = day
+        .iter()
+        .enumerate()
+        .map(|(pos, r)| (u128::from(r.customer.wrapping_sub(lo) as u64) << 64) | pos as u128)
+        .collect();
+    keys.sort_unstable();
+    out.extend(keys.iter().map(|&k| day[k as u64 as usize]));
 }
 
 /// The resolved rows of a run of consecutive source rows, grouped by month.
@@ -510,35 +545,48 @@ impl<'a> InteractionFact<'a> {
     }
 
     /// The rows of `months()[k]`, sorted by (date_key, customer_key) when the table is.
+    ///
+    /// The rows are placed day by day as they are gathered from the parts (a counting
+    /// sort on the day of the month, which keeps the parts' order), and each day is then
+    /// ordered by customer key on its own: a day's rows fit in the cache, so sorting
+    /// them and gathering them in order stays there.
     pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
         let ym = self.months[k];
-        let mut rows = Vec::with_capacity(self.month_rows[k]);
-        for part in &self.parts {
-            rows.extend(part.month(ym).iter().map(|r| Row {
-                label: part.labels[r.label as usize],
-                ..*r
-            }));
-        }
-        let rows: Vec<Row> = if self.presorted {
-            // (day of the month, customer key, position) packed into one integer: the
-            // month is the same for all, and the key's sign bit is flipped so that
-            // unsigned order is signed order.
-            let mut keyed: Vec<u128> = rows
-                .iter()
-                .enumerate()
-                .map(|(pos, r)| {
-                    let day = (r.date_key % 100) as u32;
-                    let ck = (r.customer as u64) ^ (1 << 63);
-                    (u128::from(day) << 96) | (u128::from(ck) << 32) | pos as u128
-                })
-                .collect();
-            keyed.sort_unstable();
-            // Rows in order first, in a loop small enough to keep many of its reads
-            // in flight.
-            keyed.into_iter().map(|k| rows[k as u32 as usize]).collect()
-        } else {
-            rows
+        let relabel = |part: &Part, r: &Row| Row {
+            label: part.labels[r.label as usize],
+            ..*r
         };
+        if !self.presorted {
+            let mut rows = Vec::with_capacity(self.month_rows[k]);
+            for part in &self.parts {
+                rows.extend(part.month(ym).iter().map(|r| relabel(part, r)));
+            }
+            return self.columns(&rows);
+        }
+        let day = |r: &Row| (r.date_key % 100) as usize;
+        let mut starts = [0usize; 33];
+        for part in &self.parts {
+            for r in part.month(ym) {
+                starts[day(r) + 1] += 1;
+            }
+        }
+        for d in 1..starts.len() {
+            starts[d] += starts[d - 1];
+        }
+        let n = starts[32];
+        let mut by_day = vec![Row::EMPTY; n];
+        let mut next = starts;
+        for part in &self.parts {
+            for r in part.month(ym) {
+                let slot = &mut next[day(r)];
+                by_day[*slot] = relabel(part, r);
+                *slot += 1;
+            }
+        }
+        let mut rows = Vec::with_capacity(n);
+        for d in 0..32 {
+            sort_by_customer(&by_day[starts[d]..starts[d + 1]], &mut rows);
+        }
         self.columns(&rows)
     }
 
@@ -603,61 +651,80 @@ impl<'a> InteractionFact<'a> {
             ids.push(id_data[source], r.id_start as usize, r.id_len as usize);
             ids.end_value(true);
         }
-        let strings = |which: usize| {
-            let mut b = Pieces::new(n, n * 8);
-            for r in rows {
-                let piece = placed[r.label as usize][which];
+        // The label strings, three columns in one pass.
+        let mut strings = [0, 1, 2].map(|_| Pieces::new(n, n * 8));
+        for r in rows {
+            for (b, piece) in strings.iter_mut().zip(placed[r.label as usize]) {
                 if let Some((at, len)) = piece {
                     b.push(&texts, at, len);
                 }
                 b.end_value(piece.is_some());
             }
-            b.finish()
-        };
-        let numbers = |value: &dyn Fn(&Row, &LabelText) -> Option<i64>| {
-            let mut b = Int64Builder::with_capacity(n);
-            for r in rows {
-                b.append_option(value(r, label(r)));
-            }
-            Arc::new(b.finish())
-        };
-        let keys = |key: &dyn Fn(&Row, &LabelText) -> i64| {
-            ints(rows.iter().map(|r| key(r, label(r))).collect())
-        };
-        // A row's x or y where its source has that column (null elsewhere); y as the
-        // key of its source's reference (Unknown elsewhere).
-        let x_of =
-            |of: Source| move |r: &Row, l: &LabelText| (l.source == of && !l.x_null).then_some(r.x);
-        let y_of =
-            |of: Source| move |r: &Row, l: &LabelText| (l.source == of && !l.y_null).then_some(r.y);
-        let key_of = |of: Source| {
-            move |r: &Row, l: &LabelText| if l.source == of { r.y } else { UNKNOWN_KEY }
-        };
-        let mut t = TableAssembler::new("fact_interaction", self.def);
-        t.set("interaction_id", ids.finish()?)
-            .set("interaction_type", strings(0)?)
-            .set("date_key", keys(&|r, _| i64::from(r.date_key)))
-            .set(
-                "event_ts",
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| r.ts),
-                )),
-            )
-            .set("customer_key", keys(&|r, _| r.customer))
-            .set(
-                "channel_key",
-                keys(&|_, l| match l.source {
+        }
+        let [kind, device, traffic] = strings;
+        // The numbers, all in one pass. A row's x or y where its source has that
+        // column (null elsewhere); y as the key of its source's reference (Unknown
+        // elsewhere).
+        let info: Vec<(Source, bool, bool, i64)> = self
+            .labels
+            .iter()
+            .map(|l| {
+                let channel = match l.source {
                     Source::Email => self.email_key,
                     Source::Web | Source::Cart => self.web_key,
-                }),
+                };
+                (l.source, l.x_null, l.y_null, channel)
+            })
+            .collect();
+        let mut keys: [Vec<i64>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
+        let mut numbers: [(Vec<i64>, NullBufferBuilder); 3] =
+            std::array::from_fn(|_| (Vec::with_capacity(n), NullBufferBuilder::new(n)));
+        for r in rows {
+            let (source, x_null, y_null, channel) = info[r.label as usize];
+            let [date_key, ts, customer, channel_key, campaign, product] = &mut keys;
+            date_key.push(i64::from(r.date_key));
+            ts.push(r.ts);
+            customer.push(r.customer);
+            channel_key.push(channel);
+            let (web, cart, email) = (
+                source == Source::Web,
+                source == Source::Cart,
+                source == Source::Email,
+            );
+            campaign.push(if email { r.y } else { UNKNOWN_KEY });
+            product.push(if cart { r.y } else { UNKNOWN_KEY });
+            let [pages, duration, quantity] = &mut numbers;
+            for ((values, valid), (v, ok)) in [pages, duration, quantity].into_iter().zip([
+                (r.x, web && !x_null),
+                (r.y, web && !y_null),
+                (r.x, cart && !x_null),
+            ]) {
+                values.push(if ok { v } else { 0 });
+                valid.append(ok);
+            }
+        }
+        let [date_key, ts, customer, channel, campaign, product] = keys;
+        let [pages, duration, quantity] =
+            numbers.map(|(values, mut valid)| -> arrow::array::ArrayRef {
+                Arc::new(Int64Array::new(ScalarBuffer::from(values), valid.finish()))
+            });
+        let mut t = TableAssembler::new("fact_interaction", self.def);
+        t.set("interaction_id", ids.finish()?)
+            .set("interaction_type", kind.finish()?)
+            .set("date_key", ints(date_key))
+            .set(
+                "event_ts",
+                Arc::new(TimestampMicrosecondArray::new(ScalarBuffer::from(ts), None)),
             )
-            .set("campaign_key", keys(&key_of(Source::Email)))
-            .set("product_key", keys(&key_of(Source::Cart)))
-            .set("device", strings(1)?)
-            .set("traffic_source", strings(2)?)
-            .set("pages_viewed", numbers(&x_of(Source::Web)))
-            .set("duration_s", numbers(&y_of(Source::Web)))
-            .set("quantity", numbers(&x_of(Source::Cart)));
+            .set("customer_key", ints(customer))
+            .set("channel_key", ints(channel))
+            .set("campaign_key", ints(campaign))
+            .set("product_key", ints(product))
+            .set("device", device.finish()?)
+            .set("traffic_source", traffic.finish()?)
+            .set("pages_viewed", pages)
+            .set("duration_s", duration)
+            .set("quantity", quantity);
         t.finish(n)
     }
 }
@@ -672,7 +739,7 @@ struct Pieces {
     values: Vec<u8>,
     len: usize,
     offsets: Vec<i32>,
-    nulls: arrow::array::NullBufferBuilder,
+    nulls: NullBufferBuilder,
 }
 
 impl Pieces {
@@ -686,12 +753,13 @@ impl Pieces {
             values: vec![0; bytes + Self::BLOCK],
             len: 0,
             offsets,
-            nulls: arrow::array::NullBufferBuilder::new(n),
+            nulls: NullBufferBuilder::new(n),
         }
     }
 
-    /// Appends `src[at..at + len]` to the current value.
-    #[inline]
+    /// Appends `src[at..at + len]` to the current value. The piece must be the whole
+    /// bytes of a `&str` (see `finish`).
+    #[inline(always)]
     fn push(&mut self, src: &[u8], at: usize, len: usize) {
         let end = self.len + len;
         if len <= Self::BLOCK {
@@ -716,7 +784,7 @@ impl Pieces {
     }
 
     /// Ends the current value: a string (possibly empty) if `valid`, else a null.
-    #[inline]
+    #[inline(always)]
     fn end_value(&mut self, valid: bool) {
         self.offsets.push(self.len as i32);
         self.nulls.append(valid);
@@ -733,12 +801,54 @@ impl Pieces {
             ));
         }
         self.values.truncate(self.len);
-        let a = StringArray::try_new(
-            OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
-            Buffer::from_vec(self.values),
-            self.nulls.finish(),
-        )
-        .map_err(|e| Error::format("fact_interaction", e))?;
+        // SAFETY: the offsets start at 0, never decrease and end at `self.len`, the
+        // length of `values` (`push` only moves `len` forward, `end_value` records it),
+        // and every value is a sequence of whole pieces, each a `&str`'s bytes (a source
+        // id of a `StringArray`, a label or an id prefix), so each value is valid UTF-8.
+        let offsets = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)) };
+        let a = unsafe {
+            StringArray::new_unchecked(offsets, Buffer::from_vec(self.values), self.nulls.finish())
+        };
         Ok(Arc::new(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(customer: i64, id_start: u32) -> Row {
+        Row {
+            customer,
+            id_start,
+            ..Row::EMPTY
+        }
+    }
+
+    /// (customer, original position) of sorted rows.
+    fn order(rows: &[Row]) -> Vec<(i64, u32)> {
+        rows.iter().map(|r| (r.customer, r.id_start)).collect()
+    }
+
+    #[test]
+    fn a_day_is_sorted_by_customer_keeping_each_customers_order() {
+        let narrow = [5, -3, 5, 0, -3, 7, 5, 0];
+        let wide = [i64::MAX, i64::MIN, 0, i64::MAX, -1, i64::MIN, 1 << 40];
+        for customers in [&narrow[..], &wide[..]] {
+            let day: Vec<Row> = customers
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| row(c, k as u32))
+                .collect();
+            let mut expected = day.clone();
+            expected.sort_by_key(|r| r.customer);
+            let mut out = vec![row(42, 99)];
+            sort_by_customer(&day, &mut out);
+            assert_eq!(out.len(), customers.len() + 1);
+            assert_eq!(order(&out[1..]), order(&expected), "{customers:?}");
+        }
+        let mut out = Vec::new();
+        sort_by_customer(&[], &mut out);
+        assert!(out.is_empty());
     }
 }
