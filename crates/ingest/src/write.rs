@@ -45,6 +45,9 @@ fn properties(batch: &RecordBatch) -> WriterProperties {
         .set_created_by(format!("crmcube {}", env!("CARGO_PKG_VERSION")));
     for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
         let path = ColumnPath::from(field.name().as_str());
+        if scattered(col.as_ref()) {
+            b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
+        }
         match Encoding::of(col.as_ref()) {
             Encoding::Dictionary => {}
             Encoding::Plain => b = b.set_column_dictionary_enabled(path, false),
@@ -56,6 +59,42 @@ fn properties(batch: &RecordBatch) -> WriterProperties {
         }
     }
     b.build()
+}
+
+/// Whether min/max statistics of a string column could not skip anything: in each of
+/// eight consecutive windows of a sample spread over the column (see
+/// [`Encoding::SAMPLE`]), the values span at least nine tenths of the sample's
+/// distinct values. That is the case of ids in no particular order and of labels that
+/// every part of a file holds (an event type in a fact sorted by date), and computing
+/// those statistics is a third of the cost of writing such a column. Columns whose
+/// values come in runs or follow the sort order keep their statistics, and so does
+/// any column too short or too uniform to judge.
+fn scattered(a: &dyn Array) -> bool {
+    let Some(s) = a.as_string_opt::<i32>() else {
+        return false;
+    };
+    let step = a.len().div_ceil(Encoding::SAMPLE).max(1);
+    let values: Vec<&str> = (0..a.len())
+        .step_by(step)
+        .filter(|&i| s.is_valid(i))
+        .map(|i| s.value(i))
+        .collect();
+    if values.len() < 64 {
+        return false;
+    }
+    let mut distinct = values.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 2 {
+        return false;
+    }
+    let rank = |v: &str| distinct.partition_point(|d| *d < v);
+    values
+        .chunks(values.len().div_ceil(8))
+        .all(|w| match (w.iter().min(), w.iter().max()) {
+            (Some(lo), Some(hi)) => (rank(hi) - rank(lo) + 1) * 10 >= distinct.len() * 9,
+            _ => false,
+        })
 }
 
 /// How a column is encoded.
@@ -80,21 +119,17 @@ impl Encoding {
     ///
     /// A dictionary pays only when values repeat: a column whose sample is more than
     /// half distinct is written without one, since building a dictionary only to
-    /// abandon it costs time and gains nothing. Such integers, dates and timestamps are
-    /// delta-encoded: events of one partition lie close together in time, keys run
-    /// ascending inside a file's sort order, and any integers of a narrow range are
-    /// bit-packed to that range, so the values take fewer bits than plain ones, and
-    /// encoding them is cheaper than compressing the plain values.
+    /// abandon it costs time and gains nothing. Such timestamps are delta-encoded:
+    /// events of one partition lie close together in time, so their differences take
+    /// fewer bits than the values, and encoding them is cheaper than compressing the
+    /// plain values. (Distinct integers stay plain: surrogate keys are hashes spread
+    /// over 63 bits, whose differences save little and cost more to encode.)
     fn of(a: &dyn Array) -> Encoding {
         if !Self::mostly_distinct(a) {
             return Encoding::Dictionary;
         }
         match a.data_type() {
-            DataType::Timestamp(..)
-            | DataType::Date32
-            | DataType::Date64
-            | DataType::Int32
-            | DataType::Int64 => Encoding::Delta,
+            DataType::Timestamp(..) => Encoding::Delta,
             _ => Encoding::Plain,
         }
     }
@@ -530,7 +565,7 @@ fn lexsort(table: &str, sort_by: &[String], parts: &[&RecordBatch]) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -679,10 +714,52 @@ mod tests {
     }
 
     #[test]
+    fn statistics_are_kept_where_they_can_skip_row_groups() {
+        let n = 20_000;
+        let text = |f: &dyn Fn(usize) -> String| StringArray::from_iter_values((0..n).map(f));
+        // Scattered: ids in no order, labels that every window holds.
+        let shuffled = |i: usize| format!("S{:08}", (i * 7_919) % n);
+        assert!(scattered(&text(&shuffled)));
+        assert!(scattered(&text(
+            &|i| ["web", "cart", "email"][i % 3].to_string()
+        )));
+        // Kept: ids in order, labels in runs, one value, too few values, not text.
+        assert!(!scattered(&text(&|i| format!("S{i:08}"))));
+        assert!(!scattered(&text(&|i| format!("L{}", i * 5 / n))));
+        assert!(!scattered(&text(&|_| "web".to_string())));
+        assert!(!scattered(&text(&shuffled).slice(0, 50)));
+        assert!(!scattered(&Int64Array::from_iter_values(
+            (0..n).map(|i| ((i * 7_919) % n) as i64)
+        )));
+
+        // The written file has no statistics for the scattered column only.
+        let ids = text(&shuffled);
+        let ordered = text(&|i| format!("S{i:08}"));
+        let batch = RecordBatch::try_from_iter([
+            ("shuffled", Arc::new(ids) as ArrayRef),
+            ("ordered", Arc::new(ordered) as ArrayRef),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        write_parquet(&path, std::slice::from_ref(&batch)).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(f).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        let rg = meta.row_group(0);
+        assert!(rg
+            .column(0)
+            .statistics()
+            .is_none_or(|s| s.min_bytes_opt().is_none()));
+        let kept = rg.column(1).statistics().unwrap();
+        assert_eq!(kept.min_bytes_opt(), Some("S00000000".as_bytes()));
+    }
+
+    #[test]
     fn encodings_follow_the_values_not_the_head_of_a_sorted_column() {
         // Sorted by k: a long run of k = 0 first, then distinct keys; ids distinct;
-        // timestamps distinct; a low-cardinality label. Distinct integers and
-        // timestamps are delta-encoded, distinct strings plain.
+        // timestamps distinct; a low-cardinality label. Distinct timestamps are
+        // delta-encoded, distinct strings and integers plain.
         let n = 20_000;
         let rows: Vec<(String, i64, i64)> = (0..n)
             .map(|i| {
@@ -695,7 +772,7 @@ mod tests {
         let of = |c: usize| Encoding::of(batch.column(c).as_ref());
         assert_eq!(of(0), Encoding::Plain);
         assert_eq!(of(1), Encoding::Delta);
-        assert_eq!(of(2), Encoding::Delta);
+        assert_eq!(of(2), Encoding::Plain);
         let labels = StringArray::from_iter_values((0..n).map(|i| ["web", "cart"][i % 2]));
         assert_eq!(Encoding::of(&labels), Encoding::Dictionary);
         let few = Int64Array::from_iter_values((0..n).map(|i| (i % 31) as i64));
@@ -719,7 +796,6 @@ mod tests {
         use parquet::basic::Encoding as E;
         assert!(encodings(1).contains(&E::DELTA_BINARY_PACKED));
         assert!(!encodings(0).contains(&E::RLE_DICTIONARY));
-        assert!(encodings(2).contains(&E::DELTA_BINARY_PACKED));
         assert!(!encodings(2).contains(&E::RLE_DICTIONARY));
         let back = read(&path);
         assert_eq!(back.len(), n);
