@@ -73,12 +73,7 @@ fn scattered(a: &dyn Array) -> bool {
     let Some(s) = a.as_string_opt::<i32>() else {
         return false;
     };
-    let step = a.len().div_ceil(Encoding::SAMPLE).max(1);
-    let values: Vec<&str> = (0..a.len())
-        .step_by(step)
-        .filter(|&i| s.is_valid(i))
-        .map(|i| s.value(i))
-        .collect();
+    let values: Vec<&str> = Encoding::sample(a).map(|i| s.value(i)).collect();
     if values.len() < 64 {
         return false;
     }
@@ -134,10 +129,15 @@ impl Encoding {
         }
     }
 
+    /// Rows of up to [`Self::SAMPLE`] non-null values taken at even steps over `a`.
+    fn sample(a: &dyn Array) -> impl Iterator<Item = usize> + '_ {
+        let step = a.len().div_ceil(Self::SAMPLE).max(1);
+        (0..a.len()).step_by(step).filter(|&i| a.is_valid(i))
+    }
+
     /// Whether more than half of the sampled values are distinct.
     fn mostly_distinct(a: &dyn Array) -> bool {
-        let step = a.len().div_ceil(Self::SAMPLE).max(1);
-        let rows = (0..a.len()).step_by(step).filter(|&i| a.is_valid(i));
+        let rows = Self::sample(a);
         let (distinct, n) = match a.data_type() {
             DataType::Utf8 => {
                 let s = a.as_string::<i32>();

@@ -446,41 +446,24 @@ impl Drop for Writer {
         let Ok(tables) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let mut files = Vec::new();
         for t in tables.flatten() {
-            let name = t.file_name().to_string_lossy().into_owned();
-            if name != log::LOG_DIR && t.path().is_dir() {
-                remove_load_files(&t.path(), &prefix);
+            if t.file_name() != log::LOG_DIR && t.path().is_dir() {
+                // Best effort: what cannot be listed or removed is left for `vacuum`.
+                let _ = vacuum::walk(&t.path(), &mut files);
+            }
+        }
+        let ours = files.iter().filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        });
+        for f in ours {
+            match std::fs::remove_file(f) {
+                Ok(()) => vacuum::remove_empty_parents(f, &self.dir),
+                Err(err) => eprintln!("warning: could not remove {}: {err}", f.display()),
             }
         }
     }
-}
-
-/// Removes the files under `dir` (not in a Delta log) whose names start with
-/// `prefix`, and `dir` and its subfolders when that leaves them empty. Returns whether
-/// anything was removed. Best effort: what cannot be removed is left for `vacuum`.
-fn remove_load_files(dir: &Path, prefix: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    let mut removed = false;
-    for e in entries.flatten() {
-        let path = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Ok(kind) = e.file_type() else { continue };
-        if kind.is_dir() && name != delta::DELTA_LOG {
-            removed |= remove_load_files(&path, prefix);
-        } else if kind.is_file() && name.starts_with(prefix) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed = true,
-                Err(err) => eprintln!("warning: could not remove {}: {err}", path.display()),
-            }
-        }
-    }
-    if removed {
-        // Only a folder left empty goes; one with other files stays.
-        let _ = std::fs::remove_dir(dir);
-    }
-    removed
 }
 
 /// Files to add and remove for one staged table; new files identical to a replaced

@@ -99,7 +99,7 @@ pub fn vacuum(dir: &Path, retention: std::time::Duration, dry_run: bool) -> Resu
 }
 
 /// Data files under a table folder (not its log).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
     for e in rd.flatten() {
         let p = e.path();
@@ -117,7 +117,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn remove_empty_parents(file: &Path, table_dir: &Path) {
+/// Removes the folders above `file` that are empty, up to (not including) `table_dir`.
+pub(crate) fn remove_empty_parents(file: &Path, table_dir: &Path) {
     let mut d = file.parent();
     while let Some(dir) = d {
         if dir == table_dir || std::fs::remove_dir(dir).is_err() {
