@@ -199,6 +199,141 @@ pub fn parse_float(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Fast paths for the common spellings of each type, used for every cell of a load.
+///
+/// Each returns `Some` only for text its slow counterpart (`parse_*`, after trimming)
+/// accepts with the same value, and `None` for anything else, which then goes the slow
+/// way: the fast path can never change what a value means or whether it is refused.
+pub mod fast {
+    use super::{MICROS_PER_DAY, MICROS_PER_SECOND};
+
+    /// The value of 1 to 18 ASCII digits (no sign, no overflow possible).
+    #[inline]
+    fn digits(b: &[u8]) -> Option<i64> {
+        if b.is_empty() || b.len() > 18 {
+            return None;
+        }
+        let mut v: i64 = 0;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + i64::from(d);
+        }
+        Some(v)
+    }
+
+    /// `-?[0-9]{1,18}`.
+    #[inline]
+    pub fn int(b: &[u8]) -> Option<i64> {
+        match b {
+            [b'-', rest @ ..] => digits(rest).map(|v| -v),
+            _ => digits(b),
+        }
+    }
+
+    /// Two ASCII digits.
+    #[inline]
+    fn two(b: &[u8], at: usize) -> Option<u32> {
+        let (h, l) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+        (h <= 9 && l <= 9).then(|| u32::from(h) * 10 + u32::from(l))
+    }
+
+    /// Days since 1970-01-01 of a valid `YYYY-MM-DD` at the start of `b` (H. Hinnant's
+    /// `days_from_civil`).
+    #[inline]
+    fn ymd(b: &[u8]) -> Option<i32> {
+        if b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let y = (two(b, 0)? * 100 + two(b, 2)?) as i32;
+        let (m, d) = (two(b, 5)?, two(b, 8)?);
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let month_days = match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        if d == 0 || d > month_days {
+            return None;
+        }
+        let (m, d) = (m as i32, d as i32);
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        Some(era * 146_097 + doe - 719_468)
+    }
+
+    /// `YYYY-MM-DD`.
+    #[inline]
+    pub fn date(b: &[u8]) -> Option<i32> {
+        if b.len() != 10 {
+            return None;
+        }
+        ymd(b)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` or `YYYY-MM-DD HH:MM:SS`, seconds below 60.
+    #[inline]
+    pub fn timestamp(b: &[u8]) -> Option<i64> {
+        if b.len() != 19 || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let days = ymd(b)?;
+        let (hh, mm, ss) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
+        if hh > 23 || mm > 59 || ss > 59 {
+            return None;
+        }
+        let secs = i64::from(hh * 3600 + mm * 60 + ss);
+        Some(i64::from(days) * MICROS_PER_DAY + secs * MICROS_PER_SECOND)
+    }
+
+    /// `-?[0-9]{1,16}(\.[0-9]{1,scale})?` scaled by 10^scale.
+    #[inline]
+    pub fn decimal(b: &[u8], scale: i8) -> Option<i128> {
+        let (neg, body) = match b {
+            [b'-', rest @ ..] => (true, rest),
+            _ => (false, b),
+        };
+        let scale = usize::try_from(scale).ok()?;
+        let (int_part, frac) = match memchr::memchr(b'.', body) {
+            Some(p) => (&body[..p], &body[p + 1..]),
+            None => (body, &[][..]),
+        };
+        if int_part.len() > 16
+            || frac.len() > scale
+            || (frac.is_empty() && int_part.len() < body.len())
+        {
+            return None;
+        }
+        let mut v = i128::from(digits(int_part)?);
+        for k in 0..scale {
+            let d = match frac.get(k) {
+                Some(c) if c.is_ascii_digit() => c - b'0',
+                Some(_) => return None,
+                None => 0,
+            };
+            v = v * 10 + i128::from(d);
+        }
+        Some(if neg { -v } else { v })
+    }
+
+    /// The lower-case spellings `true`/`false`, `t`/`f`, `yes`/`no`, `y`/`n`, `1`/`0`.
+    #[inline]
+    pub fn bool(b: &[u8]) -> Option<bool> {
+        match b {
+            b"true" | b"t" | b"yes" | b"y" | b"1" => Some(true),
+            b"false" | b"f" | b"no" | b"n" | b"0" => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// Months counted from year 0 (`year * 12 + month - 1`) of a `YYYYMM` month, so that
 /// consecutive months are consecutive numbers.
 pub fn month_ordinal(ym: i32) -> i32 {
@@ -295,6 +430,97 @@ pub fn micros_of_days(days: i32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_paths_read_every_value_as_the_full_parsers_do() {
+        // Every day of years 0 to 9999 and some impossible ones.
+        for y in 0..10_000 {
+            for m in [0, 1, 2, 3, 6, 9, 12, 13] {
+                for d in [0, 1, 15, 28, 29, 30, 31, 32] {
+                    let s = format!("{y:04}-{m:02}-{d:02}");
+                    let full = parse_date(&s).ok();
+                    assert_eq!(fast::date(s.as_bytes()), full, "{s}");
+                    for (hh, mm, ss) in
+                        [(0, 0, 0), (23, 59, 59), (24, 0, 0), (12, 60, 0), (1, 2, 60)]
+                    {
+                        let t = format!("{s}T{hh:02}:{mm:02}:{ss:02}");
+                        if let Some(v) = fast::timestamp(t.as_bytes()) {
+                            assert_eq!(Ok(v), parse_timestamp(&t), "{t}");
+                        } else if full.is_some() && hh < 24 && mm < 60 && ss < 60 {
+                            panic!("{t} should take the fast path");
+                        }
+                    }
+                }
+            }
+        }
+        for s in [
+            "2024-02-29 10:11:12",
+            "2024-1-01",
+            "2024-01-01T10:00",
+            "2024-01-01T10:00:00Z",
+            "20240-01-01",
+            "2024/01/01",
+        ] {
+            if let Some(v) = fast::timestamp(s.as_bytes()) {
+                assert_eq!(Ok(v), parse_timestamp(s), "{s}");
+            }
+        }
+        let ints = [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "+5",
+            " 8",
+            "3.0",
+            "",
+            "-",
+            "999999999999999999",
+            "9999999999999999999",
+            "1_000",
+            "١",
+        ];
+        for s in ints {
+            if let Some(v) = fast::int(s.as_bytes()) {
+                assert_eq!(Ok(v), parse_int(s), "{s}");
+            }
+        }
+        assert_eq!(fast::int(b"-12"), Some(-12));
+        let decimals = [
+            "1",
+            "-1",
+            "1.5",
+            "-0.01",
+            "1.",
+            ".5",
+            "1.234",
+            "1.230",
+            "1e3",
+            "-",
+            "1234567890123456",
+            "12345678901234567",
+            "0.00",
+            "+1",
+            "1.-5",
+            "1..2",
+            "--1",
+        ];
+        for scale in [0, 2, 4] {
+            for s in decimals {
+                if let Some(v) = fast::decimal(s.as_bytes(), scale) {
+                    assert_eq!(Ok(v), parse_decimal(s, scale), "{s} {scale}");
+                }
+            }
+        }
+        assert_eq!(fast::decimal(b"-0.01", 2), Some(-1));
+        for s in [
+            "true", "t", "yes", "y", "1", "false", "f", "no", "n", "0", "TRUE", "", "2",
+        ] {
+            if let Some(v) = fast::bool(s.as_bytes()) {
+                assert_eq!(Ok(v), parse_bool(s), "{s}");
+            }
+        }
+    }
 
     #[test]
     fn dates() {

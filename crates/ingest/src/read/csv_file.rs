@@ -316,7 +316,14 @@ fn parse_chunk(
             && opts.quote.is_ascii()
             && std::str::from_utf8(bytes).is_ok(),
     };
-    let read = if plain_lines(bytes, opts.quote) {
+    if memchr::memchr(0, bytes).is_none() {
+        stager.assume_no_nul();
+    }
+    let read = if field_count > 0
+        && opts.delimiter != b'\n'
+        && opts.delimiter != b'\r'
+        && plain_lines(bytes, opts.quote)
+    {
         parse_plain(bytes, first_line, &ctx, &mut stager, &mut rejects)
     } else {
         parse_csv(bytes, first_line, opts, &ctx, &mut stager, &mut rejects)
@@ -338,8 +345,26 @@ fn plain_lines(bytes: &[u8], quote: u8) -> bool {
         && memchr::memchr_iter(b'\r', bytes).all(|p| bytes.get(p + 1) == Some(&b'\n'))
 }
 
+/// Rows of a plain chunk waiting to be staged: where each record starts, where each of
+/// its fields ends, and its line.
+struct PlainBlock {
+    starts: Vec<usize>,
+    ends: Vec<usize>,
+    lines: Vec<u64>,
+    /// Rows refused for their field count, waiting to be merged in line order.
+    refused: Vec<QuarantineRow>,
+}
+
+/// Rows staged together from a plain chunk: enough that each column's checks run long
+/// enough to be cheap, few enough that the field positions stay in the cache.
+const PLAIN_BLOCK_ROWS: usize = 2048;
+
 /// Parses a chunk of plain lines (see [`plain_lines`]); returns the records read. Empty
 /// lines are skipped, as the CSV reader does.
+///
+/// Delimiters and line feeds are found in one vectorised pass over the chunk; the
+/// records are then checked and staged a block at a time, column by column
+/// ([`RowStager::push_block`]).
 fn parse_plain(
     bytes: &[u8],
     first_line: u64,
@@ -347,37 +372,203 @@ fn parse_plain(
     stager: &mut RowStager,
     rejects: &mut Vec<QuarantineRow>,
 ) -> u64 {
+    let f = ctx.field_count;
+    let mut block = PlainBlock {
+        starts: Vec::with_capacity(PLAIN_BLOCK_ROWS),
+        ends: Vec::with_capacity(PLAIN_BLOCK_ROWS * f),
+        lines: Vec::with_capacity(PLAIN_BLOCK_ROWS),
+        refused: Vec::new(),
+    };
     let mut read = 0;
-    let mut start = 0;
     let mut line = first_line;
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(ctx.field_count);
-    while start < bytes.len() {
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
-        let mut record = &bytes[start..end];
-        if let [head @ .., b'\r'] = record {
-            record = head;
-        }
+    // The record being read: where it starts and how many fields have ended.
+    let mut start = 0;
+    let mut ended = 0;
+    let mut end_record = |block: &mut PlainBlock, start: usize, end: usize, ended: usize| {
+        // A carriage return right before the line feed ends the line, not the field.
+        let end = if end > start && bytes[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
         let this_line = line;
-        start = end + 1;
         line += 1;
-        if record.is_empty() {
-            continue;
+        if end == start {
+            return;
         }
         read += 1;
-        fields.clear();
-        fields.extend(record.split(|&b| b == ctx.delimiter));
-        stage_record(
-            ctx,
-            stager,
-            rejects,
-            this_line,
-            this_line,
-            fields.len(),
-            |i| fields[i],
-            || String::from_utf8_lossy(record).into_owned(),
-        );
+        let rows = block.starts.len();
+        if ended + 1 != f {
+            block.ends.truncate(rows * f);
+            block.refused.push(reject_row(
+                ctx.entity,
+                ctx.path,
+                this_line,
+                Rejection::row(field_count_reason(f, ended + 1, this_line, this_line)),
+                Some(String::from_utf8_lossy(&bytes[start..end]).into_owned()),
+            ));
+        } else {
+            block.ends.push(end);
+            block.starts.push(start);
+            block.lines.push(this_line);
+            if rows + 1 == PLAIN_BLOCK_ROWS {
+                stage_block(bytes, ctx, stager, &mut *block, rejects);
+            }
+        }
+    };
+    for_each_separator(bytes, ctx.delimiter, |p| {
+        if bytes[p] == b'\n' {
+            end_record(&mut block, start, p, ended);
+            start = p + 1;
+            ended = 0;
+        } else {
+            if ended + 1 < f {
+                block.ends.push(p);
+            }
+            ended += 1;
+        }
+    });
+    if start < bytes.len() {
+        end_record(&mut block, start, bytes.len(), ended);
     }
+    stage_block(bytes, ctx, stager, &mut block, rejects);
     read
+}
+
+/// Calls `f` with the position of every `delimiter` and line feed in `bytes`, in order.
+///
+/// Sixteen bytes are compared at a time and the matches read off a bit mask: a plain
+/// CSV line has a separator every few bytes, too often for a search that starts over
+/// after each one.
+fn for_each_separator(bytes: &[u8], delimiter: u8, mut f: impl FnMut(usize)) {
+    let mut base = 0;
+    while base + 16 <= bytes.len() {
+        let mut mask = separator_mask(&bytes[base..base + 16], delimiter);
+        while mask != 0 {
+            f(base + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+        base += 16;
+    }
+    for (k, &b) in bytes[base..].iter().enumerate() {
+        if b == delimiter || b == b'\n' {
+            f(base + k);
+        }
+    }
+}
+
+/// Bit `k` is set where byte `k` of the 16 is `delimiter` or a line feed.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn separator_mask(block: &[u8], delimiter: u8) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    debug_assert_eq!(block.len(), 16);
+    // SAFETY: SSE2 is part of every x86_64 target; the load reads the 16 bytes of
+    // `block` (unaligned loads are allowed).
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let d = _mm_cmpeq_epi8(v, _mm_set1_epi8(delimiter as i8));
+        let n = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8));
+        _mm_movemask_epi8(_mm_or_si128(d, n)) as u32
+    }
+}
+
+/// Bit `k` is set where byte `k` of the 16 is `delimiter` or a line feed.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn separator_mask(block: &[u8], delimiter: u8) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == delimiter || b == b'\n')
+        .fold(0, |m, (k, _)| m | 1 << k)
+}
+
+/// Stages the rows of `block` and moves its refused rows to `rejects` in line order.
+fn stage_block(
+    bytes: &[u8],
+    ctx: &ChunkCtx,
+    stager: &mut RowStager,
+    block: &mut PlainBlock,
+    rejects: &mut Vec<QuarantineRow>,
+) {
+    let f = ctx.field_count;
+    let PlainBlock {
+        starts,
+        ends,
+        lines,
+        refused,
+    } = block;
+    let field = |r: usize, i: usize| {
+        let s = if i == 0 {
+            starts[r]
+        } else {
+            ends[r * f + i - 1] + 1
+        };
+        &bytes[s..ends[r * f + i]]
+    };
+    // The two cases apart, so that neither tests for UTF-8 per field.
+    let cells = if ctx.utf8 {
+        stager.push_block(
+            lines,
+            #[inline(always)]
+            |r, k| match ctx.mapping[k] {
+                None => Cell::Null,
+                // SAFETY: see `ChunkCtx::utf8`.
+                Some(i) => Cell::Text(unsafe { std::str::from_utf8_unchecked(field(r, i)) }),
+            },
+        )
+    } else {
+        stager.push_block(lines, |r, k| match ctx.mapping[k] {
+            None => Cell::Null,
+            Some(i) => text_cell(ctx, field(r, i)),
+        })
+    };
+    let merge = !refused.is_empty() && !cells.is_empty();
+    for (r, why) in cells {
+        let record = String::from_utf8_lossy(&bytes[starts[r]..ends[r * f + f - 1]]);
+        refused.push(reject_row(
+            ctx.entity,
+            ctx.path,
+            lines[r],
+            why,
+            Some(record.into_owned()),
+        ));
+    }
+    if merge {
+        refused.sort_by_key(|q| q.line);
+    }
+    rejects.append(refused);
+    starts.clear();
+    ends.clear();
+    lines.clear();
+}
+
+/// Why a record with `found` fields instead of `expected` is refused.
+fn field_count_reason(expected: usize, found: usize, line: u64, last_line: u64) -> String {
+    let mut reason = format!("expected {expected} fields, found {found}");
+    if last_line > line {
+        reason.push_str(&format!(
+            "; the record runs from line {line} to line {last_line}, probably an unclosed quote"
+        ));
+    }
+    reason
+}
+
+/// A field as a cell: text, or invalid bytes when it is not UTF-8.
+#[inline]
+fn text_cell<'f>(ctx: &ChunkCtx, f: &'f [u8]) -> Cell<'f> {
+    if ctx.utf8 {
+        // SAFETY: see `ChunkCtx::utf8`.
+        Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
+    } else {
+        match std::str::from_utf8(f) {
+            Ok(s) => Cell::Text(s),
+            Err(_) => Cell::Invalid(f),
+        }
+    }
 }
 
 /// Parses a chunk with the CSV reader (quoted fields); returns the records read.
@@ -444,12 +635,7 @@ fn stage_record<'f>(
     raw: impl FnOnce() -> String,
 ) {
     if len != ctx.field_count {
-        let mut reason = format!("expected {} fields, found {}", ctx.field_count, len);
-        if last_line > line {
-            reason.push_str(&format!(
-                "; the record runs from line {line} to line {last_line}, probably an unclosed quote"
-            ));
-        }
+        let reason = field_count_reason(ctx.field_count, len, line, last_line);
         rejects.push(reject_row(
             ctx.entity,
             ctx.path,
@@ -461,18 +647,7 @@ fn stage_record<'f>(
     }
     let cells = ctx.mapping.iter().map(|m| match m {
         None => Cell::Null,
-        Some(i) => {
-            let f = field(*i);
-            if ctx.utf8 {
-                // SAFETY: see `ChunkCtx::utf8`.
-                Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
-            } else {
-                match std::str::from_utf8(f) {
-                    Ok(s) => Cell::Text(s),
-                    Err(_) => Cell::Invalid(f),
-                }
-            }
-        }
+        Some(i) => text_cell(ctx, field(*i)),
     });
     if let Err(r) = stager.push(line, cells) {
         rejects.push(reject_row(ctx.entity, ctx.path, line, r, Some(raw())));
@@ -613,6 +788,201 @@ mod tests {
         assert!(!plain_lines(b"a\rb,1,c\n", b'"'));
         assert!(!plain_lines(b"\"a\",1,c\n", b'"'));
         assert!(plain_lines(b"a,1,c\r\n", b'"'));
+    }
+
+    /// A chunk parsed by one path: records read, the staged batch and its lines, and the
+    /// refused rows as (line, column, value, reason, record).
+    type Parsed = (u64, RecordBatch, Vec<u64>, Vec<Refused>);
+
+    /// A refused row: line, column, value, reason, record.
+    type Refused = (u64, Option<String>, Option<String>, String, Option<String>);
+
+    fn parse_with(spec: &EntitySpec, bytes: &[u8], plain: bool) -> Parsed {
+        let mut stager = RowStager::with_text_capacity(spec, 64, bytes.len());
+        if !bytes.contains(&0) {
+            stager.assume_no_nul();
+        }
+        let mut rejects = Vec::new();
+        let mapping: Vec<Option<usize>> = (0..spec.columns.len()).map(Some).collect();
+        let ctx = ChunkCtx {
+            path: Path::new("t.csv"),
+            entity: "t",
+            mapping: &mapping,
+            field_count: spec.columns.len(),
+            delimiter: b',',
+            utf8: std::str::from_utf8(bytes).is_ok(),
+        };
+        let read = if plain {
+            assert!(plain_lines(bytes, b'"'));
+            parse_plain(bytes, 2, &ctx, &mut stager, &mut rejects)
+        } else {
+            let opts = CsvOptions::default();
+            parse_csv(bytes, 2, &opts, &ctx, &mut stager, &mut rejects)
+        };
+        let (batch, lines) = stager.finish().unwrap();
+        let rejects = rejects
+            .into_iter()
+            .map(|r| (r.line, r.column, r.value, r.reason, r.record))
+            .collect();
+        (read, batch, lines, rejects)
+    }
+
+    #[test]
+    fn blocks_of_plain_lines_stage_and_refuse_like_single_rows() {
+        // Every type, accepted values (short, 4-byte, long), lengths, bounds; good values
+        // in their common and rarer spellings and bad ones, over several blocks.
+        let contract = crmcube_model::ExportContract::parse(
+            "entities:\n  t:\n    primary_key: [id]\n    columns:\n      - { name: id, type: string, max_length: 6 }\n      - { name: kind, type: string, accepted: [a, dddd, mobile, tablet, a-rather-long-accepted-value], nullable: true }\n      - { name: n, type: int, min: 0, nullable: true }\n      - { name: amt, type: decimal, scale: 2, nullable: true }\n      - { name: ok, type: bool, nullable: true }\n      - { name: day, type: date, nullable: true }\n      - { name: ts, type: timestamp, nullable: true }\n      - { name: x, type: float, nullable: true }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let spec = contract.entity("t").unwrap();
+        let pools: [&[&str]; 8] = [
+            &["r1", "r22", "abcdef", "abcdefg", "é", "ééééééé"],
+            &[
+                "a",
+                "dddd",
+                "mobile",
+                "tablet",
+                "a-rather-long-accepted-value",
+                "",
+                "b",
+                "ddd",
+                "mobil",
+                "A",
+                "a-rather-long-accepted-valuE",
+            ],
+            &[
+                "0",
+                "7",
+                "-1",
+                "+5",
+                " 8",
+                "3.0",
+                "3.5",
+                "x",
+                "",
+                "999999999999999999",
+                "9999999999999999999",
+            ],
+            &[
+                "1",
+                "1.5",
+                "-0.01",
+                "1.",
+                ".5",
+                "1.234",
+                "1.230",
+                "",
+                "1e3",
+                "-",
+                "12345678901234567",
+            ],
+            &["true", "false", "TRUE", "yes", "n", "0", "", "maybe"],
+            &[
+                "2024-02-29",
+                "2023-02-29",
+                "2024-13-01",
+                "1999-12-31",
+                "",
+                " 2024-01-01",
+                "2024-01-01T00:00:00",
+                "0000-01-01",
+            ],
+            &[
+                "2024-01-01T10:00:00",
+                "2024-01-01 23:59:59",
+                "2024-01-01T23:59:60",
+                "2024-01-01T24:00:00",
+                "2024-01-01T10:00:00Z",
+                "2024-01-01T10:00:00.5+02:00",
+                "2024-01-01",
+                "2024-02-30T00:00:00",
+                "",
+            ],
+            &["1.5", "-2", "", "inf", "nope"],
+        ];
+        let mut seed: u64 = 42;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        let mut text = String::new();
+        for row in 0..6000 {
+            match next(40) {
+                0 => text.push_str("short,row\n"),
+                1 => text.push('\n'),
+                2 => text.push_str("r1,a,1,1,t,2024-01-01,2024-01-01T00:00:00,1,extra\n"),
+                _ => {
+                    // Mostly good rows, so that blocks have both.
+                    let cells: Vec<&str> = pools
+                        .iter()
+                        .map(|pool| {
+                            if next(8) == 0 {
+                                pool[next(pool.len())]
+                            } else {
+                                pool[0]
+                            }
+                        })
+                        .collect();
+                    text.push_str(&cells.join(","));
+                    text.push_str(if row % 7 == 0 { "\r\n" } else { "\n" });
+                }
+            }
+        }
+        let bytes = text.as_bytes();
+        let plain = parse_with(spec, bytes, true);
+        let rows = parse_with(spec, bytes, false);
+        assert!(
+            plain.1.num_rows() > 2 * PLAIN_BLOCK_ROWS,
+            "{}",
+            plain.1.num_rows()
+        );
+        assert!(plain.3.len() > 1000, "{}", plain.3.len());
+        assert_eq!(plain.0, rows.0);
+        assert_eq!(plain.1, rows.1);
+        // The CSV reader's line positions drift on blank lines and CRLF ends (and with
+        // them its note on records spanning lines); compare the rest.
+        let strip = |r: &Vec<Refused>| {
+            r.iter()
+                .map(|(_, c, v, why, rec)| {
+                    let why = why.split("; the record runs").next().unwrap_or_default();
+                    (c.clone(), v.clone(), why.to_string(), rec.clone())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&plain.3), strip(&rows.3));
+        // Lines are those of the text, in order, refused or staged.
+        let mut all: Vec<u64> = plain.2.clone();
+        all.extend(plain.3.iter().map(|r| r.0));
+        all.sort_unstable();
+        let expected: Vec<u64> = text
+            .split('\n')
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty() && *l != "\r")
+            .map(|(i, _)| 2 + i as u64)
+            .collect();
+        assert_eq!(all, expected);
+        assert!(plain.3.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn separators_are_found_in_every_position() {
+        for len in 0..70 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| [b'a', b',', b'\n', b';'][(i * 7 + i / 3) % 4])
+                .collect();
+            for delimiter in [b',', b';', b'\t'] {
+                let mut found = Vec::new();
+                for_each_separator(&bytes, delimiter, |p| found.push(p));
+                let expected: Vec<usize> = (0..len)
+                    .filter(|&i| bytes[i] == delimiter || bytes[i] == b'\n')
+                    .collect();
+                assert_eq!(found, expected);
+            }
+        }
     }
 
     #[test]
