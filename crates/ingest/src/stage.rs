@@ -238,6 +238,49 @@ impl Column {
     }
 }
 
+/// Delimited text records in one buffer, for [`RowStager::push_fields`]. Each record
+/// has `fields` fields and takes `fields + 1` entries of `at`: where each field starts,
+/// then one past the end of the record plus one, so that field `i` of record `r` is
+/// `bytes[at[r * (fields + 1) + i]..at[r * (fields + 1) + i + 1] - 1]`.
+pub struct FieldBlock<'a> {
+    pub bytes: &'a [u8],
+    pub at: &'a [usize],
+    pub fields: usize,
+    /// Whether `bytes` is valid UTF-8 and no field starts or ends inside a character
+    /// (each field is then valid UTF-8 too); otherwise each field is checked.
+    pub utf8: bool,
+}
+
+impl<'a> FieldBlock<'a> {
+    /// Field `i` of record `r`.
+    #[inline(always)]
+    pub fn field(&self, r: usize, i: usize) -> &'a [u8] {
+        let k = r * (self.fields + 1) + i;
+        &self.bytes[self.at[k]..self.at[k + 1] - 1]
+    }
+
+    /// All of record `r`, without its line end.
+    pub fn record(&self, r: usize) -> &'a [u8] {
+        let k = r * (self.fields + 1);
+        &self.bytes[self.at[k]..self.at[k + self.fields] - 1]
+    }
+
+    /// Field `i` of record `r` as a cell (checked for UTF-8 unless the block is).
+    #[inline]
+    pub fn cell(&self, r: usize, i: usize) -> Cell<'a> {
+        let f = self.field(r, i);
+        if self.utf8 {
+            // SAFETY: see `FieldBlock::utf8`.
+            Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
+        } else {
+            match std::str::from_utf8(f) {
+                Ok(s) => Cell::Text(s),
+                Err(_) => Cell::Invalid(f),
+            }
+        }
+    }
+}
+
 /// Collects the accepted rows of one entity into Arrow arrays.
 pub struct RowStager<'s> {
     spec: &'s EntitySpec,
@@ -298,18 +341,20 @@ impl<'s> RowStager<'s> {
         Ok(())
     }
 
-    /// Checks and stages a block of rows, one column at a time: `cell(r, k)` is row
-    /// `r`'s cell of contract column `k`, `lines[r]` its source line. Rows with a cell
-    /// that fails are left out, each refused for its first failing column (in contract
-    /// order, as [`RowStager::push`] does); they come back in row order with their
-    /// position in the block.
+    /// Checks and stages a block of delimited text records, one column at a time:
+    /// contract column `k` is field `mapping[k]` of each record (null where `None`),
+    /// `lines[r]` is record `r`'s source line. Records with a cell that fails are left
+    /// out, each refused for its first failing column (in contract order, as
+    /// [`RowStager::push`] does); they come back in record order with their position
+    /// in the block.
     ///
     /// Column by column, each check runs over many values of one type in a row, which
     /// is what makes this faster than [`RowStager::push`] for a file of many rows.
-    pub fn push_block<'c>(
+    pub fn push_fields(
         &mut self,
         lines: &[u64],
-        cell: impl Fn(usize, usize) -> Cell<'c>,
+        block: &FieldBlock,
+        mapping: &[Option<usize>],
     ) -> Vec<(usize, Rejection)> {
         let base = self.lines.len();
         let n = lines.len();
@@ -319,21 +364,32 @@ impl<'s> RowStager<'s> {
         for (k, (spec, column)) in self.spec.columns.iter().zip(&mut self.columns).enumerate() {
             let mut out = BlockOut {
                 n,
-                k,
                 failed: &mut failed,
                 refused: &mut refused,
                 nul_free,
             };
+            let any = |c: &mut Column, t: &str| check_text(spec, c, t, nul_free);
+            let Some(i) = mapping.get(k).copied().flatten() else {
+                out.column(spec, column, |_| Cell::Null, any);
+                continue;
+            };
+            if !block.utf8 {
+                out.column(spec, column, |r| block.cell(r, i), any);
+                continue;
+            }
+            // SAFETY: every field of the block is valid UTF-8 (`FieldBlock::utf8`).
+            let text =
+                |r: usize| Cell::Text(unsafe { std::str::from_utf8_unchecked(block.field(r, i)) });
             match column.values {
                 Values::Str { .. } => {
-                    out.column(spec, column, &cell, |c, t| text_str(spec, c, t, nul_free))
+                    out.column(spec, column, text, |c, t| text_str(spec, c, t, nul_free))
                 }
-                Values::I64(_) => out.column(spec, column, &cell, |c, t| text_int(spec, c, t)),
-                Values::F64(_) => out.column(spec, column, &cell, |c, t| text_float(spec, c, t)),
-                Values::Dec(..) => out.column(spec, column, &cell, |c, t| text_decimal(spec, c, t)),
-                Values::Bool(_) => out.column(spec, column, &cell, text_bool),
-                Values::Date(_) => out.column(spec, column, &cell, text_date),
-                Values::Ts(_) => out.column(spec, column, &cell, text_timestamp),
+                Values::I64(_) => out.column(spec, column, text, |c, t| text_int(spec, c, t)),
+                Values::F64(_) => out.column(spec, column, text, |c, t| text_float(spec, c, t)),
+                Values::Dec(..) => out.column(spec, column, text, |c, t| text_decimal(spec, c, t)),
+                Values::Bool(_) => out.column(spec, column, text, text_bool),
+                Values::Date(_) => out.column(spec, column, text, text_date),
+                Values::Ts(_) => out.column(spec, column, text, text_timestamp),
             }
         }
         self.lines.extend_from_slice(lines);
@@ -381,8 +437,6 @@ impl<'s> RowStager<'s> {
 /// A block being staged column by column (see [`RowStager::push_block`]).
 struct BlockOut<'b> {
     n: usize,
-    /// The column being staged.
-    k: usize,
     /// Rows that failed in an earlier column (empty while none has).
     failed: &'b mut Vec<bool>,
     refused: &'b mut Vec<(usize, Rejection)>,
@@ -390,7 +444,8 @@ struct BlockOut<'b> {
 }
 
 impl BlockOut<'_> {
-    /// Checks and stages column `k` of the block: `check` takes a non-empty text cell,
+    /// Checks and stages one column of the block, `cell(r)` its cell in row `r`:
+    /// `check` takes a non-empty text cell,
     /// [`check_cell`] any other. A row that failed in an earlier column gets a
     /// placeholder null; a row that fails here gets one too and joins them.
     #[inline(always)]
@@ -398,7 +453,7 @@ impl BlockOut<'_> {
         &mut self,
         spec: &ColumnSpec,
         column: &mut Column,
-        cell: &impl Fn(usize, usize) -> Cell<'c>,
+        cell: impl Fn(usize) -> Cell<'c>,
         check: impl Fn(&mut Column, &str) -> Result<(), String>,
     ) {
         let nul_free = self.nul_free;
@@ -406,12 +461,12 @@ impl BlockOut<'_> {
             Cell::Text(t) if !t.is_empty() => check(column, t),
             c => check_cell(spec, column, c, nul_free),
         };
-        let (n, k) = (self.n, self.k);
+        let n = self.n;
         let mut r = 0;
         if self.failed.is_empty() {
             // No row has failed yet: the common case, without a per-row test.
             while r < n {
-                let c = cell(r, k);
+                let c = cell(r);
                 r += 1;
                 if let Err(reason) = one(column, c) {
                     column.push_null();
@@ -426,7 +481,7 @@ impl BlockOut<'_> {
             if self.failed[r] {
                 column.push_null();
             } else {
-                let c = cell(r, k);
+                let c = cell(r);
                 if let Err(reason) = one(column, c) {
                     column.push_null();
                     self.failed[r] = true;

@@ -7,7 +7,7 @@
 
 use super::{map_columns, reject_row, FileFormat, FileStage};
 use crate::quarantine::QuarantineRow;
-use crate::stage::{Cell, Rejection, RowStager};
+use crate::stage::{Cell, FieldBlock, Rejection, RowStager};
 use arrow::record_batch::RecordBatch;
 use crmcube_model::{EntitySpec, Error, Result};
 use rayon::prelude::*;
@@ -306,6 +306,10 @@ fn parse_chunk(
     // about its line count, and no text column can hold more bytes than the chunk.
     let mut stager = RowStager::with_text_capacity(spec, records + 1, bytes.len());
     let mut rejects = Vec::new();
+    let scan = scan_chunk(bytes, opts.quote);
+    if !scan.nul {
+        stager.assume_no_nul();
+    }
     let ctx = ChunkCtx {
         path,
         entity,
@@ -314,15 +318,13 @@ fn parse_chunk(
         delimiter: opts.delimiter,
         utf8: opts.delimiter.is_ascii()
             && opts.quote.is_ascii()
-            && std::str::from_utf8(bytes).is_ok(),
+            && (!scan.non_ascii || std::str::from_utf8(bytes).is_ok()),
     };
-    if memchr::memchr(0, bytes).is_none() {
-        stager.assume_no_nul();
-    }
     let read = if field_count > 0
         && opts.delimiter != b'\n'
         && opts.delimiter != b'\r'
-        && plain_lines(bytes, opts.quote)
+        && !scan.quote
+        && !scan.lone_cr
     {
         parse_plain(bytes, first_line, &ctx, &mut stager, &mut rejects)
     } else {
@@ -337,19 +339,97 @@ fn parse_chunk(
     })
 }
 
+/// What one pass over a chunk finds out about its bytes.
+#[derive(Debug, Default, PartialEq)]
+struct ChunkScan {
+    /// Some byte is not ASCII.
+    non_ascii: bool,
+    /// Some byte is NUL.
+    nul: bool,
+    /// Some byte is the quote character.
+    quote: bool,
+    /// Some carriage return is not right before a line feed.
+    lone_cr: bool,
+}
+
+/// Scans a chunk once (sixteen bytes at a time) for what decides how it is parsed.
+fn scan_chunk(bytes: &[u8], quote: u8) -> ChunkScan {
+    let mut scan = ChunkScan::default();
+    let mut note = |p: usize| match bytes[p] {
+        b'\r' if bytes.get(p + 1) == Some(&b'\n') => {}
+        b'\r' if quote != b'\r' => scan.lone_cr = true,
+        0 if quote != 0 => scan.nul = true,
+        _ => scan.quote = true,
+    };
+    let mut high = false;
+    let mut base = 0;
+    while base + 16 <= bytes.len() {
+        let (mut mask, h) = special_mask(&bytes[base..base + 16], quote);
+        high |= h;
+        while mask != 0 {
+            note(base + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+        base += 16;
+    }
+    for (p, &b) in bytes.iter().enumerate().skip(base) {
+        high |= !b.is_ascii();
+        if matches!(b, b'\r' | 0) || b == quote {
+            note(p);
+        }
+    }
+    scan.non_ascii = high;
+    scan
+}
+
+/// Bit `k` set where byte `k` of the 16 is NUL, a carriage return or `quote`, and
+/// whether any of them is not ASCII.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn special_mask(block: &[u8], quote: u8) -> (u32, bool) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_setzero_si128,
+    };
+    debug_assert_eq!(block.len(), 16);
+    // SAFETY: SSE2 is part of every x86_64 target; the load reads the 16 bytes of
+    // `block` (unaligned loads are allowed).
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let z = _mm_cmpeq_epi8(v, _mm_setzero_si128());
+        let r = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\r' as i8));
+        let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(quote as i8));
+        let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(z, r), q)) as u32;
+        (mask, _mm_movemask_epi8(v) != 0)
+    }
+}
+
+/// Bit `k` set where byte `k` of the 16 is NUL, a carriage return or `quote`, and
+/// whether any of them is not ASCII.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn special_mask(block: &[u8], quote: u8) -> (u32, bool) {
+    let mask = block
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == 0 || b == b'\r' || b == quote)
+        .fold(0, |m, (k, _)| m | 1 << k);
+    (mask, !block.is_ascii())
+}
+
 /// Whether every line of `bytes` is one record of plain fields: no quote character, and
 /// no carriage return except right before a line feed. Such a chunk is split on line
 /// feeds and delimiters directly, with the same records as the CSV reader.
+#[cfg(test)]
 fn plain_lines(bytes: &[u8], quote: u8) -> bool {
-    memchr::memchr(quote, bytes).is_none()
-        && memchr::memchr_iter(b'\r', bytes).all(|p| bytes.get(p + 1) == Some(&b'\n'))
+    let scan = scan_chunk(bytes, quote);
+    !scan.quote && !scan.lone_cr
 }
 
-/// Rows of a plain chunk waiting to be staged: where each record starts, where each of
-/// its fields ends, and its line.
+/// Records of a plain chunk waiting to be staged: where each field starts and where the
+/// record ends (see [`FieldBlock`]), and each record's line.
 struct PlainBlock {
-    starts: Vec<usize>,
-    ends: Vec<usize>,
+    at: Vec<usize>,
     lines: Vec<u64>,
     /// Rows refused for their field count, waiting to be merged in line order.
     refused: Vec<QuarantineRow>,
@@ -364,7 +444,7 @@ const PLAIN_BLOCK_ROWS: usize = 2048;
 ///
 /// Delimiters and line feeds are found in one vectorised pass over the chunk; the
 /// records are then checked and staged a block at a time, column by column
-/// ([`RowStager::push_block`]).
+/// ([`RowStager::push_fields`]).
 fn parse_plain(
     bytes: &[u8],
     first_line: u64,
@@ -374,14 +454,14 @@ fn parse_plain(
 ) -> u64 {
     let f = ctx.field_count;
     let mut block = PlainBlock {
-        starts: Vec::with_capacity(PLAIN_BLOCK_ROWS),
-        ends: Vec::with_capacity(PLAIN_BLOCK_ROWS * f),
+        at: Vec::with_capacity(PLAIN_BLOCK_ROWS * (f + 1) + 1),
         lines: Vec::with_capacity(PLAIN_BLOCK_ROWS),
         refused: Vec::new(),
     };
     let mut read = 0;
     let mut line = first_line;
-    // The record being read: where it starts and how many fields have ended.
+    // The record being read: where it starts and how many fields have ended. `at`
+    // holds the starts of its fields so far.
     let mut start = 0;
     let mut ended = 0;
     let mut end_record = |block: &mut PlainBlock, start: usize, end: usize, ended: usize| {
@@ -393,13 +473,14 @@ fn parse_plain(
         };
         let this_line = line;
         line += 1;
+        let rows = block.lines.len();
         if end == start {
+            block.at.truncate(rows * (f + 1));
             return;
         }
         read += 1;
-        let rows = block.starts.len();
         if ended + 1 != f {
-            block.ends.truncate(rows * f);
+            block.at.truncate(rows * (f + 1));
             block.refused.push(reject_row(
                 ctx.entity,
                 ctx.path,
@@ -408,22 +489,23 @@ fn parse_plain(
                 Some(String::from_utf8_lossy(&bytes[start..end]).into_owned()),
             ));
         } else {
-            block.ends.push(end);
-            block.starts.push(start);
+            block.at.push(end + 1);
             block.lines.push(this_line);
             if rows + 1 == PLAIN_BLOCK_ROWS {
                 stage_block(bytes, ctx, stager, &mut *block, rejects);
             }
         }
     };
+    block.at.push(0);
     for_each_separator(bytes, ctx.delimiter, |p| {
         if bytes[p] == b'\n' {
             end_record(&mut block, start, p, ended);
             start = p + 1;
             ended = 0;
+            block.at.push(start);
         } else {
             if ended + 1 < f {
-                block.ends.push(p);
+                block.at.push(p + 1);
             }
             ended += 1;
         }
@@ -431,6 +513,8 @@ fn parse_plain(
     if start < bytes.len() {
         end_record(&mut block, start, bytes.len(), ended);
     }
+    let rows = block.lines.len();
+    block.at.truncate(rows * (f + 1));
     stage_block(bytes, ctx, stager, &mut block, rejects);
     read
 }
@@ -494,55 +578,30 @@ fn stage_block(
     block: &mut PlainBlock,
     rejects: &mut Vec<QuarantineRow>,
 ) {
-    let f = ctx.field_count;
-    let PlainBlock {
-        starts,
-        ends,
-        lines,
-        refused,
-    } = block;
-    let field = |r: usize, i: usize| {
-        let s = if i == 0 {
-            starts[r]
-        } else {
-            ends[r * f + i - 1] + 1
-        };
-        &bytes[s..ends[r * f + i]]
+    let PlainBlock { at, lines, refused } = block;
+    let fields = FieldBlock {
+        bytes,
+        at,
+        fields: ctx.field_count,
+        utf8: ctx.utf8,
     };
-    // The two cases apart, so that neither tests for UTF-8 per field.
-    let cells = if ctx.utf8 {
-        stager.push_block(
-            lines,
-            #[inline(always)]
-            |r, k| match ctx.mapping[k] {
-                None => Cell::Null,
-                // SAFETY: see `ChunkCtx::utf8`.
-                Some(i) => Cell::Text(unsafe { std::str::from_utf8_unchecked(field(r, i)) }),
-            },
-        )
-    } else {
-        stager.push_block(lines, |r, k| match ctx.mapping[k] {
-            None => Cell::Null,
-            Some(i) => text_cell(ctx, field(r, i)),
-        })
-    };
+    let cells = stager.push_fields(lines, &fields, ctx.mapping);
     let merge = !refused.is_empty() && !cells.is_empty();
     for (r, why) in cells {
-        let record = String::from_utf8_lossy(&bytes[starts[r]..ends[r * f + f - 1]]);
+        let record = String::from_utf8_lossy(fields.record(r)).into_owned();
         refused.push(reject_row(
             ctx.entity,
             ctx.path,
             lines[r],
             why,
-            Some(record.into_owned()),
+            Some(record),
         ));
     }
     if merge {
         refused.sort_by_key(|q| q.line);
     }
     rejects.append(refused);
-    starts.clear();
-    ends.clear();
+    at.clear();
     lines.clear();
 }
 
@@ -966,6 +1025,26 @@ mod tests {
             .collect();
         assert_eq!(all, expected);
         assert!(plain.3.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn a_chunk_scan_finds_what_decides_the_parse() {
+        let scan = |b: &[u8]| scan_chunk(b, b'"');
+        let pad = |b: &[u8], at: usize| {
+            let mut v = vec![b'a'; 48];
+            v.splice(at..at + b.len(), b.iter().copied());
+            v
+        };
+        for at in [0, 5, 15, 16, 31, 37] {
+            assert_eq!(scan(&pad(b"x\r\ny", at)), ChunkScan::default(), "{at}");
+            assert!(scan(&pad(b"\ry", at)).lone_cr, "{at}");
+            assert!(scan(&pad(b"\"", at)).quote, "{at}");
+            assert!(scan(&pad(b"\0", at)).nul, "{at}");
+            assert!(scan(&pad("é".as_bytes(), at)).non_ascii, "{at}");
+        }
+        assert!(scan(b"ab\r").lone_cr);
+        assert_eq!(scan(b""), ChunkScan::default());
+        assert!(scan_chunk(b"a'b", b'\'').quote);
     }
 
     #[test]

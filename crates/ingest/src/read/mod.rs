@@ -259,11 +259,16 @@ impl ColumnBuffer {
         use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
         let nulls = self.nulls.map(|mut b| NullBuffer::new(b.finish()));
         Ok(match self.values {
-            ColumnValues::Text { offsets, data } => Arc::new(arrow::array::StringArray::try_new(
-                OffsetBuffer::new(ScalarBuffer::from(offsets)),
-                Buffer::from_vec(data),
-                nulls,
-            )?),
+            // SAFETY: `push` appends whole values of string arrays (valid UTF-8 each)
+            // and their offsets shifted by where they land, so the offsets start at 0,
+            // never decrease, end at `data.len()` and fall between characters.
+            ColumnValues::Text { offsets, data } => Arc::new(unsafe {
+                arrow::array::StringArray::new_unchecked(
+                    OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)),
+                    Buffer::from_vec(data),
+                    nulls,
+                )
+            }),
             ColumnValues::Fixed { data, .. } => {
                 arrow::array::make_array(arrow::array::ArrayData::try_new(
                     data_type.clone(),
