@@ -243,8 +243,11 @@ impl Column {
 /// then one past the end of the record plus one, so that field `i` of record `r` is
 /// `bytes[at[r * (fields + 1) + i]..at[r * (fields + 1) + i + 1] - 1]`.
 pub struct FieldBlock<'a> {
+    /// The text the records are in.
     pub bytes: &'a [u8],
+    /// Field starts and record ends, `fields + 1` per record (see above).
     pub at: &'a [usize],
+    /// Fields per record.
     pub fields: usize,
     /// Whether `bytes` is valid UTF-8 and no field starts or ends inside a character
     /// (each field is then valid UTF-8 too); otherwise each field is checked.
@@ -669,10 +672,7 @@ fn text_str(
 
 #[inline]
 fn text_int(spec: &ColumnSpec, column: &mut Column, text: &str) -> Result<(), String> {
-    let x = match value::fast::int(text.as_bytes()) {
-        Some(x) => x,
-        None => value::parse_int(text)?,
-    };
+    let x = value::fast::int(text.as_bytes()).map_or_else(|| value::parse_int(text), Ok)?;
     bounded(spec, x as f64)?;
     if let Values::I64(v) = &mut column.values {
         v.push(x);
@@ -695,10 +695,8 @@ fn text_float(spec: &ColumnSpec, column: &mut Column, text: &str) -> Result<(), 
 #[inline]
 fn text_decimal(spec: &ColumnSpec, column: &mut Column, text: &str) -> Result<(), String> {
     if let Values::Dec(v, scale) = &mut column.values {
-        let x = match value::fast::decimal(text.as_bytes(), *scale) {
-            Some(x) => x,
-            None => value::parse_decimal(text, *scale)?,
-        };
+        let x = value::fast::decimal(text.as_bytes(), *scale)
+            .map_or_else(|| value::parse_decimal(text, *scale), Ok)?;
         if spec.min.is_some() || spec.max.is_some() {
             bounded(spec, x as f64 / 10f64.powi(i32::from(*scale)))?;
         }
@@ -710,10 +708,7 @@ fn text_decimal(spec: &ColumnSpec, column: &mut Column, text: &str) -> Result<()
 
 #[inline]
 fn text_bool(column: &mut Column, text: &str) -> Result<(), String> {
-    let x = match value::fast::bool(text.as_bytes()) {
-        Some(x) => x,
-        None => value::parse_bool(text)?,
-    };
+    let x = value::fast::bool(text.as_bytes()).map_or_else(|| value::parse_bool(text), Ok)?;
     if let Values::Bool(v) = &mut column.values {
         v.append(x);
         column.nulls.append_non_null();
@@ -723,10 +718,8 @@ fn text_bool(column: &mut Column, text: &str) -> Result<(), String> {
 
 #[inline]
 fn text_date(column: &mut Column, text: &str) -> Result<(), String> {
-    let x = match value::fast::date(text.as_bytes()) {
-        Some(x) => x,
-        None => value::parse_date(text.trim())?,
-    };
+    let x =
+        value::fast::date(text.as_bytes()).map_or_else(|| value::parse_date(text.trim()), Ok)?;
     if let Values::Date(v) = &mut column.values {
         v.push(x);
         column.nulls.append_non_null();
@@ -736,10 +729,8 @@ fn text_date(column: &mut Column, text: &str) -> Result<(), String> {
 
 #[inline]
 fn text_timestamp(column: &mut Column, text: &str) -> Result<(), String> {
-    let x = match value::fast::timestamp(text.as_bytes()) {
-        Some(x) => x,
-        None => value::parse_timestamp(text.trim())?,
-    };
+    let x = value::fast::timestamp(text.as_bytes())
+        .map_or_else(|| value::parse_timestamp(text.trim()), Ok)?;
     if let Values::Ts(v) = &mut column.values {
         v.push(x);
         column.nulls.append_non_null();
