@@ -29,6 +29,27 @@ pub enum Cell<'a> {
     Float(f64),
 }
 
+impl<'a> Cell<'a> {
+    /// A text field as a cell: text, or invalid bytes when it is not UTF-8. With
+    /// `known_utf8` the field is not checked.
+    ///
+    /// # Safety
+    ///
+    /// With `known_utf8`, `field` must be valid UTF-8.
+    #[inline]
+    pub unsafe fn of_field(field: &'a [u8], known_utf8: bool) -> Self {
+        if known_utf8 {
+            // SAFETY: the caller vouches for it (see above).
+            Cell::Text(unsafe { std::str::from_utf8_unchecked(field) })
+        } else {
+            match std::str::from_utf8(field) {
+                Ok(s) => Cell::Text(s),
+                Err(_) => Cell::Invalid(field),
+            }
+        }
+    }
+}
+
 /// Why one row was refused.
 #[derive(Debug, Clone)]
 pub struct Rejection {
@@ -271,16 +292,8 @@ impl<'a> FieldBlock<'a> {
     /// Field `i` of record `r` as a cell (checked for UTF-8 unless the block is).
     #[inline]
     pub fn cell(&self, r: usize, i: usize) -> Cell<'a> {
-        let f = self.field(r, i);
-        if self.utf8 {
-            // SAFETY: see `FieldBlock::utf8`.
-            Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
-        } else {
-            match std::str::from_utf8(f) {
-                Ok(s) => Cell::Text(s),
-                Err(_) => Cell::Invalid(f),
-            }
-        }
+        // SAFETY: `utf8` is only set when every field is valid UTF-8 (see the field).
+        unsafe { Cell::of_field(self.field(r, i), self.utf8) }
     }
 }
 
@@ -674,10 +687,7 @@ fn text_str(
 fn text_int(spec: &ColumnSpec, column: &mut Column, text: &str) -> Result<(), String> {
     let x = value::fast::int(text.as_bytes()).map_or_else(|| value::parse_int(text), Ok)?;
     bounded(spec, x as f64)?;
-    if let Values::I64(v) = &mut column.values {
-        v.push(x);
-        column.nulls.append_non_null();
-    }
+    column.push_i64(x);
     Ok(())
 }
 
@@ -731,10 +741,7 @@ fn text_date(column: &mut Column, text: &str) -> Result<(), String> {
 fn text_timestamp(column: &mut Column, text: &str) -> Result<(), String> {
     let x = value::fast::timestamp(text.as_bytes())
         .map_or_else(|| value::parse_timestamp(text.trim()), Ok)?;
-    if let Values::Ts(v) = &mut column.values {
-        v.push(x);
-        column.nulls.append_non_null();
-    }
+    column.push_i64(x);
     Ok(())
 }
 

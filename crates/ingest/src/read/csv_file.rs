@@ -616,20 +616,6 @@ fn field_count_reason(expected: usize, found: usize, line: u64, last_line: u64) 
     reason
 }
 
-/// A field as a cell: text, or invalid bytes when it is not UTF-8.
-#[inline]
-fn text_cell<'f>(ctx: &ChunkCtx, f: &'f [u8]) -> Cell<'f> {
-    if ctx.utf8 {
-        // SAFETY: see `ChunkCtx::utf8`.
-        Cell::Text(unsafe { std::str::from_utf8_unchecked(f) })
-    } else {
-        match std::str::from_utf8(f) {
-            Ok(s) => Cell::Text(s),
-            Err(_) => Cell::Invalid(f),
-        }
-    }
-}
-
 /// Parses a chunk with the CSV reader (quoted fields); returns the records read.
 fn parse_csv(
     bytes: &[u8],
@@ -706,7 +692,8 @@ fn stage_record<'f>(
     }
     let cells = ctx.mapping.iter().map(|m| match m {
         None => Cell::Null,
-        Some(i) => text_cell(ctx, field(*i)),
+        // SAFETY: `ctx.utf8` only when every field is valid UTF-8 (see `ChunkCtx::utf8`).
+        Some(i) => unsafe { Cell::of_field(field(*i), ctx.utf8) },
     });
     if let Err(r) = stager.push(line, cells) {
         rejects.push(reject_row(ctx.entity, ctx.path, line, r, Some(raw())));
