@@ -62,7 +62,8 @@ pub struct IngestOptions<'a> {
 
 /// Loads an export into the warehouse; returns the run report.
 ///
-/// Input files whose sha256 an earlier version loaded are skipped. The new files are
+/// Input files whose content an earlier version loaded are skipped (see
+/// [`InputFingerprint`]). The new files are
 /// staged group by group (dimensions, then each fact with its sources); dimensions are
 /// rebuilt from their source state plus the new rows, facts are merged into the month
 /// partitions the new rows touch. Every table is written as new files under fresh
@@ -156,16 +157,22 @@ pub fn prepare(opts: &IngestOptions, progress: &dyn Progress) -> Result<Prepared
     let mut writer = crmcube_store::Writer::begin(&opts.warehouse, "ingest")?;
     let load_id = writer.load_id().to_string();
 
-    // Inputs already loaded (same sha256) are skipped: loading a file twice is a no-op.
+    // Inputs already loaded (same content) are skipped: loading a file twice is a no-op.
     progress.step("hashing inputs");
-    let loaded = loaded_hashes(&opts.warehouse, writer.base().is_some())?;
+    let loaded = LoadedInputs::of(&opts.warehouse, writer.base().is_some())?;
     let listed: Vec<(String, PathBuf, FileFormat)> = all_files
         .entities
         .iter()
         .flat_map(|(e, fs)| fs.iter().map(move |(p, f)| (e.clone(), p.clone(), *f)))
         .collect();
-    let hashes: Vec<Result<(String, u64)>> =
-        listed.par_iter().map(|(_, p, _)| sha256_file(p)).collect();
+    let prints: Vec<Result<(InputFingerprint, bool)>> = listed
+        .par_iter()
+        .map(|(_, p, _)| {
+            let print = InputFingerprint::of(p)?;
+            let before = loaded.contains(&print, p)?;
+            Ok((print, before))
+        })
+        .collect();
     let mut files = source::ExportFiles {
         entities: Default::default(),
         unmatched: all_files.unmatched.clone(),
@@ -173,13 +180,13 @@ pub fn prepare(opts: &IngestOptions, progress: &dyn Progress) -> Result<Prepared
     let mut inputs = Vec::new();
     let mut skipped = Vec::new();
     let mut seen_now: HashSet<String> = HashSet::default();
-    for ((entity, path, fmt), h) in listed.into_iter().zip(hashes) {
-        let (sha, bytes) = h?;
+    for ((entity, path, fmt), p) in listed.into_iter().zip(prints) {
+        let (print, before) = p?;
         let entry = serde_json::json!({
             "entity": entity, "file": path.display().to_string(), "format": fmt,
-            "sha256": sha, "bytes": bytes,
+            "xxh3_128": print.xxh3_128, "bytes": print.bytes,
         });
-        if loaded.contains(&sha) || !seen_now.insert(sha.clone()) {
+        if before || !seen_now.insert(print.xxh3_128) {
             skipped.push(entry);
             continue;
         }
@@ -322,23 +329,90 @@ fn stage_batch(
     Ok(())
 }
 
-/// sha256 of every input file loaded by any earlier version.
-fn loaded_hashes(warehouse: &Path, exists: bool) -> Result<HashSet<String>> {
-    let mut out = HashSet::default();
-    if !exists {
-        return Ok(out);
+/// The content fingerprint of an input file: its size and its XXH3-128 hash.
+///
+/// The hash identifies content, it does not authenticate it: XXH3 is not a
+/// cryptographic hash, and an export is the user's own file. It reads at memory speed,
+/// where a cryptographic hash of a multi-gigabyte export would take seconds of every
+/// load. `xxhsum -H2 FILE` prints the same hash.
+struct InputFingerprint {
+    /// 32 lowercase hex digits.
+    xxh3_128: String,
+    bytes: u64,
+}
+
+impl InputFingerprint {
+    fn of(path: &Path) -> Result<Self> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let bytes = read_chunks(path, |b| h.update(b))?;
+        Ok(InputFingerprint {
+            xxh3_128: format!("{:032x}", h.digest128()),
+            bytes,
+        })
     }
-    for c in crmcube_store::history(warehouse)? {
-        if let Some(inputs) = c.info.get("inputs").and_then(|v| v.as_array()) {
-            out.extend(
-                inputs
-                    .iter()
-                    .filter_map(|i| i.get("sha256").and_then(|s| s.as_str()))
-                    .map(str::to_string),
-            );
+}
+
+/// Passes the bytes of the file at `path` to `f` in order; returns their count.
+fn read_chunks(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if k == 0 {
+            return Ok(n);
+        }
+        n += k as u64;
+        f(&buf[..k]);
+    }
+}
+
+/// The input files earlier versions loaded: their XXH3-128 hashes, and the sha256 of
+/// those loaded by versions that recorded a sha256 instead (keyed by byte count, so
+/// that a new file is hashed with sha256 only when its size matches one of them).
+struct LoadedInputs {
+    xxh3: HashSet<String>,
+    sha256_by_size: HashMap<u64, HashSet<String>>,
+}
+
+impl LoadedInputs {
+    fn of(warehouse: &Path, exists: bool) -> Result<Self> {
+        let mut out = LoadedInputs {
+            xxh3: HashSet::default(),
+            sha256_by_size: HashMap::default(),
+        };
+        if !exists {
+            return Ok(out);
+        }
+        for c in crmcube_store::history(warehouse)? {
+            let Some(inputs) = c.info.get("inputs").and_then(|v| v.as_array()) else {
+                continue;
+            };
+            for i in inputs {
+                let text = |k: &str| i.get(k).and_then(|s| s.as_str()).map(str::to_string);
+                if let Some(h) = text("xxh3_128") {
+                    out.xxh3.insert(h);
+                } else if let (Some(h), Some(n)) =
+                    (text("sha256"), i.get("bytes").and_then(|n| n.as_u64()))
+                {
+                    out.sha256_by_size.entry(n).or_default().insert(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether an earlier version loaded the content of the file at `path`.
+    fn contains(&self, print: &InputFingerprint, path: &Path) -> Result<bool> {
+        if self.xxh3.contains(&print.xxh3_128) {
+            return Ok(true);
+        }
+        match self.sha256_by_size.get(&print.bytes) {
+            Some(old) => Ok(old.contains(&sha256_file(path)?)),
+            None => Ok(false),
         }
     }
-    Ok(out)
 }
 
 /// Reads and checks every new file of entity `name`; returns its staged rows and the
@@ -982,22 +1056,11 @@ fn ts_day_range(batch: &arrow::record_batch::RecordBatch, col: &str) -> Option<(
     Some((value::days_of_micros(lo), value::days_of_micros(hi)))
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+/// The hex sha256 of a file (how versions before XXH3 fingerprints recorded inputs).
+fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    let digest = h.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), n))
+    read_chunks(path, |b| h.update(b))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Publishes one table's new rows as a new warehouse version: the batch is written as
@@ -1265,5 +1328,51 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn input_fingerprints_are_xxh3_128_and_older_sha256_records_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        // Reference values from the xxhash Python package (xxh3_128_hexdigest); the
+        // 3 MB file spans several read chunks.
+        for (bytes, want) in [
+            (b"".to_vec(), "99aa06d3014798d86001c324468d497f"),
+            (b"abc".to_vec(), "06b05ab6733a618578af5f94892f3950"),
+            (vec![b'x'; 3_000_000], "1f895bac9b72598405afde2f9995314a"),
+        ] {
+            let print = InputFingerprint::of(&file("f", &bytes)).unwrap();
+            assert_eq!(
+                (print.xxh3_128.as_str(), print.bytes),
+                (want, bytes.len() as u64)
+            );
+        }
+        // A warehouse whose log recorded "abc" by its sha256 (FIPS 180-2 example).
+        let abc = file("abc.csv", b"abc");
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let mut loaded = LoadedInputs {
+            xxh3: HashSet::default(),
+            sha256_by_size: HashMap::default(),
+        };
+        loaded
+            .sha256_by_size
+            .entry(3)
+            .or_default()
+            .insert(sha.into());
+        let print = InputFingerprint::of(&abc).unwrap();
+        assert!(loaded.contains(&print, &abc).unwrap());
+        let abd = file("abd.csv", b"abd");
+        assert!(!loaded
+            .contains(&InputFingerprint::of(&abd).unwrap(), &abd)
+            .unwrap());
+        // Its XXH3 record matches without reading the file again.
+        loaded.sha256_by_size.clear();
+        loaded.xxh3.insert(print.xxh3_128.clone());
+        std::fs::remove_file(&abc).unwrap();
+        assert!(loaded.contains(&print, &abc).unwrap());
     }
 }

@@ -4,7 +4,7 @@
 //! any Delta reader can read it. A load usually changes several tables; to publish them
 //! together crmcube keeps one more log, the warehouse log `_crmcube_log/`, whose version
 //! N names the Delta version of every table that makes up warehouse version N, the load
-//! that produced it, its input files (with sha256) and row counts.
+//! that produced it, its input files (with their content hash) and row counts.
 //!
 //! Commit protocol of a writer (one at a time, under `.crmcube.lock`):
 //! 1. write new data files under fresh names (nothing refers to them yet);

@@ -38,7 +38,7 @@ pub struct Commit {
     pub changed: Vec<String>,
     /// Every table of the warehouse at this version.
     pub tables: BTreeMap<String, TableVersion>,
-    /// Job details: input files with sha256, per-entity counts, …
+    /// Job details: input files with their content hash, per-entity counts, …
     #[serde(default)]
     pub info: serde_json::Value,
 }

@@ -116,7 +116,7 @@ pub fn render_report(r: &IngestReport) -> String {
     ));
     if !r.skipped_files.is_empty() {
         s.push_str(&format!(
-            "skipped {} file(s) loaded before (same sha256): {}\n",
+            "skipped {} file(s) loaded before (same content): {}\n",
             r.skipped_files.len(),
             r.skipped_files.join(", ")
         ));
