@@ -895,9 +895,14 @@ impl<'a> Load<'a> {
             crmcube_store::Mode::ReplaceFiles,
             Vec::new(),
             |dir, file_name| {
-                write::write_months(dir, file_name, &def.sort_by, fact.months(), |k| {
-                    fact.build_month(k)
-                })
+                write::write_months(
+                    dir,
+                    file_name,
+                    &def.sort_by,
+                    fact.months(),
+                    fact.month_rows(),
+                    |k| fact.build_month(k),
+                )
             },
         )
     }

@@ -17,6 +17,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Rows per row group: small enough for useful min/max pruning, big enough to compress.
@@ -261,22 +262,49 @@ pub fn write_table(
 /// Writes a partitioned table whose rows come one month at a time: `build(k)` makes
 /// the rows of `months[k]` (a `YYYYMM` month), which are written to that month's file
 /// under `table_dir` and dropped, so only the months being written are in memory.
-/// Months are built and written in parallel. Returns the files in month order.
+/// Returns the files in month order.
+///
+/// Each worker thread takes the largest month not yet taken (`rows[k]` rows), so the
+/// months written last are the small ones and no thread is left writing a large month
+/// alone at the end. After an error no further month is started.
 pub fn write_months(
     table_dir: &Path,
     file_name: &str,
     sort_by: &[String],
     months: &[i32],
+    rows: &[usize],
     build: impl Fn(usize) -> Result<RecordBatch> + Sync,
 ) -> Result<Vec<DataFile>> {
-    (0..months.len())
+    let mut queue: Vec<usize> = (0..months.len()).collect();
+    queue.sort_by_key(|&k| (std::cmp::Reverse(rows.get(k).copied().unwrap_or(0)), k));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let write = |k: usize| -> Result<DataFile> {
+        let batch = build(k)?;
+        let rel = format!("{}/{file_name}", partition_folder(months[k]));
+        write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
+    };
+    let workers = rayon::current_num_threads().clamp(1, months.len().max(1));
+    let done: Vec<Vec<(usize, Result<DataFile>)>> = (0..workers)
         .into_par_iter()
-        .map(|k| {
-            let batch = build(k)?;
-            let rel = format!("{}/{file_name}", partition_folder(months[k]));
-            write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
+        .map(|_| {
+            let mut out = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let Some(&k) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let file = write(k);
+                if file.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                out.push((k, file));
+            }
+            out
         })
-        .collect()
+        .collect();
+    let mut files: Vec<(usize, Result<DataFile>)> = done.into_iter().flatten().collect();
+    files.sort_by_key(|(k, _)| *k);
+    files.into_iter().map(|(_, f)| f).collect()
 }
 
 /// Writes one file `rel` (relative to `table_dir`) from `parts`, sorted by `sort_by` and
@@ -571,6 +599,7 @@ mod tests {
 
     const JAN: i64 = 1_735_689_600_000_000; // 2025-01-01 00:00 UTC, in µs
     const FEB: i64 = 1_738_368_000_000_000; // 2025-02-01
+    const MAR: i64 = 1_740_787_200_000_000; // 2025-03-01
 
     fn part(rows: &[(&str, i64, i64)]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -692,25 +721,41 @@ mod tests {
         let months = [
             part(&[("b", JAN + 1, 2), ("a", JAN, 1)]),
             part(&[("c", FEB, 7)]),
+            part(&[("d", MAR, 3)]),
         ];
-        let files = write_months(&table, "m.parquet", &["k".into()], &[202501, 202502], |k| {
-            Ok(months[k].clone())
+        let yms = [202501, 202502, 202503];
+        // The row counts only order the work (largest first); files come in month order.
+        for rows in [[2, 1, 1], [1, 1, 2], [0, 5, 0]] {
+            let files = write_months(&table, "m.parquet", &["k".into()], &yms, &rows, |k| {
+                Ok(months[k].clone())
+            })
+            .unwrap();
+            let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "year=2025/month=01/m.parquet",
+                    "year=2025/month=02/m.parquet",
+                    "year=2025/month=03/m.parquet"
+                ]
+            );
+            let jan: Vec<String> = read(&table.join(paths[0]))
+                .into_iter()
+                .map(|r| r.0)
+                .collect();
+            assert_eq!(jan, ["a", "b"]);
+            assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), [2, 1, 1]);
+        }
+        // A month that cannot be built fails the whole write.
+        let err = write_months(&table, "m.parquet", &["k".into()], &yms, &[1, 1, 1], |k| {
+            if k == 1 {
+                Err(Error::format("fact_m", "no rows for February"))
+            } else {
+                Ok(months[k].clone())
+            }
         })
-        .unwrap();
-        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "year=2025/month=01/m.parquet",
-                "year=2025/month=02/m.parquet"
-            ]
-        );
-        let jan: Vec<String> = read(&table.join(paths[0]))
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
-        assert_eq!(jan, ["a", "b"]);
-        assert_eq!(files[1].rows, 1);
+        .unwrap_err();
+        assert!(err.to_string().contains("no rows for February"), "{err}");
     }
 
     #[test]

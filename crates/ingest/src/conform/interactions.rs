@@ -529,6 +529,11 @@ impl<'a> InteractionFact<'a> {
         &self.months
     }
 
+    /// The number of rows of each of [`InteractionFact::months`].
+    pub fn month_rows(&self) -> &[usize] {
+        &self.month_rows
+    }
+
     /// Rows with an orphaned reference, per source entity.
     pub fn orphaned(&self) -> Vec<(&'static str, u64)> {
         vec![
