@@ -78,9 +78,9 @@ pub fn source_batch(spec: &EntitySpec, st: &StagedEntity) -> Result<RecordBatch>
     let file: StringArray = st
         .origins
         .iter()
-        .map(|(f, _)| Some(files.get(*f as usize).map_or("", String::as_str)))
+        .map(|(f, _)| Some(files.get(f as usize).map_or("", String::as_str)))
         .collect();
-    let line = Int64Array::from_iter_values(st.origins.iter().map(|(_, l)| *l as i64));
+    let line = Int64Array::from_iter_values(st.origins.iter().map(|(_, l)| l as i64));
     let mut cols: Vec<ArrayRef> = st.batch.columns().to_vec();
     cols.push(Arc::new(file));
     cols.push(Arc::new(line));
@@ -146,7 +146,7 @@ pub fn union_previous(
         .enumerate()
         .map(|(i, p)| (p.display().to_string(), i as u32))
         .collect();
-    let mut origins = Vec::with_capacity(prev.num_rows() + st.origins.len());
+    let mut origins = crate::entity::Origins::default();
     for i in 0..prev.num_rows() {
         let f = files.value(i);
         let idx = match index.get(f) {
@@ -158,9 +158,9 @@ pub fn union_previous(
                 i
             }
         };
-        origins.push((idx, lines.value(i) as u64));
+        origins.push(idx, lines.value(i) as u64);
     }
-    origins.extend(st.origins.iter().copied());
+    origins.append(&st.origins);
     let old = prev
         .project(&(0..n).collect::<Vec<_>>())
         .map_err(|e| Error::format(what, e))?;

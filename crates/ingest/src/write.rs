@@ -250,23 +250,22 @@ pub fn write_table(
     for (ym, slice) in split.into_iter().flatten() {
         months.entry(ym).or_default().push(slice);
     }
-    months
-        .into_par_iter()
-        .map(|(ym, slices)| {
-            let rel = format!("{}/{file_name}", partition_folder(ym));
-            write_file(table_dir, rel, sort_by, &schema, &slices)
-        })
-        .collect()
+    let months: Vec<(i32, Vec<RecordBatch>)> = months.into_iter().collect();
+    let rows: Vec<usize> = months
+        .iter()
+        .map(|(_, slices)| slices.iter().map(|b| b.num_rows()).sum())
+        .collect();
+    largest_first(&rows, |k| {
+        let (ym, slices) = &months[k];
+        let rel = format!("{}/{file_name}", partition_folder(*ym));
+        write_file(table_dir, rel, sort_by, &schema, slices)
+    })
 }
 
 /// Writes a partitioned table whose rows come one month at a time: `build(k)` makes
-/// the rows of `months[k]` (a `YYYYMM` month), which are written to that month's file
-/// under `table_dir` and dropped, so only the months being written are in memory.
-/// Returns the files in month order.
-///
-/// Each worker thread takes the largest month not yet taken (`rows[k]` rows), so the
-/// months written last are the small ones and no thread is left writing a large month
-/// alone at the end. After an error no further month is started.
+/// the rows of `months[k]` (a `YYYYMM` month, of about `rows[k]` rows), which are
+/// written to that month's file under `table_dir` and dropped, so only the months
+/// being written are in memory. Returns the files in month order.
 pub fn write_months(
     table_dir: &Path,
     file_name: &str,
@@ -275,17 +274,34 @@ pub fn write_months(
     rows: &[usize],
     build: impl Fn(usize) -> Result<RecordBatch> + Sync,
 ) -> Result<Vec<DataFile>> {
-    let mut queue: Vec<usize> = (0..months.len()).collect();
-    queue.sort_by_key(|&k| (std::cmp::Reverse(rows.get(k).copied().unwrap_or(0)), k));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let write = |k: usize| -> Result<DataFile> {
+    if rows.len() != months.len() {
+        return Err(Error::format(
+            table_dir.display(),
+            format!("{} months but {} row counts", months.len(), rows.len()),
+        ));
+    }
+    largest_first(rows, |k| {
         let batch = build(k)?;
         let rel = format!("{}/{file_name}", partition_folder(months[k]));
         write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
-    };
-    let workers = rayon::current_num_threads().clamp(1, months.len().max(1));
-    let done: Vec<Vec<(usize, Result<DataFile>)>> = (0..workers)
+    })
+}
+
+/// `work(k)` for every `k` of `sizes`, in parallel; the results in the order of `k`.
+///
+/// Each worker thread takes the largest item not yet taken, so the items done last
+/// are the small ones and no thread is left with a large one alone at the end. After
+/// an error no further item is started.
+fn largest_first<T: Send>(
+    sizes: &[usize],
+    work: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut queue: Vec<usize> = (0..sizes.len()).collect();
+    queue.sort_by_key(|&k| (std::cmp::Reverse(sizes[k]), k));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = rayon::current_num_threads().clamp(1, sizes.len().max(1));
+    let done: Vec<Vec<(usize, Result<T>)>> = (0..workers)
         .into_par_iter()
         .map(|_| {
             let mut out = Vec::new();
@@ -293,18 +309,18 @@ pub fn write_months(
                 let Some(&k) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
-                let file = write(k);
-                if file.is_err() {
+                let result = work(k);
+                if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
-                out.push((k, file));
+                out.push((k, result));
             }
             out
         })
         .collect();
-    let mut files: Vec<(usize, Result<DataFile>)> = done.into_iter().flatten().collect();
-    files.sort_by_key(|(k, _)| *k);
-    files.into_iter().map(|(_, f)| f).collect()
+    let mut results: Vec<(usize, Result<T>)> = done.into_iter().flatten().collect();
+    results.sort_by_key(|(k, _)| *k);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Writes one file `rel` (relative to `table_dir`) from `parts`, sorted by `sort_by` and
