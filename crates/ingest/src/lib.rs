@@ -1019,23 +1019,20 @@ fn build_resolver(
     use arrow::array::Array;
     let p = conform::Cols::new("products", products);
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);
-    let mut products = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    let mut products = conform::IdMap::with_capacity(ids.len());
     for i in 0..ids.len() {
         let c = if cost.is_valid(i) {
             conform::to_money(cost.value(i), cost.scale())
         } else {
             0
         };
-        products.insert(ids.value(i).to_string(), (key_of(ids.value(i)), c));
+        products.insert(ids.value(i), (key_of(ids.value(i)), c));
     }
     let c = conform::Cols::new("campaigns", campaigns);
     let (ids, ch) = (c.str("campaign_id")?, c.str("channel")?);
-    let mut campaigns = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    let mut campaigns = conform::IdMap::with_capacity(ids.len());
     for i in 0..ids.len() {
-        campaigns.insert(
-            ids.value(i).to_string(),
-            (key_of(ids.value(i)), key_of(ch.value(i))),
-        );
+        campaigns.insert(ids.value(i), (key_of(ids.value(i)), key_of(ch.value(i))));
     }
     Ok(Resolver {
         customers: versions,

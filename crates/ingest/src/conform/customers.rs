@@ -34,7 +34,7 @@ pub const VALID_TO_MAX: i64 = 253_402_214_400_000_000;
 /// For each customer_id, its versions as (valid_from, surrogate key), oldest first.
 #[derive(Default)]
 pub struct CustomerVersions {
-    versions: HashMap<String, Vec<(i64, i64)>>,
+    versions: super::IdMap<Vec<(i64, i64)>>,
 }
 
 impl CustomerVersions {
@@ -171,7 +171,7 @@ pub fn build_dim_customer(
             }
             prev = Some(row);
         }
-        lookup.versions.insert(id.to_string(), mine);
+        lookup.versions.insert(id, mine);
         i = j;
     }
 
@@ -215,7 +215,7 @@ pub fn build_dim_customer(
         valid_from.push(from);
         valid_to.push(next_same.map_or(VALID_TO_MAX, |v| v.2));
         is_current.push(next_same.is_none());
-        let vs = &lookup.versions[id];
+        let vs = lookup.versions.get(id).map_or(&[][..], Vec::as_slice);
         keys.push(
             vs.iter()
                 .find(|(f, _)| *f == from)

@@ -1,6 +1,7 @@
 //! Fact tables: each source row resolved to dimension keys at its event time.
 
 use super::customers::CustomerVersions;
+use super::ids::IdMap;
 use super::{opt_str, to_money, Cols, LastLookup, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
@@ -20,11 +21,11 @@ pub struct Resolver {
     /// Customer versions by customer_id.
     pub customers: CustomerVersions,
     /// product_id → (product_key, unit_cost in cents).
-    pub products: HashMap<String, (i64, i128)>,
+    pub products: IdMap<(i64, i128)>,
     /// region_ids present.
     pub regions: HashSet<String>,
     /// campaign_id → (campaign_key, channel_key of the campaign's channel).
-    pub campaigns: HashMap<String, (i64, i64)>,
+    pub campaigns: IdMap<(i64, i64)>,
     /// Channel codes of dim_channel.
     pub channels: HashSet<String>,
 }

@@ -2,6 +2,7 @@
 //! built one month at a time.
 
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
+use super::ids::StrCodes;
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
@@ -76,27 +77,63 @@ impl LabelText {
 }
 
 /// Codes of labels, in the order first seen.
+///
+/// A label's strings are coded per column first ([`StrCodes`]), and the label is then
+/// looked up as one integer of those codes.
 #[derive(Default)]
 struct LabelCodes<'s> {
-    codes: HashMap<Label<'s>, u32>,
-    labels: Vec<Label<'s>>,
-    last: Option<(Label<'s>, u32)>,
+    /// Event type, device and traffic source.
+    strings: [StrCodes<'s>; 3],
+    codes: HashMap<u64, u32>,
+    /// Each label as its packed integer, in code order.
+    packed: Vec<u64>,
+    last: Option<(u64, u32)>,
 }
 
+/// Bits of a string code in a packed label: a part has fewer rows than that, so fewer
+/// distinct values in any column.
+const CODE_BITS: u32 = 20;
+const _: () = assert!(super::facts::PART_ROWS < (1usize << CODE_BITS));
+
 impl<'s> LabelCodes<'s> {
+    #[inline]
     fn code(&mut self, label: Label<'s>) -> u32 {
+        let [event, device, traffic] = &mut self.strings;
+        let packed = label.source as u64
+            | u64::from(label.x_null) << 2
+            | u64::from(label.y_null) << 3
+            | u64::from(event.code(Some(label.event))) << 4
+            | u64::from(device.code(label.device)) << (4 + CODE_BITS)
+            | u64::from(traffic.code(label.traffic)) << (4 + 2 * CODE_BITS);
         if let Some((last, code)) = self.last {
-            if last == label {
+            if last == packed {
                 return code;
             }
         }
-        let next = self.labels.len() as u32;
-        let code = *self.codes.entry(label).or_insert_with(|| {
-            self.labels.push(label);
+        let next = self.packed.len() as u32;
+        let code = *self.codes.entry(packed).or_insert_with(|| {
+            self.packed.push(packed);
             next
         });
-        self.last = Some((label, code));
+        self.last = Some((packed, code));
         code
+    }
+
+    /// The labels, in code order.
+    fn labels(&self) -> Vec<Label<'s>> {
+        let mask = (1u64 << CODE_BITS) - 1;
+        let [event, device, traffic] = &self.strings;
+        self.packed
+            .iter()
+            .map(|&p| Label {
+                source: [Source::Web, Source::Cart, Source::Email][(p & 3) as usize % 3],
+                event: event.value(((p >> 4) & mask) as u32).unwrap_or_default(),
+                device: device.value(((p >> (4 + CODE_BITS)) & mask) as u32),
+                traffic: traffic.value(((p >> (4 + 2 * CODE_BITS)) & mask) as u32),
+                x_null: p & 4 != 0,
+                y_null: p & 8 != 0,
+            })
+            .collect()
     }
 }
 
@@ -246,7 +283,7 @@ impl<'s> Resolving<'s> {
             orphaned: self.orphaned,
             ts_range,
         };
-        (part, self.labels.labels)
+        (part, self.labels.labels())
     }
 }
 

@@ -8,6 +8,7 @@ mod columns;
 mod customers;
 mod dims;
 mod facts;
+mod ids;
 mod interactions;
 
 pub use columns::TableAssembler;
@@ -19,6 +20,7 @@ pub use facts::{
     build_fact_campaign_response, build_fact_sales, build_fact_ticket, FactOutput, FactReject,
     Resolver,
 };
+pub use ids::IdMap;
 pub use interactions::InteractionFact;
 
 use crate::entity::StagedEntity;
@@ -114,7 +116,7 @@ impl<'a, T: Copy> LastLookup<'a, T> {
     /// The value of `key`: the remembered one when `key` repeats, else `lookup(key)`.
     pub(crate) fn get(&mut self, key: &'a str, lookup: impl FnOnce(&'a str) -> T) -> T {
         match self.last {
-            Some((last, v)) if last == key => v,
+            Some((last, v)) if ids::same_str(last, key) => v,
             _ => {
                 let v = lookup(key);
                 self.last = Some((key, v));

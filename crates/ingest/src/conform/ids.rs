@@ -1,0 +1,248 @@
+//! Ids and labels compared as integers.
+//!
+//! Fact builds look up tens of millions of ids (customer, product, campaign, session)
+//! and few-valued labels (event type, device). Most are at most 16 bytes long: such a
+//! string is held as a [`ShortStr`], a few integers loaded straight from its bytes, so
+//! comparing two is an integer comparison and hashing one is a few multiplications,
+//! where a `&str` costs a call to `memcmp` and a byte loop.
+
+use crmcube_model::keys::FastMap as HashMap;
+
+/// A string of at most 16 bytes, as its length and two overlapping 8-byte (or 4-byte)
+/// windows that together cover every byte. Equal strings give equal values and, since
+/// the windows cover the whole string, different strings of one length differ in a
+/// window.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct ShortStr {
+    head: u64,
+    tail: u64,
+    len: u8,
+}
+
+impl ShortStr {
+    /// The longest string held.
+    pub(crate) const MAX: usize = 16;
+
+    /// `s` as a `ShortStr`, or `None` if it is longer than [`ShortStr::MAX`] bytes.
+    #[inline]
+    pub(crate) fn of(s: &str) -> Option<ShortStr> {
+        let b = s.as_bytes();
+        let n = b.len();
+        let (head, tail) = if n >= 8 {
+            if n > Self::MAX {
+                return None;
+            }
+            (
+                u64::from_le_bytes(*b.first_chunk::<8>()?),
+                u64::from_le_bytes(*b.last_chunk::<8>()?),
+            )
+        } else if n >= 4 {
+            (
+                u64::from(u32::from_le_bytes(*b.first_chunk::<4>()?)),
+                u64::from(u32::from_le_bytes(*b.last_chunk::<4>()?)),
+            )
+        } else if n > 0 {
+            // One to three bytes: the first, the middle and the last cover them.
+            let head = u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16);
+            (head, 0)
+        } else {
+            (0, 0)
+        };
+        Some(ShortStr {
+            head,
+            tail,
+            len: n as u8,
+        })
+    }
+}
+
+/// Whether two strings are equal, without a call to `memcmp` when they are short.
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match (ShortStr::of(a), ShortStr::of(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A map from ids to values: ids of at most [`ShortStr::MAX`] bytes are keyed as
+/// [`ShortStr`]s, longer ones as strings.
+#[derive(Debug)]
+pub struct IdMap<V> {
+    short: HashMap<ShortStr, V>,
+    long: HashMap<String, V>,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap {
+            short: HashMap::default(),
+            long: HashMap::default(),
+        }
+    }
+}
+
+impl<V> IdMap<V> {
+    /// An empty map with room for `n` short ids.
+    pub fn with_capacity(n: usize) -> Self {
+        IdMap {
+            short: HashMap::with_capacity_and_hasher(n, Default::default()),
+            long: HashMap::default(),
+        }
+    }
+
+    /// Sets the value of `id`; returns its previous value.
+    pub fn insert(&mut self, id: &str, v: V) -> Option<V> {
+        match ShortStr::of(id) {
+            Some(k) => self.short.insert(k, v),
+            None => self.long.insert(id.to_string(), v),
+        }
+    }
+
+    /// The value of `id`.
+    #[inline]
+    pub fn get(&self, id: &str) -> Option<&V> {
+        match ShortStr::of(id) {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(id),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Small codes (1, 2, …; 0 for null) for the values of a few-valued string column, in
+/// the order first seen.
+#[derive(Default)]
+pub(crate) struct StrCodes<'s> {
+    /// The first [`StrCodes::FEW`] short values, searched in order.
+    few: Vec<(ShortStr, u32)>,
+    /// Further short values.
+    many: HashMap<ShortStr, u32>,
+    long: HashMap<&'s str, u32>,
+    /// The value of each code, from code 1.
+    values: Vec<&'s str>,
+}
+
+impl<'s> StrCodes<'s> {
+    const FEW: usize = 16;
+
+    /// The code of `s` (0 for `None`).
+    #[inline]
+    pub(crate) fn code(&mut self, s: Option<&'s str>) -> u32 {
+        let Some(s) = s else {
+            return 0;
+        };
+        let next = self.values.len() as u32 + 1;
+        let code = match ShortStr::of(s) {
+            Some(k) => {
+                if let Some(&(_, c)) = self.few.iter().find(|(x, _)| *x == k) {
+                    return c;
+                }
+                if self.few.len() < Self::FEW {
+                    self.few.push((k, next));
+                    next
+                } else {
+                    *self.many.entry(k).or_insert(next)
+                }
+            }
+            None => *self.long.entry(s).or_insert(next),
+        };
+        if code == next {
+            self.values.push(s);
+        }
+        code
+    }
+
+    /// The value of `code` (`None` for 0).
+    pub(crate) fn value(&self, code: u32) -> Option<&'s str> {
+        code.checked_sub(1)
+            .and_then(|c| self.values.get(c as usize))
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings of every length up to 20 that differ in one byte, at every position.
+    fn variants() -> Vec<String> {
+        let mut out = vec![String::new()];
+        for n in 1..=20 {
+            let base: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            out.push(base.clone());
+            for p in 0..n {
+                let mut b = base.clone().into_bytes();
+                b[p] = b'Z';
+                out.push(String::from_utf8(b).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn short_strings_are_equal_exactly_when_their_bytes_are() {
+        let all = variants();
+        for a in &all {
+            for b in &all {
+                assert_eq!(same_str(a, b), a == b, "{a:?} {b:?}");
+                match (ShortStr::of(a), ShortStr::of(b)) {
+                    (Some(x), Some(y)) => assert_eq!(x == y, a == b, "{a:?} {b:?}"),
+                    (x, y) => {
+                        assert!(a.len() > ShortStr::MAX || b.len() > ShortStr::MAX);
+                        assert_eq!(x.is_none(), a.len() > ShortStr::MAX);
+                        assert_eq!(y.is_none(), b.len() > ShortStr::MAX);
+                    }
+                }
+            }
+        }
+        // Multi-byte characters are bytes like any other.
+        assert!(!same_str("café", "cafe\u{301}"));
+        assert!(same_str("über", "über"));
+    }
+
+    #[test]
+    fn id_maps_find_short_and_long_ids() {
+        let all = variants();
+        let mut m = IdMap::with_capacity(all.len());
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(m.insert(s, i), None);
+        }
+        assert_eq!(m.len(), all.len());
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(m.get(s), Some(&i), "{s:?}");
+        }
+        assert_eq!(m.get("not there"), None);
+        assert_eq!(m.get("a much longer id that is not there"), None);
+        assert_eq!(m.insert("a", 7), Some(1));
+    }
+
+    #[test]
+    fn string_codes_number_values_in_first_seen_order() {
+        let all = variants();
+        let mut codes = StrCodes::default();
+        assert_eq!(codes.code(None), 0);
+        // Twice over, so the second pass finds every value (short ones beyond the first
+        // sixteen, and long ones, included).
+        for _ in 0..2 {
+            for (i, s) in all.iter().enumerate() {
+                assert_eq!(codes.code(Some(s)), i as u32 + 1, "{s:?}");
+            }
+        }
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(codes.value(i as u32 + 1), Some(s.as_str()));
+        }
+        assert_eq!(codes.value(0), None);
+        assert_eq!(codes.value(all.len() as u32 + 1), None);
+    }
+}
