@@ -119,7 +119,7 @@ pub(crate) fn read_text(path: &Path, expected: &str) -> Result<(FileBytes, usize
 /// first fault in (and zero) fresh memory as large as the file, then copy the page cache
 /// into it, and that was most of the time spent reading an export. Export files must
 /// not change while a load reads them (the load has hashed them before).
-fn read_all(path: &Path) -> std::io::Result<FileBytes> {
+pub(crate) fn read_all(path: &Path) -> std::io::Result<FileBytes> {
     const MAP_FROM: u64 = 1 << 20;
     let f = std::fs::File::open(path)?;
     let meta = f.metadata()?;
