@@ -33,8 +33,8 @@ impl Source {
 
 /// The few-valued parts of a row (its source, event type, device, traffic source and
 /// which of its numbers are null). A load has a few dozen distinct labels, so each row
-/// carries a label code instead of these strings.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// carries a label code instead of these strings (see [`LabelCodes`]).
+#[derive(Clone, Copy)]
 struct Label<'s> {
     source: Source,
     /// The source's event type (empty for web sessions).
