@@ -137,18 +137,48 @@ impl<'s> LabelCodes<'s> {
     }
 }
 
-/// One resolved fact_interaction row: everything but its strings, in 48 bytes.
+/// One resolved fact_interaction row as a part keeps it: everything but its strings,
+/// in 40 bytes (a load keeps tens of millions of them until the fact is written).
 #[derive(Clone, Copy)]
-struct Row {
+struct Kept {
     ts: i64,
     customer: i64,
     /// pages_viewed (web) or quantity (cart).
     x: i64,
     /// duration_s (web), product_key (cart) or campaign_key (email).
     y: i64,
+    /// Where the source id's bytes start in the value buffer of its source's id column.
+    id_start: u32,
+    /// The part's label code (the low [`CODE_BITS`] bits, see [`Part::labels`]) and the
+    /// id's length (the high bits; [`LONG_ID`] for an id that long or longer, whose
+    /// length is then read from the id column).
+    packed: u32,
+}
+
+/// The id length that stands for "this long or longer" in [`Kept::packed`].
+const LONG_ID: u32 = (1 << (32 - CODE_BITS)) - 1;
+
+impl Kept {
+    fn label(&self) -> usize {
+        (self.packed & ((1 << CODE_BITS) - 1)) as usize
+    }
+
+    fn day_of_month(&self) -> usize {
+        (date_key_of_micros(self.ts) % 100) as usize
+    }
+}
+
+/// One fact_interaction row while a month is built: a [`Kept`] row with its load-wide
+/// label code, its date key and its id's length.
+#[derive(Clone, Copy)]
+struct Row {
+    ts: i64,
+    customer: i64,
+    x: i64,
+    y: i64,
     /// `YYYYMMDD` of `ts`.
     date_key: i32,
-    /// Label code: the part's own while a part is resolved, see [`Part::labels`].
+    /// Load-wide label code (an index of [`InteractionFact::labels`]).
     label: u32,
     /// The source id: its bytes in the value buffer of its source's id column.
     id_start: u32,
@@ -191,13 +221,15 @@ fn sort_by_customer(day: &[Row], out: &mut Vec<Row>) {
 /// The resolved rows of a run of consecutive source rows, grouped by month.
 struct Part {
     /// Rows grouped by month (months ascending, source order inside a month).
-    rows: Vec<Row>,
+    rows: Vec<Kept>,
     /// Months present (`YYYYMM`, ascending) and where each starts in `rows`; one more
     /// start closes the last.
     months: Vec<i32>,
     starts: Vec<usize>,
     /// The load-wide code of each of the part's label codes.
     labels: Vec<u32>,
+    /// Each row's label code (the part's) in source order, when asked for.
+    in_order: Option<Vec<u32>>,
     orphaned: u64,
     /// Earliest and latest event time.
     ts_range: Option<(i64, i64)>,
@@ -205,7 +237,7 @@ struct Part {
 
 impl Part {
     /// The part's rows of month `ym`.
-    fn month(&self, ym: i32) -> &[Row] {
+    fn month(&self, ym: i32) -> &[Kept] {
         match self.months.binary_search(&ym) {
             Ok(j) => &self.rows[self.starts[j]..self.starts[j + 1]],
             Err(_) => &[],
@@ -215,18 +247,21 @@ impl Part {
 
 /// A part while its rows are resolved: labels still borrow the sources.
 struct Resolving<'s> {
-    rows: Vec<Row>,
+    rows: Vec<Kept>,
     months: Vec<i32>,
     labels: LabelCodes<'s>,
+    /// Each row's label code in source order, when asked for (see [`SessionColumns`]).
+    in_order: Option<Vec<u32>>,
     orphaned: u64,
 }
 
 impl<'s> Resolving<'s> {
-    fn with_capacity(n: usize) -> Self {
+    fn with_capacity(n: usize, label_order: bool) -> Self {
         Resolving {
             rows: Vec::with_capacity(n),
             months: Vec::with_capacity(n),
             labels: LabelCodes::default(),
+            in_order: label_order.then(|| Vec::with_capacity(n)),
             orphaned: 0,
         }
     }
@@ -242,25 +277,27 @@ impl<'s> Resolving<'s> {
         orphaned: bool,
     ) {
         let offsets = ids.value_offsets();
-        let date_key = date_key_of_micros(ts);
-        self.rows.push(Row {
+        let label = self.labels.code(label);
+        if let Some(in_order) = &mut self.in_order {
+            in_order.push(label);
+        }
+        let id_len = ((offsets[i + 1] - offsets[i]) as u32).min(LONG_ID);
+        self.rows.push(Kept {
             ts,
             customer,
             x,
             y,
-            date_key,
-            label: self.labels.code(label),
             id_start: offsets[i] as u32,
-            id_len: (offsets[i + 1] - offsets[i]) as u32,
+            packed: label | id_len << CODE_BITS,
         });
-        self.months.push(date_key / 100);
+        self.months.push(date_key_of_micros(ts) / 100);
         self.orphaned += u64::from(orphaned);
     }
 
     /// The rows grouped by month, with the part's labels (numbered load-wide later).
     fn finish(self) -> (Part, Vec<Label<'s>>) {
         let (order, present) = group_by_month(&self.months);
-        let rows: Vec<Row> = order.iter().map(|&p| self.rows[p as usize]).collect();
+        let rows: Vec<Kept> = order.iter().map(|&p| self.rows[p as usize]).collect();
         let ts_range = rows
             .iter()
             .map(|r| r.ts)
@@ -280,6 +317,7 @@ impl<'s> Resolving<'s> {
             months,
             starts,
             labels: Vec::new(),
+            in_order: self.in_order,
             orphaned: self.orphaned,
             ts_range,
         };
@@ -288,27 +326,30 @@ impl<'s> Resolving<'s> {
 }
 
 /// Resolves rows `0..n` of a source in parts of consecutive rows, in parallel;
-/// `resolve` adds a part's rows. The parts come back in row order.
+/// `resolve` adds a part's rows. The parts come back in row order; with `label_order`
+/// they also keep each row's label code in source order ([`Part::in_order`]).
 fn resolve_parts<'s>(
     n: usize,
+    label_order: bool,
     resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>) + Sync,
 ) -> Vec<(Part, Vec<Label<'s>>)> {
     row_ranges(n)
         .into_par_iter()
         .map(|rows| {
-            let mut out = Resolving::with_capacity(rows.len());
+            let mut out = Resolving::with_capacity(rows.len(), label_order);
             resolve(rows, &mut out);
             out.finish()
         })
         .collect()
 }
 
-/// Web sessions' columns that cart events read through their session.
+/// What cart events read through their session: the web sessions' id and customer
+/// columns, and each session's load-wide label code (for its device and traffic
+/// source: 4 bytes a session instead of two string columns).
 struct SessionColumns {
     id: StringArray,
     customer: StringArray,
-    device: StringArray,
-    traffic: StringArray,
+    labels: Vec<u32>,
 }
 
 /// fact_interaction from web sessions, cart events and email events, resolved once and
@@ -318,10 +359,11 @@ struct SessionColumns {
 /// then cart events, then email events). Adding one reads it once, in export order
 /// (where an export lists a customer's or a session's rows together and the lookups
 /// mostly repeat), in parts of consecutive rows resolved in parallel. Each row becomes
-/// a 48-byte [`Row`]: its keys, time, numbers, a code for its few-valued strings and
-/// the place of its source id. A part keeps its rows grouped by month. Afterwards the
-/// fact needs only the source's id column, and the caller frees the rest before it
-/// reads the next source.
+/// a 40-byte [`Kept`] row: its keys, time, numbers, a code for its few-valued strings
+/// and the place of its source id. A part keeps its rows grouped by month. Afterwards
+/// the fact needs only the source's id column (and, from web sessions until cart
+/// events are added, their customer ids and label codes), and the caller frees the
+/// rest before it reads the next source.
 ///
 /// [`InteractionFact::build_month`] gathers one month's rows from the parts, sorts
 /// them by (date_key, customer_key) and makes the month's columns, so a month can be
@@ -414,7 +456,7 @@ impl<'a> InteractionFact<'a> {
             c.int("duration_s")?,
         );
         self.admit(Source::Web, id.len())?;
-        let parts = resolve_parts(id.len(), |rows, out| {
+        let parts = resolve_parts(id.len(), true, |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
                 let t = ts.value(i);
@@ -431,12 +473,11 @@ impl<'a> InteractionFact<'a> {
                 out.push((id, i), t, ck, xy, label, orphaned);
             }
         });
-        self.absorb(Source::Web, id, parts);
+        let labels = self.absorb(Source::Web, id, parts);
         self.sessions = Some(SessionColumns {
             id: id.clone(),
             customer: cust.clone(),
-            device: dev.clone(),
-            traffic: src.clone(),
+            labels,
         });
         self.next = Some(Source::Cart);
         Ok(())
@@ -463,23 +504,26 @@ impl<'a> InteractionFact<'a> {
             ));
         };
         let session_idx = IdIndex::new(&s.id);
-        let parts = resolve_parts(id.len(), |rows, out| {
+        // The sessions' labels, whose device and traffic source a cart event takes.
+        let web_labels = self.labels.clone();
+        let parts = resolve_parts(id.len(), false, |rows, out| {
             let mut customers = r.customers.cursor();
             let mut sessions = session_idx.cursor();
             for i in rows {
                 let t = ts.value(i);
                 let si = sessions.get(sess.value(i));
-                let session = |col| si.and_then(|si| opt_str(col, si));
+                let web = si.map(|si| &web_labels[s.labels[si] as usize]);
                 // An anonymous cart event belongs to its session's customer, when
                 // there is one.
-                let cust_id = opt_str(cust, i).or_else(|| session(&s.customer));
+                let cust_id =
+                    opt_str(cust, i).or_else(|| si.and_then(|si| opt_str(&s.customer, si)));
                 let (ck, orph1) = customers.resolve(cust_id, t);
                 let ((pk, _), orph2) = r.product(opt_str(prod, i));
                 let label = Label {
                     source: Source::Cart,
                     event: kind.value(i),
-                    device: session(&s.device),
-                    traffic: session(&s.traffic),
+                    device: web.and_then(|l| l.device.as_deref()),
+                    traffic: web.and_then(|l| l.traffic.as_deref()),
                     x_null: qty.is_null(i),
                     y_null: false,
                 };
@@ -489,6 +533,7 @@ impl<'a> InteractionFact<'a> {
         });
         drop(session_idx);
         self.absorb(Source::Cart, id, parts);
+        drop(web_labels);
         self.next = Some(Source::Email);
         Ok(())
     }
@@ -504,7 +549,7 @@ impl<'a> InteractionFact<'a> {
             c.str("event_type")?,
         );
         self.admit(Source::Email, id.len())?;
-        let parts = resolve_parts(id.len(), |rows, out| {
+        let parts = resolve_parts(id.len(), false, |rows, out| {
             let mut customers = r.customers.cursor();
             for i in rows {
                 let t = ts.value(i);
@@ -528,7 +573,14 @@ impl<'a> InteractionFact<'a> {
 
     /// Takes a source's resolved parts: numbers their labels load-wide and counts their
     /// months. The source's id column is the only one of its columns the fact keeps.
-    fn absorb(&mut self, source: Source, ids: &StringArray, parts: Vec<(Part, Vec<Label>)>) {
+    /// Returns each row's load-wide label code in source order where the parts kept
+    /// their rows' codes (see [`resolve_parts`]), else nothing.
+    fn absorb(
+        &mut self,
+        source: Source,
+        ids: &StringArray,
+        parts: Vec<(Part, Vec<Label>)>,
+    ) -> Vec<u32> {
         self.ids[source as usize] = ids.clone();
         let mut month_rows: std::collections::BTreeMap<i32, usize> = self
             .months
@@ -536,6 +588,7 @@ impl<'a> InteractionFact<'a> {
             .copied()
             .zip(self.month_rows.iter().copied())
             .collect();
+        let mut in_order = Vec::new();
         for (mut part, part_labels) in parts {
             part.labels = part_labels
                 .iter()
@@ -547,6 +600,9 @@ impl<'a> InteractionFact<'a> {
                     })
                 })
                 .collect();
+            if let Some(codes) = part.in_order.take() {
+                in_order.extend(codes.iter().map(|&c| part.labels[c as usize]));
+            }
             for (j, &ym) in part.months.iter().enumerate() {
                 *month_rows.entry(ym).or_default() += part.starts[j + 1] - part.starts[j];
             }
@@ -559,6 +615,7 @@ impl<'a> InteractionFact<'a> {
         }
         self.months = month_rows.keys().copied().collect();
         self.month_rows = month_rows.values().copied().collect();
+        in_order
     }
 
     /// The months with rows (`YYYYMM`, ascending).
@@ -594,9 +651,23 @@ impl<'a> InteractionFact<'a> {
     /// them and gathering them in order stays there.
     pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
         let ym = self.months[k];
-        let relabel = |part: &Part, r: &Row| Row {
-            label: part.labels[r.label as usize],
-            ..*r
+        let relabel = |part: &Part, r: &Kept| {
+            let label = part.labels[r.label()];
+            let mut id_len = r.packed >> CODE_BITS;
+            if id_len == LONG_ID {
+                let source = self.labels[label as usize].source;
+                id_len = long_id_len(&self.ids[source as usize], r.id_start);
+            }
+            Row {
+                ts: r.ts,
+                customer: r.customer,
+                x: r.x,
+                y: r.y,
+                date_key: date_key_of_micros(r.ts),
+                label,
+                id_start: r.id_start,
+                id_len,
+            }
         };
         if !self.presorted {
             let mut rows = Vec::with_capacity(self.month_rows[k]);
@@ -605,11 +676,10 @@ impl<'a> InteractionFact<'a> {
             }
             return self.columns(&rows);
         }
-        let day = |r: &Row| (r.date_key % 100) as usize;
         let mut starts = [0usize; 33];
         for part in &self.parts {
             for r in part.month(ym) {
-                starts[day(r) + 1] += 1;
+                starts[r.day_of_month() + 1] += 1;
             }
         }
         for d in 1..starts.len() {
@@ -620,8 +690,9 @@ impl<'a> InteractionFact<'a> {
         let mut next = starts;
         for part in &self.parts {
             for r in part.month(ym) {
-                let slot = &mut next[day(r)];
-                by_day[*slot] = relabel(part, r);
+                let row = relabel(part, r);
+                let slot = &mut next[(row.date_key % 100) as usize];
+                by_day[*slot] = row;
                 *slot += 1;
             }
         }
@@ -771,6 +842,20 @@ impl<'a> InteractionFact<'a> {
     }
 }
 
+/// The length of the id that starts at byte `start` of `ids`' values (for an id of
+/// [`LONG_ID`] bytes or more, whose length its row does not hold).
+///
+/// Several rows start there only if all but the last are empty strings, so the id is
+/// the last of them.
+fn long_id_len(ids: &StringArray, start: u32) -> u32 {
+    let offsets = ids.value_offsets();
+    let row = offsets
+        .partition_point(|&o| o as u32 <= start)
+        .saturating_sub(1)
+        .min(ids.len().saturating_sub(1));
+    (offsets[row + 1] - offsets[row]) as u32
+}
+
 /// A string column appended to in short pieces.
 ///
 /// A piece of at most [`Pieces::BLOCK`] bytes whose source has that many bytes from
@@ -870,6 +955,35 @@ mod tests {
     /// (customer, original position) of sorted rows.
     fn order(rows: &[Row]) -> Vec<(i64, u32)> {
         rows.iter().map(|r| (r.customer, r.id_start)).collect()
+    }
+
+    #[test]
+    fn a_long_ids_length_is_found_from_its_start() {
+        let long = "x".repeat(LONG_ID as usize + 7);
+        let ids = StringArray::from(vec!["ab", "", "", long.as_str(), "", long.as_str()]);
+        let offsets = ids.value_offsets();
+        for row in [3, 5] {
+            let start = offsets[row] as u32;
+            assert_eq!(long_id_len(&ids, start), long.len() as u32, "row {row}");
+        }
+        assert_eq!(long_id_len(&ids, 0), 2);
+    }
+
+    #[test]
+    fn a_kept_row_holds_its_label_and_id_length_in_one_word() {
+        let label = (1u32 << CODE_BITS) - 1;
+        for len in [0, 1, LONG_ID - 1, LONG_ID] {
+            let k = Kept {
+                ts: 0,
+                customer: 0,
+                x: 0,
+                y: 0,
+                id_start: 0,
+                packed: label | len << CODE_BITS,
+            };
+            assert_eq!((k.label() as u32, k.packed >> CODE_BITS), (label, len));
+        }
+        assert_eq!(std::mem::size_of::<Kept>(), 40);
     }
 
     #[test]
