@@ -132,25 +132,27 @@ impl Origins {
         self.lines.is_empty()
     }
 
+    /// The rows of each run and the run's file index, in order.
+    fn run_rows(&self) -> impl Iterator<Item = (std::ops::Range<usize>, u32)> + '_ {
+        self.runs.iter().enumerate().map(|(r, &(start, file))| {
+            let end = self.runs.get(r + 1).map_or(self.lines.len(), |&(s, _)| s);
+            (start..end, file)
+        })
+    }
+
     /// (file index, line) of every row, in order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.runs
-            .iter()
-            .enumerate()
-            .flat_map(|(r, &(start, file))| {
-                let end = self.runs.get(r + 1).map_or(self.lines.len(), |&(s, _)| s);
-                self.lines[start..end].iter().map(move |&line| (file, line))
-            })
+        self.run_rows()
+            .flat_map(|(rows, file)| self.lines[rows].iter().map(move |&line| (file, line)))
     }
 
     /// Keeps only the rows where `keep` is true.
     pub fn retain(&mut self, keep: &[bool]) {
         let mut out = Origins::default();
-        for (r, &(start, file)) in self.runs.iter().enumerate() {
-            let end = self.runs.get(r + 1).map_or(self.lines.len(), |&(s, _)| s);
-            for (&line, _) in self.lines[start..end]
+        for (rows, file) in self.run_rows() {
+            for (&line, _) in self.lines[rows.clone()]
                 .iter()
-                .zip(&keep[start..end])
+                .zip(&keep[rows])
                 .filter(|(_, k)| **k)
             {
                 out.push(file, line);

@@ -65,10 +65,10 @@ pub struct IngestOptions<'a> {
 /// Input files whose content an earlier version loaded (same XXH3-128 hash) are
 /// skipped. The new files are staged group by group (dimensions, then each fact with
 /// its sources); dimensions are rebuilt from their source state plus the new rows,
-/// facts are merged into the month
-/// partitions the new rows touch. Every table is written as new files under fresh
-/// names and published as one new warehouse version (see `crmcube_store`), so readers
-/// see the previous version until the commit and the new one after it.
+/// facts are merged into the month partitions the new rows touch. Every table is
+/// written as new files under fresh names and published as one new warehouse version
+/// (see `crmcube_store`), so readers see the previous version until the commit and the
+/// new one after it.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport> {
     prepare(opts, progress)?.commit()
 }
