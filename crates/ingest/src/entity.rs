@@ -1,7 +1,7 @@
 //! Staging one entity: reading all its files and enforcing its primary key.
 
 use crate::quarantine::QuarantineRow;
-use crate::read::{read_file, CsvOptions, FileFormat};
+use crate::read::{read_file, stream_file, CsvOptions, FileFormat};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use crmcube_model::keys::FxHasher;
@@ -58,7 +58,12 @@ impl StagedEntity {
         value: Option<String>,
         reason: String,
     ) {
-        let (f, line) = self.origins.get(row);
+        // A streamed entity keeps no origins (see `stream_entity`).
+        let (f, line) = if row < self.origins.len() {
+            self.origins.get(row)
+        } else {
+            (0, 0)
+        };
         self.rejects.push(QuarantineRow {
             entity: entity.to_string(),
             source_file: self.files[f as usize].display().to_string(),
@@ -196,6 +201,96 @@ pub fn stage_entity(
         .map_err(|e| Error::format(entity, e))?;
     enforce_primary_key(entity, spec, &mut staged)?;
     Ok(staged)
+}
+
+/// Reads every file of an entity and hands its accepted rows to `sink` in file order,
+/// a few batches at a time (a CSV file's chunks as they are parsed), instead of
+/// staging them all: the rows of an export larger than memory need never be in memory
+/// together. Returns the entity without rows: what was read, and the refused rows.
+///
+/// Only an entity whose primary key strictly ascends through its files can be
+/// streamed, as exports that number their rows with sequential ids do: then no two
+/// rows share a key, and the first-row-wins check of [`stage_entity`] has nothing to
+/// refuse. At the first batch where the key does not ascend, the stream stops before
+/// that batch reaches `sink` and `None` is returned; the caller then undoes what the
+/// sink did and stages the entity whole. The rows of a streamed entity are gone once
+/// the sink has them, so nothing can refuse them later (the caller checks that no
+/// foreign key of the entity would).
+pub fn stream_entity(
+    entity: &str,
+    spec: &EntitySpec,
+    files: &[(PathBuf, FileFormat)],
+    csv: &CsvOptions,
+    sink: &mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send),
+) -> Result<Option<StagedEntity>> {
+    let mut staged = StagedEntity::empty(spec);
+    let key: Vec<usize> = spec
+        .primary_key
+        .iter()
+        .filter_map(|k| spec.column_index(k))
+        .collect();
+    // The key of the last row handed over (one-row slices).
+    let mut last: Option<Vec<arrow::array::ArrayRef>> = None;
+    for (path, fmt) in files {
+        let ignored = stream_file(path, *fmt, entity, spec, csv, &mut |wave, _| {
+            let batches: Vec<RecordBatch> = wave
+                .iter()
+                .map(|p| p.batch.clone())
+                .filter(|b| b.num_rows() > 0)
+                .collect();
+            for b in &batches {
+                if !key_ascends(&key, last.as_deref(), b)? {
+                    return Ok(false);
+                }
+                let end = b.num_rows() - 1;
+                last = Some(key.iter().map(|&c| b.column(c).slice(end, 1)).collect());
+            }
+            for p in wave {
+                staged.read += p.read;
+                staged.rejects.extend(p.rejects);
+            }
+            sink(&batches)?;
+            Ok(true)
+        })?;
+        let Some(ignored) = ignored else {
+            return Ok(None);
+        };
+        for c in ignored {
+            if !staged.ignored_columns.contains(&c) {
+                staged.ignored_columns.push(c);
+            }
+        }
+        staged.files.push(path.clone());
+        staged.formats.push(*fmt);
+    }
+    Ok(Some(staged))
+}
+
+/// Whether the key (columns `key`) of `batch`'s rows strictly ascends, from the key
+/// `last` of the row before them (if any).
+fn key_ascends(
+    key: &[usize],
+    last: Option<&[arrow::array::ArrayRef]>,
+    batch: &RecordBatch,
+) -> Result<bool> {
+    if key.is_empty() {
+        return Ok(true);
+    }
+    let arrays: Vec<&dyn Array> = key.iter().map(|&c| batch.column(c).as_ref()).collect();
+    if !strictly_ascending(&arrays) {
+        return Ok(false);
+    }
+    let Some(last) = last else {
+        return Ok(true);
+    };
+    let seam = last
+        .iter()
+        .zip(&arrays)
+        .map(|(l, a)| arrow::compute::concat(&[l.as_ref(), &a.slice(0, 1)]))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::format("staging", e))?;
+    let seam: Vec<&dyn Array> = seam.iter().map(|a| a.as_ref()).collect();
+    Ok(strictly_ascending(&seam))
 }
 
 fn enforce_primary_key(entity: &str, spec: &EntitySpec, staged: &mut StagedEntity) -> Result<()> {
@@ -389,7 +484,7 @@ pub fn value_text(array: &dyn Array, row: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{strictly_ascending, Origins};
+    use super::{key_ascends, strictly_ascending, Origins};
     use arrow::array::{Array, Int64Array, StringArray};
 
     #[test]
@@ -411,6 +506,41 @@ mod tests {
             &StringArray::from(vec!["A1", "A1"]),
             &Int64Array::from(vec![2, 2])
         ]));
+    }
+
+    #[test]
+    fn a_streamed_key_must_ascend_across_batches_too() {
+        use arrow::array::{ArrayRef, RecordBatch};
+        use std::sync::Arc;
+        let batch = |ids: &[&str], n: &[i64]| {
+            let ids: ArrayRef = Arc::new(StringArray::from(ids.to_vec()));
+            let n: ArrayRef = Arc::new(Int64Array::from(n.to_vec()));
+            RecordBatch::try_from_iter([("id", ids), ("n", n)]).unwrap()
+        };
+        let next = batch(&["B1", "B2"], &[1, 1]);
+        let last = |b: &RecordBatch, key: &[usize]| -> Vec<ArrayRef> {
+            key.iter()
+                .map(|&c| b.column(c).slice(b.num_rows() - 1, 1))
+                .collect()
+        };
+        let key = [0];
+        assert!(key_ascends(&key, None, &next).unwrap());
+        let before = batch(&["A1", "A9"], &[5, 5]);
+        assert!(key_ascends(&key, Some(&last(&before, &key)), &next).unwrap());
+        // The seam: the next batch starts at or below the last key.
+        let same = batch(&["A1", "B1"], &[0, 0]);
+        assert!(!key_ascends(&key, Some(&last(&same, &key)), &next).unwrap());
+        let above = batch(&["C1"], &[0]);
+        assert!(!key_ascends(&key, Some(&last(&above, &key)), &next).unwrap());
+        // Inside a batch.
+        assert!(!key_ascends(&key, None, &batch(&["B2", "B1"], &[0, 0])).unwrap());
+        // Two key columns: the second orders rows whose first is equal.
+        let key = [0, 1];
+        let tail = batch(&["A1", "B1"], &[0, 0]);
+        assert!(key_ascends(&key, Some(&last(&tail, &key)), &batch(&["B1"], &[1])).unwrap());
+        assert!(!key_ascends(&key, Some(&last(&tail, &key)), &batch(&["B1"], &[0])).unwrap());
+        // No key: nothing to check.
+        assert!(key_ascends(&[], Some(&[]), &batch(&["A1", "A1"], &[0, 0])).unwrap());
     }
 
     #[test]

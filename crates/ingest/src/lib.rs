@@ -523,12 +523,7 @@ impl<'a> Load<'a> {
             fact.add_web_sessions(&sessions, &resolver)
         })?;
         sessions.drop_rows();
-        let mut carts = self.stage("cart_events")?;
-        self.enforce_foreign_keys("cart_events", &mut carts)?;
-        self.conform("building fact_interaction from cart_events", || {
-            fact.add_cart_events(&carts, &resolver)
-        })?;
-        carts.drop_rows();
+        let carts = self.cart_events(&mut fact, &resolver)?;
         let mut emails = self.stage("email_events")?;
         self.enforce_foreign_keys("email_events", &mut emails)?;
         self.conform("building fact_interaction from email_events", || {
@@ -684,6 +679,57 @@ impl<'a> Load<'a> {
             st.retain(&keep)?;
         }
         Ok(())
+    }
+
+    /// Reads the cart events into `fact`. They are the largest export, and are resolved
+    /// as they are read, a few chunks at a time, when their ids ascend and no foreign
+    /// key of theirs can refuse a row (see [`entity::stream_entity`]); otherwise they
+    /// are staged whole first. Returns the entity without rows.
+    fn cart_events(
+        &mut self,
+        fact: &mut conform::InteractionFact,
+        resolver: &Resolver,
+    ) -> Result<StagedEntity> {
+        let name = "cart_events";
+        let spec = self.spec(name)?;
+        let refusing = spec.foreign_keys.iter().any(|fk| {
+            fk.on_orphan == crmcube_model::OnOrphan::Quarantine
+                && !crmcube_model::LINE_ITEMS.contains(&(name, fk.column.as_str()))
+                && self.fk_keys.contains_key(&fk.references)
+        });
+        let files = self.files.entities.get(name).cloned().unwrap_or_default();
+        if !refusing && !files.is_empty() {
+            self.progress
+                .step("reading cart_events and building fact_interaction");
+            let t0 = Instant::now();
+            let mut resolving = 0.0;
+            let csv = &self.opts.csv;
+            let streamed = fact.stream_cart_events(resolver, |sink| {
+                entity::stream_entity(name, spec, &files, csv, &mut |batches| {
+                    let t = Instant::now();
+                    let done = sink(batches);
+                    resolving += t.elapsed().as_secs_f64();
+                    done
+                })
+            })?;
+            if let Some(st) = streamed {
+                // The reading time includes the resolving, which overlaps it.
+                let seconds = t0.elapsed().as_secs_f64();
+                self.reports
+                    .insert(name.into(), EntityReport::new(name, &st, seconds));
+                self.conform_seconds += resolving;
+                return Ok(st);
+            }
+            self.progress
+                .step("cart_events ids do not ascend: staging them whole");
+        }
+        let mut carts = self.stage(name)?;
+        self.enforce_foreign_keys(name, &mut carts)?;
+        self.conform("building fact_interaction from cart_events", || {
+            fact.add_cart_events(&carts, resolver)
+        })?;
+        carts.drop_rows();
+        Ok(carts)
     }
 
     /// Reads and checks every new file of an entity.
@@ -885,7 +931,7 @@ impl<'a> Load<'a> {
                     &def.sort_by,
                     fact.months(),
                     fact.month_rows(),
-                    |k| fact.build_month(k),
+                    |k| fact.month(k),
                 )
             },
         )
@@ -1087,11 +1133,34 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample_data")
     }
 
-    fn load(source: &Path, warehouse: &Path) {
-        load_with(source, warehouse, &ExportContract::builtin().unwrap());
+    fn load(source: &Path, warehouse: &Path) -> IngestReport {
+        load_with(source, warehouse, &ExportContract::builtin().unwrap())
     }
 
-    fn load_with(source: &Path, warehouse: &Path, contract: &ExportContract) {
+    fn load_with(source: &Path, warehouse: &Path, contract: &ExportContract) -> IngestReport {
+        load_showing(source, warehouse, contract, &NoProgress)
+    }
+
+    /// The steps of a load, as its progress shows them.
+    #[derive(Default)]
+    struct Steps(std::sync::Mutex<Vec<String>>);
+    impl Progress for Steps {
+        fn step(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+    impl Steps {
+        fn any(&self, message: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|m| m == message)
+        }
+    }
+
+    fn load_showing(
+        source: &Path,
+        warehouse: &Path,
+        contract: &ExportContract,
+        progress: &dyn Progress,
+    ) -> IngestReport {
         let schema = WarehouseSchema::builtin().unwrap();
         let opts = IngestOptions {
             source: source.to_path_buf(),
@@ -1102,7 +1171,7 @@ mod tests {
             max_reject_rate: None,
             pattern: None,
         };
-        ingest(&opts, &NoProgress).unwrap();
+        ingest(&opts, progress).unwrap()
     }
 
     /// The live files of fact_interaction: (partition folder, rows of the file).
@@ -1316,6 +1385,81 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn cart_events_streamed_or_staged_load_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole");
+        load(&sample(), &whole);
+        let expected = interaction_files(&whole);
+
+        let text = std::fs::read_to_string(sample().join("cart_events.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (head, body) = (lines[0], &lines[1..]);
+        let half = body.len() / 2;
+        // The sample export's cart events as a folder of files, read in name order.
+        let export = |name: &str, files: &[&[&str]]| -> PathBuf {
+            let to = dir.path().join(name);
+            copy_sample(&to);
+            std::fs::remove_file(to.join("cart_events.csv")).unwrap();
+            std::fs::create_dir_all(to.join("cart_events")).unwrap();
+            for (i, rows) in files.iter().enumerate() {
+                let mut s = format!("{head}\n");
+                for l in rows.iter() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+                std::fs::write(to.join(format!("cart_events/part{i}.csv")), s).unwrap();
+            }
+            to
+        };
+        let cart = |r: &IngestReport| -> (u64, u64, u64) {
+            let e = r
+                .entities
+                .iter()
+                .find(|e| e.entity == "cart_events")
+                .unwrap();
+            (e.read, e.loaded, e.quarantined)
+        };
+        let n = body.len() as u64;
+        let contract = ExportContract::builtin().unwrap();
+        let load = |src: &Path, name: &str, streamed: bool| {
+            let steps = Steps::default();
+            let r = load_showing(src, &dir.path().join(name), &contract, &steps);
+            assert!(steps.any("reading cart_events and building fact_interaction"));
+            let staged = steps.any("cart_events ids do not ascend: staging them whole");
+            assert_eq!(staged, !streamed, "{name}");
+            r
+        };
+
+        // Ids ascending across two files: resolved as read, the same rows in the same
+        // order as from one file.
+        let src = export("ascending", &[&body[..half], &body[half..]]);
+        let r = load(&src, "wh_ascending", true);
+        assert_eq!(cart(&r), (n, n, 0));
+        assert_eq!(
+            interaction_files(&dir.path().join("wh_ascending")),
+            expected
+        );
+
+        // The second file's ids come before the first's: staged whole instead, the
+        // same rows (rows of equal keys follow the files' order).
+        let src = export("descending", &[&body[half..], &body[..half]]);
+        let r = load(&src, "wh_descending", false);
+        assert_eq!(cart(&r), (n, n, 0));
+        let got = interaction_files(&dir.path().join("wh_descending"));
+        assert_eq!(rows(&got), rows(&expected));
+
+        // A repeated id in the second file: staged whole, the repeat quarantined (the
+        // first row wins), everything else loaded.
+        let mut second: Vec<&str> = body[half..].to_vec();
+        second.push(body[0]);
+        let src = export("repeated", &[&body[..half], &second]);
+        let r = load(&src, "wh_repeated", false);
+        assert_eq!(cart(&r), (n + 1, n, 1));
+        let got = interaction_files(&dir.path().join("wh_repeated"));
+        assert_eq!(rows(&got), rows(&expected));
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct EntityReport {
     pub quarantined: u64,
     /// Loaded rows that referred to a missing member and point to Unknown.
     pub orphaned: u64,
-    /// Seconds spent reading and checking.
+    /// Seconds spent reading and checking (for an entity resolved as it is read, such
+    /// as cart events, resolving included).
     pub seconds: f64,
     /// Rows read per second.
     pub rows_per_second: f64,

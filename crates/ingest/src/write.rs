@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Rows per row group: small enough for useful min/max pruning, big enough to compress.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// What was written for one table.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -266,13 +265,13 @@ pub fn write_table(
 /// the rows of `months[k]` (a `YYYYMM` month, of about `rows[k]` rows), which are
 /// written to that month's file under `table_dir` and dropped, so only the months
 /// being written are in memory. Returns the files in month order.
-pub fn write_months(
+pub fn write_months<'a>(
     table_dir: &Path,
     file_name: &str,
     sort_by: &[String],
     months: &[i32],
     rows: &[usize],
-    build: impl Fn(usize) -> Result<RecordBatch> + Sync,
+    build: impl Fn(usize) -> Result<MonthRows<'a>> + Sync,
 ) -> Result<Vec<DataFile>> {
     if rows.len() != months.len() {
         return Err(Error::format(
@@ -281,11 +280,31 @@ pub fn write_months(
         ));
     }
     largest_first(rows, |k| {
-        let batch = build(k)?;
         let rel = format!("{}/{file_name}", partition_folder(months[k]));
-        write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
+        match build(k)? {
+            MonthRows::Batch(batch) => {
+                write_file(table_dir, rel, sort_by, &batch.schema(), &[batch])
+            }
+            MonthRows::Sorted { schema, chunks } => write_chunks(table_dir, rel, &schema, chunks),
+        }
     })
 }
+
+/// One month's rows for [`write_months`].
+pub enum MonthRows<'a> {
+    /// In any order: sorted by the table's sort order as they are written.
+    Batch(RecordBatch),
+    /// Already in the table's sort order, made a row group ([`ROW_GROUP_ROWS`] rows) at
+    /// a time as they are written, so that the month's columns are never in memory
+    /// whole.
+    Sorted {
+        schema: arrow::datatypes::SchemaRef,
+        chunks: Box<dyn Iterator<Item = Result<RecordBatch>> + 'a>,
+    },
+}
+
+/// Rows of a row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// `work(k)` for every `k` of `sizes`, in parallel; the results in the order of `k`.
 ///
@@ -346,22 +365,39 @@ fn write_file(
             Some(o)
         })
         .collect();
+    let chunks = order
+        .chunks(ROW_GROUP_ROWS)
+        .map(|c| gather(&table, &parts, &offsets, c));
+    write_chunks(table_dir, rel, schema, chunks)
+}
+
+/// Writes one file `rel` (relative to `table_dir`) from `chunks`, a row group each,
+/// made as they are written.
+fn write_chunks(
+    table_dir: &Path,
+    rel: String,
+    schema: &arrow::datatypes::SchemaRef,
+    mut chunks: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<DataFile> {
     // The first chunk decides the file's encodings (see `properties`).
-    let mut chunks = order.chunks(ROW_GROUP_ROWS);
     let head = match chunks.next() {
-        Some(c) => gather(&table, &parts, &offsets, c)?,
+        Some(c) => c?,
         // An empty table: one empty file keeps its schema readable.
         None => RecordBatch::new_empty(schema.clone()),
     };
     let props = properties(&head);
-    let chunks =
-        std::iter::once(Ok(head)).chain(chunks.map(|c| gather(&table, &parts, &offsets, c)));
+    let mut rows = 0u64;
+    let chunks = std::iter::once(Ok(head)).chain(chunks).inspect(|c| {
+        if let Ok(c) = c {
+            rows += c.num_rows() as u64;
+        }
+    });
     let (size, sha256) =
         write_parquet_chunks(&table_dir.join(&rel), schema.clone(), props, chunks)?;
     Ok(DataFile {
         path: rel,
         size,
-        rows: order.len() as u64,
+        rows,
         sha256,
         modified_ms: chrono::Utc::now().timestamp_millis(),
     })
@@ -743,7 +779,7 @@ mod tests {
         // The row counts only order the work (largest first); files come in month order.
         for rows in [[2, 1, 1], [1, 1, 2], [0, 5, 0]] {
             let files = write_months(&table, "m.parquet", &["k".into()], &yms, &rows, |k| {
-                Ok(months[k].clone())
+                Ok(MonthRows::Batch(months[k].clone()))
             })
             .unwrap();
             let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
@@ -767,11 +803,47 @@ mod tests {
             if k == 1 {
                 Err(Error::format("fact_m", "no rows for February"))
             } else {
-                Ok(months[k].clone())
+                Ok(MonthRows::Batch(months[k].clone()))
             }
         })
         .unwrap_err();
         assert!(err.to_string().contains("no rows for February"), "{err}");
+    }
+
+    #[test]
+    fn a_month_built_in_order_is_written_as_its_chunks_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("fact_m");
+        let chunks = [
+            part(&[("a", JAN, 1), ("b", JAN, 2)]),
+            part(&[("c", JAN + 1, 1)]),
+        ];
+        let schema = chunks[0].schema();
+        let files = write_months(&table, "m.parquet", &["k".into()], &[202501], &[3], |_| {
+            Ok(MonthRows::Sorted {
+                schema: schema.clone(),
+                chunks: Box::new(chunks.clone().into_iter().map(Ok)),
+            })
+        })
+        .unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].rows, 3);
+        let got: Vec<String> = read(&table.join(&files[0].path))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        // Taken as they come: not sorted again.
+        assert_eq!(got, ["a", "b", "c"]);
+        // A month with no chunks is one empty, readable file.
+        let empty = write_months(&table, "e.parquet", &["k".into()], &[202502], &[0], |_| {
+            Ok(MonthRows::Sorted {
+                schema: schema.clone(),
+                chunks: Box::new(std::iter::empty()),
+            })
+        })
+        .unwrap();
+        assert_eq!(empty[0].rows, 0);
+        assert!(read(&table.join(&empty[0].path)).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::ids::StrCodes;
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
+use crate::write::{MonthRows, ROW_GROUP_ROWS};
 use arrow::array::{
     Array, Int64Array, NullBufferBuilder, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -253,6 +254,9 @@ struct Resolving<'s> {
     /// Each row's label code in source order, when asked for (see [`SessionColumns`]).
     in_order: Option<Vec<u32>>,
     orphaned: u64,
+    /// Added to an id's offset in its column to give its place in the fact's id column
+    /// of its source (non-zero for a batch of a streamed source, whose ids are copied).
+    id_shift: i64,
 }
 
 impl<'s> Resolving<'s> {
@@ -263,6 +267,7 @@ impl<'s> Resolving<'s> {
             labels: LabelCodes::default(),
             in_order: label_order.then(|| Vec::with_capacity(n)),
             orphaned: 0,
+            id_shift: 0,
         }
     }
 
@@ -287,7 +292,7 @@ impl<'s> Resolving<'s> {
             customer,
             x,
             y,
-            id_start: offsets[i] as u32,
+            id_start: (i64::from(offsets[i]) + self.id_shift) as u32,
             packed: label | id_len << CODE_BITS,
         });
         self.months.push(date_key_of_micros(ts) / 100);
@@ -335,12 +340,137 @@ fn resolve_parts<'s>(
 ) -> Vec<(Part, Vec<Label<'s>>)> {
     row_ranges(n)
         .into_par_iter()
-        .map(|rows| {
-            let mut out = Resolving::with_capacity(rows.len(), label_order);
-            resolve(rows, &mut out);
-            out.finish()
-        })
+        .map(|rows| resolve_part(rows, label_order, 0, &resolve))
         .collect()
+}
+
+/// Resolves one part: rows `rows` of a source whose ids are shifted by `id_shift`.
+fn resolve_part<'s>(
+    rows: std::ops::Range<usize>,
+    label_order: bool,
+    id_shift: i64,
+    resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>),
+) -> (Part, Vec<Label<'s>>) {
+    let mut out = Resolving::with_capacity(rows.len(), label_order);
+    out.id_shift = id_shift;
+    resolve(rows, &mut out);
+    out.finish()
+}
+
+/// The cart events' columns the fact reads.
+struct CartCols<'s> {
+    id: &'s StringArray,
+    session: &'s StringArray,
+    customer: &'s StringArray,
+    ts: &'s TimestampMicrosecondArray,
+    kind: &'s StringArray,
+    product: &'s StringArray,
+    quantity: &'s Int64Array,
+}
+
+impl<'s> CartCols<'s> {
+    fn of(batch: &'s RecordBatch) -> Result<Self> {
+        let c = Cols::of_batch("cart_events", batch);
+        Ok(CartCols {
+            id: c.str("event_id")?,
+            session: c.str("session_id")?,
+            customer: c.str("customer_id")?,
+            ts: c.ts("event_ts")?,
+            kind: c.str("event_type")?,
+            product: c.str("product_id")?,
+            quantity: c.int("quantity")?,
+        })
+    }
+}
+
+/// What cart events are resolved with: the dimensions, and the web sessions' index,
+/// columns and labels (whose device and traffic source a cart event takes).
+struct CartContext<'w> {
+    resolver: &'w Resolver,
+    index: IdIndex<'w>,
+    sessions: &'w SessionColumns,
+    web_labels: &'w [LabelText],
+}
+
+impl<'w> CartContext<'w> {
+    /// Resolves cart events `rows` of `c` into `out`.
+    fn resolve<'s>(&self, c: &CartCols<'s>, rows: std::ops::Range<usize>, out: &mut Resolving<'s>)
+    where
+        'w: 's,
+    {
+        let (r, s) = (self.resolver, self.sessions);
+        let mut customers = r.customers.cursor();
+        let mut sessions = self.index.cursor();
+        for i in rows {
+            let t = c.ts.value(i);
+            let si = sessions.get(c.session.value(i));
+            let web = si.map(|si| &self.web_labels[s.labels[si] as usize]);
+            // An anonymous cart event belongs to its session's customer, when there
+            // is one.
+            let cust_id =
+                opt_str(c.customer, i).or_else(|| si.and_then(|si| opt_str(&s.customer, si)));
+            let (ck, orph1) = customers.resolve(cust_id, t);
+            let ((pk, _), orph2) = r.product(opt_str(c.product, i));
+            let label = Label {
+                source: Source::Cart,
+                event: c.kind.value(i),
+                device: web.and_then(|l| l.device.as_deref()),
+                traffic: web.and_then(|l| l.traffic.as_deref()),
+                x_null: c.quantity.is_null(i),
+                y_null: false,
+            };
+            let orphaned = orph1 || orph2 || si.is_none();
+            out.push((c.id, i), t, ck, (c.quantity.value(i), pk), label, orphaned);
+        }
+    }
+}
+
+/// A source's id column copied together from the id columns of its batches.
+#[derive(Default)]
+struct IdColumn {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+}
+
+impl IdColumn {
+    /// Appends the ids of `ids`; returns the shift of their offsets (see
+    /// [`Resolving::id_shift`]).
+    fn append(&mut self, ids: &StringArray) -> Result<i64> {
+        let offsets = ids.value_offsets();
+        let (first, last) = (offsets[0], offsets[ids.len()]);
+        let at = self.data.len();
+        if at + (last - first) as usize > i32::MAX as usize {
+            return Err(Error::format(
+                "fact_interaction",
+                "the cart events' ids take more than 2 GiB; load the export in parts",
+            ));
+        }
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let shift = at as i64 - i64::from(first);
+        self.data
+            .extend_from_slice(&ids.values()[first as usize..last as usize]);
+        self.offsets
+            .extend(offsets[1..].iter().map(|&o| (i64::from(o) + shift) as i32));
+        Ok(shift)
+    }
+
+    fn finish(mut self) -> StringArray {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        // SAFETY: whole values of string arrays (valid UTF-8 each) are appended with
+        // their offsets shifted by where they land, so the offsets start at 0, never
+        // decrease, end at the data's length and fall between characters.
+        unsafe {
+            StringArray::new_unchecked(
+                OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)),
+                Buffer::from_vec(self.data),
+                None,
+            )
+        }
+    }
 }
 
 /// What cart events read through their session: the web sessions' id and customer
@@ -365,9 +495,10 @@ struct SessionColumns {
 /// events are added, their customer ids and label codes), and the caller frees the
 /// rest before it reads the next source.
 ///
-/// [`InteractionFact::build_month`] gathers one month's rows from the parts, sorts
-/// them by (date_key, customer_key) and makes the month's columns, so a month can be
-/// written and dropped before the next is built. Sorting and reading compact rows that
+/// [`InteractionFact::month`] gathers one month's rows from the parts, sorts them by
+/// (date_key, customer_key) and makes the month's columns a row group at a time as
+/// they are written, so a month's columns are never in memory whole, and a month is
+/// dropped before the next is built. Sorting and reading compact rows that
 /// sit together, instead of reaching into a dozen source columns at random, is what
 /// keeps the build fast.
 ///
@@ -429,6 +560,11 @@ impl<'a> InteractionFact<'a> {
                 format!("{source:?} rows added when {:?} rows were due", self.next),
             ));
         }
+        self.count_rows(n)
+    }
+
+    /// Counts `n` more rows; checks that they fit.
+    fn count_rows(&mut self, n: usize) -> Result<()> {
         self.rows += n;
         if self.rows >= u32::MAX as usize {
             return Err(Error::format(
@@ -486,56 +622,102 @@ impl<'a> InteractionFact<'a> {
     /// Resolves the cart events, each with its session's customer (when the event has
     /// none), device and traffic source.
     pub fn add_cart_events(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
-        let c = Cols::new("cart_events", st);
-        let (id, sess, cust, ts, kind, prod, qty) = (
-            c.str("event_id")?,
-            c.str("session_id")?,
-            c.str("customer_id")?,
-            c.ts("event_ts")?,
-            c.str("event_type")?,
-            c.str("product_id")?,
-            c.int("quantity")?,
-        );
-        self.admit(Source::Cart, id.len())?;
-        let Some(s) = self.sessions.take() else {
-            return Err(Error::format(
-                "fact_interaction",
-                "cart events added before web sessions",
-            ));
-        };
-        let session_idx = IdIndex::new(&s.id);
-        // The sessions' labels, whose device and traffic source a cart event takes.
+        let c = CartCols::of(&st.batch)?;
+        self.admit(Source::Cart, c.id.len())?;
+        let s = self.take_sessions()?;
         let web_labels = self.labels.clone();
-        let parts = resolve_parts(id.len(), false, |rows, out| {
-            let mut customers = r.customers.cursor();
-            let mut sessions = session_idx.cursor();
-            for i in rows {
-                let t = ts.value(i);
-                let si = sessions.get(sess.value(i));
-                let web = si.map(|si| &web_labels[s.labels[si] as usize]);
-                // An anonymous cart event belongs to its session's customer, when
-                // there is one.
-                let cust_id =
-                    opt_str(cust, i).or_else(|| si.and_then(|si| opt_str(&s.customer, si)));
-                let (ck, orph1) = customers.resolve(cust_id, t);
-                let ((pk, _), orph2) = r.product(opt_str(prod, i));
-                let label = Label {
-                    source: Source::Cart,
-                    event: kind.value(i),
-                    device: web.and_then(|l| l.device.as_deref()),
-                    traffic: web.and_then(|l| l.traffic.as_deref()),
-                    x_null: qty.is_null(i),
-                    y_null: false,
-                };
-                let orphaned = orph1 || orph2 || si.is_none();
-                out.push((id, i), t, ck, (qty.value(i), pk), label, orphaned);
-            }
-        });
-        drop(session_idx);
-        self.absorb(Source::Cart, id, parts);
-        drop(web_labels);
+        let cx = CartContext {
+            resolver: r,
+            index: IdIndex::new(&s.id),
+            sessions: &s,
+            web_labels: &web_labels,
+        };
+        let parts = resolve_parts(c.id.len(), false, |rows, out| cx.resolve(&c, rows, out));
+        drop(cx);
+        self.absorb(Source::Cart, c.id, parts);
         self.next = Some(Source::Email);
         Ok(())
+    }
+
+    /// Resolves cart events that `feed` hands over a few batches at a time (see
+    /// [`crate::entity::stream_entity`]), instead of staging them whole first: the ids
+    /// of each batch are copied into the fact's id column, and the rest is the
+    /// caller's to free. When `feed` stops early (returns `None`), the fact is left as
+    /// it was before, and the cart events can be added with
+    /// [`InteractionFact::add_cart_events`].
+    pub fn stream_cart_events<T>(
+        &mut self,
+        r: &Resolver,
+        feed: impl FnOnce(&mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send)) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        if self.next != Some(Source::Cart) {
+            return self.admit(Source::Cart, 0).map(|_| None);
+        }
+        let s = self.take_sessions()?;
+        let before = (
+            self.parts.len(),
+            self.months.clone(),
+            self.month_rows.clone(),
+            self.rows,
+            self.orphaned,
+            self.ts_range,
+        );
+        let web_labels = self.labels.clone();
+        let cx = CartContext {
+            resolver: r,
+            index: IdIndex::new(&s.id),
+            sessions: &s,
+            web_labels: &web_labels,
+        };
+        let mut ids = IdColumn::default();
+        let fed = feed(&mut |batches| {
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            self.count_rows(n)?;
+            let cols = batches
+                .iter()
+                .map(CartCols::of)
+                .collect::<Result<Vec<_>>>()?;
+            let mut shifted = Vec::new();
+            for c in &cols {
+                let shift = ids.append(c.id)?;
+                shifted.extend(
+                    row_ranges(c.id.len())
+                        .into_iter()
+                        .map(|rows| (c, rows, shift)),
+                );
+            }
+            let parts: Vec<(Part, Vec<Label>)> = shifted
+                .into_par_iter()
+                .map(|(c, rows, shift)| {
+                    resolve_part(rows, false, shift, |rows, out| cx.resolve(c, rows, out))
+                })
+                .collect();
+            self.absorb_parts(Source::Cart, parts);
+            Ok(())
+        });
+        drop(cx);
+        match fed {
+            Ok(Some(t)) => {
+                self.ids[Source::Cart as usize] = ids.finish();
+                self.next = Some(Source::Email);
+                Ok(Some(t))
+            }
+            stopped => {
+                let (parts, months, month_rows, rows, orphaned, ts_range) = before;
+                self.parts.truncate(parts);
+                (self.months, self.month_rows) = (months, month_rows);
+                (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
+                self.sessions = Some(s);
+                stopped
+            }
+        }
+    }
+
+    /// Takes the web sessions' columns that cart events read.
+    fn take_sessions(&mut self) -> Result<SessionColumns> {
+        self.sessions.take().ok_or_else(|| {
+            Error::format("fact_interaction", "cart events added before web sessions")
+        })
     }
 
     /// Resolves the email events.
@@ -582,6 +764,12 @@ impl<'a> InteractionFact<'a> {
         parts: Vec<(Part, Vec<Label>)>,
     ) -> Vec<u32> {
         self.ids[source as usize] = ids.clone();
+        self.absorb_parts(source, parts)
+    }
+
+    /// Takes a source's resolved parts (see [`InteractionFact::absorb`]), without its
+    /// id column.
+    fn absorb_parts(&mut self, source: Source, parts: Vec<(Part, Vec<Label>)>) -> Vec<u32> {
         let mut month_rows: std::collections::BTreeMap<i32, usize> = self
             .months
             .iter()
@@ -644,38 +832,66 @@ impl<'a> InteractionFact<'a> {
     }
 
     /// The rows of `months()[k]`, sorted by (date_key, customer_key) when the table is.
+    pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
+        if self.presorted {
+            return self.columns(&self.sorted_month(k));
+        }
+        let ym = self.months[k];
+        let mut rows = Vec::with_capacity(self.month_rows[k]);
+        for part in &self.parts {
+            rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
+        }
+        self.columns(&rows)
+    }
+
+    /// Month `k` (an index of [`InteractionFact::months`]) for the writer. Built in the
+    /// table's sort order, its columns are made a row group at a time as they are
+    /// written, from its sorted rows (48 bytes a row); otherwise it is built whole
+    /// ([`InteractionFact::build_month`]) and sorted as it is written.
+    pub fn month(&self, k: usize) -> Result<MonthRows<'_>> {
+        if !self.presorted {
+            return self.build_month(k).map(MonthRows::Batch);
+        }
+        let rows = self.sorted_month(k);
+        let n = rows.len();
+        let chunks = (0..n)
+            .step_by(ROW_GROUP_ROWS)
+            .map(move |s| self.columns(&rows[s..(s + ROW_GROUP_ROWS).min(n)]));
+        Ok(MonthRows::Sorted {
+            schema: self.def.arrow_schema(),
+            chunks: Box::new(chunks),
+        })
+    }
+
+    /// A part's row as a month is built: with its load-wide label code, date key and id
+    /// length.
+    fn relabel(&self, part: &Part, r: &Kept) -> Row {
+        let label = part.labels[r.label()];
+        let mut id_len = r.packed >> CODE_BITS;
+        if id_len == LONG_ID {
+            let source = self.labels[label as usize].source;
+            id_len = long_id_len(&self.ids[source as usize], r.id_start);
+        }
+        Row {
+            ts: r.ts,
+            customer: r.customer,
+            x: r.x,
+            y: r.y,
+            date_key: date_key_of_micros(r.ts),
+            label,
+            id_start: r.id_start,
+            id_len,
+        }
+    }
+
+    /// Month `k`'s rows in the order (date_key, customer_key).
     ///
     /// The rows are placed day by day as they are gathered from the parts (a counting
     /// sort on the day of the month, which keeps the parts' order), and each day is then
     /// ordered by customer key on its own: a day's rows fit in the cache, so sorting
     /// them and gathering them in order stays there.
-    pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
+    fn sorted_month(&self, k: usize) -> Vec<Row> {
         let ym = self.months[k];
-        let relabel = |part: &Part, r: &Kept| {
-            let label = part.labels[r.label()];
-            let mut id_len = r.packed >> CODE_BITS;
-            if id_len == LONG_ID {
-                let source = self.labels[label as usize].source;
-                id_len = long_id_len(&self.ids[source as usize], r.id_start);
-            }
-            Row {
-                ts: r.ts,
-                customer: r.customer,
-                x: r.x,
-                y: r.y,
-                date_key: date_key_of_micros(r.ts),
-                label,
-                id_start: r.id_start,
-                id_len,
-            }
-        };
-        if !self.presorted {
-            let mut rows = Vec::with_capacity(self.month_rows[k]);
-            for part in &self.parts {
-                rows.extend(part.month(ym).iter().map(|r| relabel(part, r)));
-            }
-            return self.columns(&rows);
-        }
         let mut starts = [0usize; 33];
         for part in &self.parts {
             for r in part.month(ym) {
@@ -690,7 +906,7 @@ impl<'a> InteractionFact<'a> {
         let mut next = starts;
         for part in &self.parts {
             for r in part.month(ym) {
-                let row = relabel(part, r);
+                let row = self.relabel(part, r);
                 let slot = &mut next[(row.date_key % 100) as usize];
                 by_day[*slot] = row;
                 *slot += 1;
@@ -700,7 +916,7 @@ impl<'a> InteractionFact<'a> {
         for d in 0..32 {
             sort_by_customer(&by_day[starts[d]..starts[d + 1]], &mut rows);
         }
-        self.columns(&rows)
+        rows
     }
 
     /// Every month's rows (for a load that merges them with the live table), or one

@@ -25,8 +25,8 @@ pub use interactions::InteractionFact;
 
 use crate::entity::StagedEntity;
 use arrow::array::{
-    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType};
 use crmcube_model::{Error, Result};
@@ -34,18 +34,22 @@ use crmcube_model::{Error, Result};
 /// Typed access to a staged entity's columns by contract name.
 pub struct Cols<'a> {
     entity: &'a str,
-    staged: &'a StagedEntity,
+    batch: &'a RecordBatch,
 }
 
 impl<'a> Cols<'a> {
     /// Column access to `staged`, naming `entity` in errors.
     pub fn new(entity: &'a str, staged: &'a StagedEntity) -> Self {
-        Cols { entity, staged }
+        Self::of_batch(entity, &staged.batch)
+    }
+
+    /// Column access to a batch of `entity`'s staged rows.
+    pub fn of_batch(entity: &'a str, batch: &'a RecordBatch) -> Self {
+        Cols { entity, batch }
     }
 
     fn col(&self, name: &str) -> Result<&'a dyn Array> {
-        self.staged
-            .batch
+        self.batch
             .column_by_name(name)
             .map(|a| a.as_ref())
             .ok_or_else(|| Error::Schema {

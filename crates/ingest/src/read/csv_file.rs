@@ -5,10 +5,9 @@
 //! quoted field may span lines. Each chunk is parsed and checked on its own thread; line
 //! numbers stay exact.
 
-use super::{map_columns, reject_row, FileFormat, FileStage};
+use super::{map_columns, reject_row, FileFormat, FileStage, Piece};
 use crate::quarantine::QuarantineRow;
 use crate::stage::{Cell, FieldBlock, Rejection, RowStager};
-use arrow::record_batch::RecordBatch;
 use crmcube_model::{EntitySpec, Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
@@ -42,6 +41,57 @@ pub(super) fn read(
     spec: &EntitySpec,
     opts: &CsvOptions,
 ) -> Result<FileStage> {
+    let mut columns = super::ColumnsBuilder::new(&spec.arrow_schema());
+    let mut lines = Vec::new();
+    let mut rejects = Vec::new();
+    let mut read = 0;
+    // Room for every row is made once the first wave shows the bytes per row.
+    let mut reserved = false;
+    let ignored_columns = read_waves(path, entity, spec, opts, &mut |wave, row_bound| {
+        for out in wave {
+            read += out.read;
+            columns
+                .push(&out.batch)
+                .map_err(|e| Error::format(path.display(), e))?;
+            if lines.is_empty() {
+                lines.reserve_exact(row_bound);
+            }
+            lines.extend(out.lines);
+            rejects.extend(out.rejects);
+        }
+        if !reserved {
+            columns.reserve_for(row_bound);
+            reserved = true;
+        }
+        Ok(true)
+    })?
+    .unwrap_or_default();
+    let batch = columns
+        .finish()
+        .map_err(|e| Error::format(path.display(), e))?;
+    Ok(FileStage {
+        path: path.to_path_buf(),
+        format: FileFormat::Csv,
+        read,
+        batch,
+        lines,
+        rejects,
+        ignored_columns,
+    })
+}
+
+/// Parses a CSV file a wave of chunks at a time and hands each wave, in file order, to
+/// `sink` with a bound on the file's rows, while the next wave is parsed: at most two
+/// waves of parsed chunks are ever in memory, and the sink (often one thread) overlaps
+/// the parsing (all of them). Returns the file's columns that the contract does not
+/// know, or `None` when the sink asked to stop (by returning `false`).
+pub(super) fn read_waves(
+    path: &Path,
+    entity: &str,
+    spec: &EntitySpec,
+    opts: &CsvOptions,
+    sink: &mut (dyn FnMut(Vec<Piece>, usize) -> Result<bool> + Send),
+) -> Result<Option<Vec<String>>> {
     let expected = if opts.has_header {
         format!("a header line naming the columns, then a row per {entity}")
     } else {
@@ -65,34 +115,13 @@ pub(super) fn read(
         header_lines + 1,
         CHUNK_BYTES,
     );
-    // Chunks are parsed a wave at a time and each wave is copied into the entity's
-    // columns while the next is parsed, so at most two waves of parsed chunks are ever
-    // in memory and the copy (one thread) overlaps the parsing (all of them).
     let wave = 2 * rayon::current_num_threads().max(1);
     let row_bound: usize = chunks.iter().map(|c| c.lines as usize).sum();
-    let mut columns = super::ColumnsBuilder::new(&spec.arrow_schema());
-    let mut lines = Vec::with_capacity(row_bound);
-    let mut rejects = Vec::new();
-    let mut read = 0;
-    // Room for every row is made once the first wave shows the bytes per row.
-    let mut reserved = false;
-    let mut absorb = |results: Vec<Result<ChunkOut>>| -> Result<()> {
-        for r in results {
-            let out = r?;
-            read += out.read;
-            columns
-                .push(&out.batch)
-                .map_err(|e| Error::format(path.display(), e))?;
-            lines.extend(out.lines);
-            rejects.extend(out.rejects);
-        }
-        if !reserved {
-            columns.reserve_for(row_bound);
-            reserved = true;
-        }
-        Ok(())
+    let mut absorb = |results: Vec<Result<Piece>>| -> Result<bool> {
+        let wave = results.into_iter().collect::<Result<Vec<Piece>>>()?;
+        sink(wave, row_bound)
     };
-    let parse = |group: &[Chunk]| -> Vec<Result<ChunkOut>> {
+    let parse = |group: &[Chunk]| -> Vec<Result<Piece>> {
         group
             .par_iter()
             .map(|c| {
@@ -110,30 +139,23 @@ pub(super) fn read(
             })
             .collect()
     };
-    let mut parsed: Option<Vec<Result<ChunkOut>>> = None;
+    let mut parsed: Option<Vec<Result<Piece>>> = None;
     for group in chunks.chunks(wave) {
-        let (results, copied) = rayon::join(
+        let (results, go_on) = rayon::join(
             || parse(group),
-            || parsed.take().map_or(Ok(()), &mut absorb),
+            || parsed.take().map_or(Ok(true), &mut absorb),
         );
-        copied?;
+        if !go_on? {
+            return Ok(None);
+        }
         parsed = Some(results);
     }
     if let Some(last) = parsed {
-        absorb(last)?;
+        if !absorb(last)? {
+            return Ok(None);
+        }
     }
-    let batch = columns
-        .finish()
-        .map_err(|e| Error::format(path.display(), e))?;
-    Ok(FileStage {
-        path: path.to_path_buf(),
-        format: FileFormat::Csv,
-        read,
-        batch,
-        lines,
-        rejects,
-        ignored_columns,
-    })
+    Ok(Some(ignored_columns))
 }
 
 fn builder(opts: &CsvOptions) -> csv::ReaderBuilder {
@@ -271,13 +293,6 @@ fn split_quoted(data: &[u8], quote: u8, first_line: u64, chunk_bytes: usize) -> 
     chunks
 }
 
-struct ChunkOut {
-    read: u64,
-    batch: RecordBatch,
-    lines: Vec<u64>,
-    rejects: Vec<QuarantineRow>,
-}
-
 /// What a chunk's records are checked against, and where refused rows go.
 struct ChunkCtx<'a> {
     path: &'a Path,
@@ -301,7 +316,7 @@ fn parse_chunk(
     opts: &CsvOptions,
     mapping: &[Option<usize>],
     field_count: usize,
-) -> Result<ChunkOut> {
+) -> Result<Piece> {
     // Sized so that no column grows while the chunk is parsed: a chunk's records are
     // about its line count, and no text column can hold more bytes than the chunk.
     let mut stager = RowStager::with_text_capacity(spec, records + 1, bytes.len());
@@ -331,7 +346,7 @@ fn parse_chunk(
         parse_csv(bytes, first_line, opts, &ctx, &mut stager, &mut rejects)
     };
     let (batch, lines) = stager.finish()?;
-    Ok(ChunkOut {
+    Ok(Piece {
         read,
         batch,
         lines,
@@ -838,7 +853,12 @@ mod tests {
 
     /// A chunk parsed by one path: records read, the staged batch and its lines, and the
     /// refused rows as (line, column, value, reason, record).
-    type Parsed = (u64, RecordBatch, Vec<u64>, Vec<Refused>);
+    type Parsed = (
+        u64,
+        arrow::record_batch::RecordBatch,
+        Vec<u64>,
+        Vec<Refused>,
+    );
 
     /// A refused row: line, column, value, reason, record.
     type Refused = (u64, Option<String>, Option<String>, String, Option<String>);

@@ -59,6 +59,45 @@ pub struct FileStage {
     pub ignored_columns: Vec<String>,
 }
 
+/// Rows of one file read and checked together: a chunk of a CSV file, or a whole file
+/// of another format.
+pub struct Piece {
+    /// Rows read.
+    pub read: u64,
+    /// Accepted rows, typed as the contract says.
+    pub batch: RecordBatch,
+    /// Source line (row number for Parquet) of each accepted row.
+    pub lines: Vec<u64>,
+    /// Refused rows.
+    pub rejects: Vec<QuarantineRow>,
+}
+
+/// Reads one export file of `entity` and hands its rows to `sink` in file order, a few
+/// pieces at a time (a CSV file's chunks as they are parsed, other formats whole) with
+/// a bound on the file's rows. Returns the file's columns that the contract does not
+/// know, or `None` when the sink asked to stop (by returning `false`).
+pub fn stream_file(
+    path: &Path,
+    format: FileFormat,
+    entity: &str,
+    spec: &EntitySpec,
+    csv: &CsvOptions,
+    sink: &mut (dyn FnMut(Vec<Piece>, usize) -> Result<bool> + Send),
+) -> Result<Option<Vec<String>>> {
+    if format == FileFormat::Csv {
+        return csv_file::read_waves(path, entity, spec, csv, sink);
+    }
+    let fs = read_file(path, format, entity, spec, csv)?;
+    let rows = fs.batch.num_rows();
+    let piece = Piece {
+        read: fs.read,
+        batch: fs.batch,
+        lines: fs.lines,
+        rejects: fs.rejects,
+    };
+    Ok(sink(vec![piece], rows)?.then_some(fs.ignored_columns))
+}
+
 /// Reads one export file of `entity`.
 pub fn read_file(
     path: &Path,
