@@ -20,8 +20,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Rows per row group: small enough for useful min/max pruning, big enough to compress.
-
 /// What was written for one table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WrittenTable {
@@ -303,7 +301,7 @@ pub enum MonthRows<'a> {
     },
 }
 
-/// Rows of a row group.
+/// Rows per row group: small enough for useful min/max pruning, big enough to compress.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// `work(k)` for every `k` of `sizes`, in parallel; the results in the order of `k`.
