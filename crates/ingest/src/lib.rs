@@ -523,13 +523,8 @@ impl<'a> Load<'a> {
             fact.add_web_sessions(&sessions, &resolver)
         })?;
         sessions.drop_rows();
-        let carts = self.cart_events(&mut fact, &resolver)?;
-        let mut emails = self.stage("email_events")?;
-        self.enforce_foreign_keys("email_events", &mut emails)?;
-        self.conform("building fact_interaction from email_events", || {
-            fact.add_email_events(&emails, &resolver)
-        })?;
-        emails.drop_rows();
+        let carts = self.events("cart_events", &mut fact, &resolver)?;
+        let emails = self.events("email_events", &mut fact, &resolver)?;
         self.settle(
             &fact.orphaned(),
             Vec::new(),
@@ -681,16 +676,17 @@ impl<'a> Load<'a> {
         Ok(())
     }
 
-    /// Reads the cart events into `fact`. They are the largest export, and are resolved
-    /// as they are read, a few chunks at a time, when their ids ascend and no foreign
-    /// key of theirs can refuse a row (see [`entity::stream_entity`]); otherwise they
-    /// are staged whole first. Returns the entity without rows.
-    fn cart_events(
+    /// Reads cart or email events (`name`) into `fact`. Cart events are the largest
+    /// export. Events are resolved as they are read, a few chunks at a time, when their
+    /// ids ascend and no foreign key of theirs can refuse a row (see
+    /// [`entity::stream_entity`]); otherwise they are staged whole first. Returns the
+    /// entity without rows.
+    fn events(
         &mut self,
+        name: &str,
         fact: &mut conform::InteractionFact,
         resolver: &Resolver,
     ) -> Result<StagedEntity> {
-        let name = "cart_events";
         let spec = self.spec(name)?;
         let refusing = spec.foreign_keys.iter().any(|fk| {
             fk.on_orphan == crmcube_model::OnOrphan::Quarantine
@@ -700,18 +696,23 @@ impl<'a> Load<'a> {
         let files = self.files.entities.get(name).cloned().unwrap_or_default();
         if !refusing && !files.is_empty() {
             self.progress
-                .step("reading cart_events and building fact_interaction");
+                .step(&format!("reading {name} and building fact_interaction"));
             let t0 = Instant::now();
             let mut resolving = 0.0;
             let csv = &self.opts.csv;
-            let streamed = fact.stream_cart_events(resolver, |sink| {
+            let feed: conform::Feed<StagedEntity> = Box::new(|sink| {
                 entity::stream_entity(name, spec, &files, csv, &mut |batches| {
                     let t = Instant::now();
                     let done = sink(batches);
                     resolving += t.elapsed().as_secs_f64();
                     done
                 })
-            })?;
+            });
+            let streamed = if name == "cart_events" {
+                fact.stream_cart_events(resolver, feed)?
+            } else {
+                fact.stream_email_events(resolver, feed)?
+            };
             if let Some(st) = streamed {
                 // The reading time includes the resolving, which overlaps it.
                 let seconds = t0.elapsed().as_secs_f64();
@@ -721,15 +722,19 @@ impl<'a> Load<'a> {
                 return Ok(st);
             }
             self.progress
-                .step("cart_events ids do not ascend: staging them whole");
+                .step(&format!("{name} ids do not ascend: staging them whole"));
         }
-        let mut carts = self.stage(name)?;
-        self.enforce_foreign_keys(name, &mut carts)?;
-        self.conform("building fact_interaction from cart_events", || {
-            fact.add_cart_events(&carts, resolver)
+        let mut st = self.stage(name)?;
+        self.enforce_foreign_keys(name, &mut st)?;
+        self.conform(&format!("building fact_interaction from {name}"), || {
+            if name == "cart_events" {
+                fact.add_cart_events(&st, resolver)
+            } else {
+                fact.add_email_events(&st, resolver)
+            }
         })?;
-        carts.drop_rows();
-        Ok(carts)
+        st.drop_rows();
+        Ok(st)
     }
 
     /// Reads and checks every new file of an entity.
@@ -1430,6 +1435,9 @@ mod tests {
             assert!(steps.any("reading cart_events and building fact_interaction"));
             let staged = steps.any("cart_events ids do not ascend: staging them whole");
             assert_eq!(staged, !streamed, "{name}");
+            // The sample's email events are numbered in order: always streamed.
+            assert!(steps.any("reading email_events and building fact_interaction"));
+            assert!(!steps.any("email_events ids do not ascend: staging them whole"));
             r
         };
 

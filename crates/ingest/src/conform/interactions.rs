@@ -425,6 +425,75 @@ impl<'w> CartContext<'w> {
     }
 }
 
+/// The email events' columns the fact reads.
+struct EmailCols<'s> {
+    id: &'s StringArray,
+    customer: &'s StringArray,
+    campaign: &'s StringArray,
+    ts: &'s TimestampMicrosecondArray,
+    kind: &'s StringArray,
+}
+
+impl<'s> EmailCols<'s> {
+    fn of(batch: &'s RecordBatch) -> Result<Self> {
+        let c = Cols::of_batch("email_events", batch);
+        Ok(EmailCols {
+            id: c.str("event_id")?,
+            customer: c.str("customer_id")?,
+            campaign: c.str("campaign_id")?,
+            ts: c.ts("event_ts")?,
+            kind: c.str("event_type")?,
+        })
+    }
+}
+
+/// Resolves email events `rows` of `c` into `out`.
+fn resolve_emails<'s>(
+    r: &Resolver,
+    c: &EmailCols<'s>,
+    rows: std::ops::Range<usize>,
+    out: &mut Resolving<'s>,
+) {
+    let mut customers = r.customers.cursor();
+    for i in rows {
+        let t = c.ts.value(i);
+        let (ck, orph1) = customers.resolve(opt_str(c.customer, i), t);
+        let ((mk, _), orph2) = r.campaign(opt_str(c.campaign, i));
+        let label = Label {
+            source: Source::Email,
+            event: c.kind.value(i),
+            device: None,
+            traffic: None,
+            x_null: true,
+            y_null: false,
+        };
+        out.push((c.id, i), t, ck, (0, mk), label, orph1 || orph2);
+    }
+}
+
+/// Resolves rows `0..n` of a batch whose ids are shifted by `shift`, in parts of
+/// consecutive rows in parallel (see [`resolve_parts`]), with their labels as the table
+/// writes them.
+fn resolve_shifted<'s>(
+    n: usize,
+    shift: i64,
+    resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>) + Sync,
+) -> Vec<(Part, Vec<LabelText>)> {
+    row_ranges(n)
+        .into_par_iter()
+        .map(|rows| {
+            let (part, labels) = resolve_part(rows, false, shift, &resolve);
+            (part, labels.iter().map(LabelText::of).collect())
+        })
+        .collect()
+}
+
+/// What hands a streamed source to the fact: it calls the sink it is given with each
+/// few batches of the source's rows in order, and returns `None` if it stopped early.
+pub type Feed<'f, T> = Box<
+    dyn FnOnce(&mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send)) -> Result<Option<T>> + 'f,
+>;
+
 /// A source's id column copied together from the id columns of its batches.
 #[derive(Default)]
 struct IdColumn {
@@ -639,21 +708,66 @@ impl<'a> InteractionFact<'a> {
         Ok(())
     }
 
-    /// Resolves cart events that `feed` hands over a few batches at a time (see
-    /// [`crate::entity::stream_entity`]), instead of staging them whole first: the ids
-    /// of each batch are copied into the fact's id column, and the rest is the
-    /// caller's to free. When `feed` stops early (returns `None`), the fact is left as
-    /// it was before, and the cart events can be added with
+    /// Resolves cart events that `feed` hands over a few batches at a time, as
+    /// [`InteractionFact::stream`] says; the fact is left as it was when `feed` stops
+    /// early, and the cart events can then be added with
     /// [`InteractionFact::add_cart_events`].
-    pub fn stream_cart_events<T>(
-        &mut self,
-        r: &Resolver,
-        feed: impl FnOnce(&mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send)) -> Result<Option<T>>,
-    ) -> Result<Option<T>> {
+    pub fn stream_cart_events<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
         if self.next != Some(Source::Cart) {
             return self.admit(Source::Cart, 0).map(|_| None);
         }
         let s = self.take_sessions()?;
+        let web_labels = self.labels.clone();
+        let cx = CartContext {
+            resolver: r,
+            index: IdIndex::new(&s.id),
+            sessions: &s,
+            web_labels: &web_labels,
+        };
+        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+            let c = CartCols::of(batch)?;
+            Ok(resolve_shifted(c.id.len(), shift, |rows, out| {
+                cx.resolve(&c, rows, out)
+            }))
+        };
+        let fed = self.stream(Source::Cart, "cart_events", resolve, feed);
+        drop(cx);
+        if !matches!(fed, Ok(Some(_))) {
+            self.sessions = Some(s);
+        }
+        fed
+    }
+
+    /// Resolves email events that `feed` hands over a few batches at a time, as
+    /// [`InteractionFact::stream`] says; the fact is left as it was when `feed` stops
+    /// early, and the email events can then be added with
+    /// [`InteractionFact::add_email_events`].
+    pub fn stream_email_events<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
+        if self.next != Some(Source::Email) {
+            return self.admit(Source::Email, 0).map(|_| None);
+        }
+        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+            let c = EmailCols::of(batch)?;
+            Ok(resolve_shifted(c.id.len(), shift, |rows, out| {
+                resolve_emails(r, &c, rows, out)
+            }))
+        };
+        self.stream(Source::Email, "email_events", resolve, feed)
+    }
+
+    /// Resolves a source (`entity`, whose ids are its `event_id` column) as `feed` hands
+    /// it over a few batches at a time (see [`crate::entity::stream_entity`]), instead
+    /// of staging it whole first: the ids of each batch are copied into the fact's id
+    /// column, its rows resolved by `resolve` (given the batch and the shift of its ids;
+    /// see [`Resolving::id_shift`]), and the rest is the caller's to free. When `feed`
+    /// stops early (returns `None`) or fails, the fact is left as it was before.
+    fn stream<T>(
+        &mut self,
+        source: Source,
+        entity: &str,
+        resolve: impl Fn(&RecordBatch, i64) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
+        feed: Feed<T>,
+    ) -> Result<Option<T>> {
         let before = (
             self.parts.len(),
             self.months.clone(),
@@ -662,55 +776,36 @@ impl<'a> InteractionFact<'a> {
             self.orphaned,
             self.ts_range,
         );
-        let web_labels = self.labels.clone();
-        let cx = CartContext {
-            resolver: r,
-            index: IdIndex::new(&s.id),
-            sessions: &s,
-            web_labels: &web_labels,
-        };
         let mut ids = IdColumn::default();
         let fed = feed(&mut |batches| {
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             self.count_rows(n)?;
-            let cols = batches
-                .iter()
-                .map(CartCols::of)
-                .collect::<Result<Vec<_>>>()?;
-            let mut shifted = Vec::new();
-            for c in &cols {
-                let shift = ids.append(c.id)?;
-                shifted.extend(
-                    row_ranges(c.id.len())
-                        .into_iter()
-                        .map(|rows| (c, rows, shift)),
-                );
+            let mut shifts = Vec::with_capacity(batches.len());
+            for b in batches {
+                shifts.push(ids.append(Cols::of_batch(entity, b).str("event_id")?)?);
             }
-            let parts: Vec<(Part, Vec<Label>)> = shifted
-                .into_par_iter()
-                .map(|(c, rows, shift)| {
-                    resolve_part(rows, false, shift, |rows, out| cx.resolve(c, rows, out))
-                })
-                .collect();
-            self.absorb_parts(Source::Cart, parts);
+            let parts = batches
+                .par_iter()
+                .zip(shifts)
+                .map(|(b, shift)| resolve(b, shift))
+                .collect::<Result<Vec<_>>>()?;
+            self.absorb_parts(source, parts.into_iter().flatten().collect());
             Ok(())
         });
-        drop(cx);
-        match fed {
-            Ok(Some(t)) => {
-                self.ids[Source::Cart as usize] = ids.finish();
-                self.next = Some(Source::Email);
-                Ok(Some(t))
-            }
-            stopped => {
-                let (parts, months, month_rows, rows, orphaned, ts_range) = before;
-                self.parts.truncate(parts);
-                (self.months, self.month_rows) = (months, month_rows);
-                (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
-                self.sessions = Some(s);
-                stopped
-            }
+        if let Ok(Some(_)) = fed {
+            self.ids[source as usize] = ids.finish();
+            self.next = match source {
+                Source::Web => Some(Source::Cart),
+                Source::Cart => Some(Source::Email),
+                Source::Email => None,
+            };
+        } else {
+            let (parts, months, month_rows, rows, orphaned, ts_range) = before;
+            self.parts.truncate(parts);
+            (self.months, self.month_rows) = (months, month_rows);
+            (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
         }
+        fed
     }
 
     /// Takes the web sessions' columns that cart events read.
@@ -722,33 +817,12 @@ impl<'a> InteractionFact<'a> {
 
     /// Resolves the email events.
     pub fn add_email_events(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
-        let c = Cols::new("email_events", st);
-        let (id, cust, camp, ts, kind) = (
-            c.str("event_id")?,
-            c.str("customer_id")?,
-            c.str("campaign_id")?,
-            c.ts("event_ts")?,
-            c.str("event_type")?,
-        );
-        self.admit(Source::Email, id.len())?;
-        let parts = resolve_parts(id.len(), false, |rows, out| {
-            let mut customers = r.customers.cursor();
-            for i in rows {
-                let t = ts.value(i);
-                let (ck, orph1) = customers.resolve(opt_str(cust, i), t);
-                let ((mk, _), orph2) = r.campaign(opt_str(camp, i));
-                let label = Label {
-                    source: Source::Email,
-                    event: kind.value(i),
-                    device: None,
-                    traffic: None,
-                    x_null: true,
-                    y_null: false,
-                };
-                out.push((id, i), t, ck, (0, mk), label, orph1 || orph2);
-            }
+        let c = EmailCols::of(&st.batch)?;
+        self.admit(Source::Email, c.id.len())?;
+        let parts = resolve_parts(c.id.len(), false, |rows, out| {
+            resolve_emails(r, &c, rows, out)
         });
-        self.absorb(Source::Email, id, parts);
+        self.absorb(Source::Email, c.id, parts);
         self.next = None;
         Ok(())
     }
@@ -764,12 +838,16 @@ impl<'a> InteractionFact<'a> {
         parts: Vec<(Part, Vec<Label>)>,
     ) -> Vec<u32> {
         self.ids[source as usize] = ids.clone();
+        let parts = parts
+            .into_iter()
+            .map(|(part, labels)| (part, labels.iter().map(LabelText::of).collect()))
+            .collect();
         self.absorb_parts(source, parts)
     }
 
     /// Takes a source's resolved parts (see [`InteractionFact::absorb`]), without its
     /// id column.
-    fn absorb_parts(&mut self, source: Source, parts: Vec<(Part, Vec<Label>)>) -> Vec<u32> {
+    fn absorb_parts(&mut self, source: Source, parts: Vec<(Part, Vec<LabelText>)>) -> Vec<u32> {
         let mut month_rows: std::collections::BTreeMap<i32, usize> = self
             .months
             .iter()
@@ -779,9 +857,8 @@ impl<'a> InteractionFact<'a> {
         let mut in_order = Vec::new();
         for (mut part, part_labels) in parts {
             part.labels = part_labels
-                .iter()
-                .map(|l| {
-                    let text = LabelText::of(l);
+                .into_iter()
+                .map(|text| {
                     *self.codes.entry(text).or_insert_with_key(|text| {
                         self.labels.push(text.clone());
                         self.labels.len() as u32 - 1
@@ -912,11 +989,16 @@ impl<'a> InteractionFact<'a> {
                 *slot += 1;
             }
         }
-        let mut rows = Vec::with_capacity(n);
+        // Each day is sorted through a buffer of its size, so the month's rows are in
+        // memory once.
+        let mut sorted = Vec::new();
         for d in 0..32 {
-            sort_by_customer(&by_day[starts[d]..starts[d + 1]], &mut rows);
+            let day = &mut by_day[starts[d]..starts[d + 1]];
+            sorted.clear();
+            sort_by_customer(day, &mut sorted);
+            day.copy_from_slice(&sorted);
         }
-        rows
+        by_day
     }
 
     /// Every month's rows (for a load that merges them with the live table), or one

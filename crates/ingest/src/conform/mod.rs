@@ -21,7 +21,7 @@ pub use facts::{
     Resolver,
 };
 pub use ids::IdMap;
-pub use interactions::InteractionFact;
+pub use interactions::{Feed, InteractionFact};
 
 use crate::entity::StagedEntity;
 use arrow::array::{
