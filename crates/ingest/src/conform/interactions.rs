@@ -7,9 +7,7 @@ use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
 use crate::write::{MonthRows, ROW_GROUP_ROWS};
-use arrow::array::{
-    Array, Int64Array, NullBufferBuilder, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use crmcube_model::keys::{FastMap as HashMap, UNKNOWN_KEY};
 use crmcube_model::{Error, Result, TableDef};
@@ -1088,8 +1086,8 @@ impl<'a> InteractionFact<'a> {
             })
             .collect();
         let mut keys: [Vec<i64>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
-        let mut numbers: [(Vec<i64>, NullBufferBuilder); 3] =
-            std::array::from_fn(|_| (Vec::with_capacity(n), NullBufferBuilder::new(n)));
+        let mut numbers: [(Vec<i64>, Validity); 3] =
+            std::array::from_fn(|_| (Vec::with_capacity(n), Validity::new(n)));
         for r in rows {
             let (source, x_null, y_null, channel) = info[r.label as usize];
             let [date_key, ts, customer, channel_key, campaign, product] = &mut keys;
@@ -1116,7 +1114,7 @@ impl<'a> InteractionFact<'a> {
         }
         let [date_key, ts, customer, channel, campaign, product] = keys;
         let [pages, duration, quantity] =
-            numbers.map(|(values, mut valid)| -> arrow::array::ArrayRef {
+            numbers.map(|(values, valid)| -> arrow::array::ArrayRef {
                 Arc::new(Int64Array::new(ScalarBuffer::from(values), valid.finish()))
             });
         let mut t = TableAssembler::new("fact_interaction", self.def);
@@ -1154,6 +1152,52 @@ fn long_id_len(ids: &StringArray, start: u32) -> u32 {
     (offsets[row + 1] - offsets[row]) as u32
 }
 
+/// A validity bitmap appended to a bit at a time, without a branch per bit (a month's
+/// columns append one to five per row).
+struct Validity {
+    words: Vec<u64>,
+    /// The bits of the word being filled.
+    word: u64,
+    len: usize,
+    nulls: usize,
+}
+
+impl Validity {
+    fn new(n: usize) -> Self {
+        Validity {
+            words: Vec::with_capacity(n.div_ceil(64)),
+            word: 0,
+            len: 0,
+            nulls: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn append(&mut self, valid: bool) {
+        self.word |= u64::from(valid) << (self.len % 64);
+        self.nulls += usize::from(!valid);
+        self.len += 1;
+        if self.len % 64 == 0 {
+            self.words.push(self.word);
+            self.word = 0;
+        }
+    }
+
+    /// The nulls, or none when every value is valid.
+    fn finish(mut self) -> Option<arrow::buffer::NullBuffer> {
+        if self.nulls == 0 {
+            return None;
+        }
+        if self.len % 64 != 0 {
+            self.words.push(self.word);
+        }
+        // Bit i of the bitmap is bit i % 64 of word i / 64: Arrow's (least significant
+        // bit first) order on the little-endian machines Arrow runs on.
+        let bits = arrow::buffer::BooleanBuffer::new(Buffer::from_vec(self.words), 0, self.len);
+        Some(arrow::buffer::NullBuffer::new(bits))
+    }
+}
+
 /// A string column appended to in short pieces.
 ///
 /// A piece of at most [`Pieces::BLOCK`] bytes whose source has that many bytes from
@@ -1164,7 +1208,7 @@ struct Pieces {
     values: Vec<u8>,
     len: usize,
     offsets: Vec<i32>,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl Pieces {
@@ -1178,7 +1222,7 @@ impl Pieces {
             values: vec![0; bytes + Self::BLOCK],
             len: 0,
             offsets,
-            nulls: NullBufferBuilder::new(n),
+            nulls: Validity::new(n),
         }
     }
 
@@ -1241,6 +1285,22 @@ impl Pieces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validity_bits_match_arrows_null_buffer() {
+        for n in [0, 1, 63, 64, 65, 130, 1000] {
+            for pattern in [0u64, 1, 0x5a5a_5a5a, u64::MAX, 0x8000_0000_0000_0001] {
+                let valid = |i: usize| (pattern >> (i % 61)) & 1 == 1 || pattern == u64::MAX;
+                let mut ours = Validity::new(n);
+                let mut arrows = arrow::array::NullBufferBuilder::new(n);
+                for i in 0..n {
+                    ours.append(valid(i));
+                    arrows.append(valid(i));
+                }
+                assert_eq!(ours.finish(), arrows.finish(), "n {n}, pattern {pattern:x}");
+            }
+        }
+    }
 
     fn row(customer: i64, id_start: u32) -> Row {
         Row {
