@@ -1177,7 +1177,7 @@ impl Validity {
         self.word |= u64::from(valid) << (self.len % 64);
         self.nulls += usize::from(!valid);
         self.len += 1;
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.words.push(self.word);
             self.word = 0;
         }
@@ -1188,7 +1188,7 @@ impl Validity {
         if self.nulls == 0 {
             return None;
         }
-        if self.len % 64 != 0 {
+        if !self.len.is_multiple_of(64) {
             self.words.push(self.word);
         }
         // Bit i of the bitmap is bit i % 64 of word i / 64: Arrow's (least significant
