@@ -676,11 +676,11 @@ impl<'a> Load<'a> {
         Ok(())
     }
 
-    /// Reads cart or email events (`name`) into `fact`. Cart events are the largest
-    /// export. Events are resolved as they are read, a few chunks at a time, when their
-    /// ids ascend and no foreign key of theirs can refuse a row (see
-    /// [`entity::stream_entity`]); otherwise they are staged whole first. Returns the
-    /// entity without rows.
+    /// Reads cart or email events (`name`: `cart_events` or `email_events`) into
+    /// `fact`. Cart events are the largest export after web sessions. Events are
+    /// resolved as they are read, a few chunks at a time, when their ids ascend and no
+    /// foreign key of theirs can refuse a row (see [`entity::stream_entity`]);
+    /// otherwise they are staged whole first. Returns the entity without rows.
     fn events(
         &mut self,
         name: &str,

@@ -502,14 +502,14 @@ struct IdColumn {
 impl IdColumn {
     /// Appends the ids of `ids`; returns the shift of their offsets (see
     /// [`Resolving::id_shift`]).
-    fn append(&mut self, ids: &StringArray) -> Result<i64> {
+    fn append(&mut self, entity: &str, ids: &StringArray) -> Result<i64> {
         let offsets = ids.value_offsets();
         let (first, last) = (offsets[0], offsets[ids.len()]);
         let at = self.data.len();
         if at + (last - first) as usize > i32::MAX as usize {
             return Err(Error::format(
                 "fact_interaction",
-                "the cart events' ids take more than 2 GiB; load the export in parts",
+                format!("the ids of {entity} take more than 2 GiB; load the export in parts"),
             ));
         }
         if self.offsets.is_empty() {
@@ -780,7 +780,7 @@ impl<'a> InteractionFact<'a> {
             self.count_rows(n)?;
             let mut shifts = Vec::with_capacity(batches.len());
             for b in batches {
-                shifts.push(ids.append(Cols::of_batch(entity, b).str("event_id")?)?);
+                shifts.push(ids.append(entity, Cols::of_batch(entity, b).str("event_id")?)?);
             }
             let parts = batches
                 .par_iter()
