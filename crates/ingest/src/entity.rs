@@ -204,7 +204,8 @@ pub fn stage_entity(
 }
 
 /// Reads every file of an entity and hands its accepted rows to `sink` in file order,
-/// a few batches at a time (a CSV file's chunks as they are parsed), instead of
+/// a few batches at a time (a CSV file's chunks as they are parsed), with a bound on
+/// the rows the file still holds (to size what the sink keeps), instead of
 /// staging them all: the rows of an export larger than memory need never be in memory
 /// together. Returns the entity without rows: what was read, and the refused rows.
 ///
@@ -221,7 +222,7 @@ pub fn stream_entity(
     spec: &EntitySpec,
     files: &[(PathBuf, FileFormat)],
     csv: &CsvOptions,
-    sink: &mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send),
+    sink: &mut (dyn FnMut(&[RecordBatch], usize) -> Result<()> + Send),
 ) -> Result<Option<StagedEntity>> {
     let mut staged = StagedEntity::empty(spec);
     let key: Vec<usize> = spec
@@ -232,7 +233,9 @@ pub fn stream_entity(
     // The key of the last row handed over (one-row slices).
     let mut last: Option<Vec<arrow::array::ArrayRef>> = None;
     for (path, fmt) in files {
-        let ignored = stream_file(path, *fmt, entity, spec, csv, &mut |wave, _| {
+        // Rows of this file handed over so far, against the bound the reader gives.
+        let mut handed = 0;
+        let ignored = stream_file(path, *fmt, entity, spec, csv, &mut |wave, bound| {
             let batches: Vec<RecordBatch> = wave
                 .iter()
                 .map(|p| p.batch.clone())
@@ -249,7 +252,8 @@ pub fn stream_entity(
                 staged.read += p.read;
                 staged.rejects.extend(p.rejects);
             }
-            sink(&batches)?;
+            handed += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            sink(&batches, bound.saturating_sub(handed))?;
             Ok(true)
         })?;
         let Some(ignored) = ignored else {

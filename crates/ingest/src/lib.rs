@@ -516,13 +516,7 @@ impl<'a> Load<'a> {
         // its id column freed before the next is read.
         let mut fact =
             conform::InteractionFact::new(schema.require("fact_interaction")?, &resolver);
-        let mut sessions = self.stage("web_sessions")?;
-        self.enforce_foreign_keys("web_sessions", &mut sessions)?;
-        self.remember_keys("web_sessions", &sessions);
-        self.conform("building fact_interaction from web_sessions", || {
-            fact.add_web_sessions(&sessions, &resolver)
-        })?;
-        sessions.drop_rows();
+        let sessions = self.events("web_sessions", &mut fact, &resolver)?;
         let carts = self.events("cart_events", &mut fact, &resolver)?;
         let emails = self.events("email_events", &mut fact, &resolver)?;
         self.settle(
@@ -676,11 +670,12 @@ impl<'a> Load<'a> {
         Ok(())
     }
 
-    /// Reads cart or email events (`name`: `cart_events` or `email_events`) into
-    /// `fact`. Cart events are the largest export after web sessions. Events are
-    /// resolved as they are read, a few chunks at a time, when their ids ascend and no
-    /// foreign key of theirs can refuse a row (see [`entity::stream_entity`]);
-    /// otherwise they are staged whole first. Returns the entity without rows.
+    /// Reads web sessions, cart events or email events (`name`: `web_sessions`,
+    /// `cart_events` or `email_events`) into `fact`. The first two are the largest
+    /// exports. They are resolved as they are read, a few chunks at a time, when their
+    /// ids ascend, no foreign key of theirs can refuse a row, and no other entity's can
+    /// refuse rows by their keys (see [`entity::stream_entity`]); otherwise they are
+    /// staged whole first. Returns the entity without rows.
     fn events(
         &mut self,
         name: &str,
@@ -693,25 +688,31 @@ impl<'a> Load<'a> {
                 && !crmcube_model::LINE_ITEMS.contains(&(name, fk.column.as_str()))
                 && self.fk_keys.contains_key(&fk.references)
         });
+        // Keys another entity's rows are checked against need the staged rows.
+        let referred = self.opts.contract.entities.iter().any(|(_, e)| {
+            e.foreign_keys.iter().any(|fk| {
+                fk.on_orphan == crmcube_model::OnOrphan::Quarantine && fk.target_entity() == name
+            })
+        });
         let files = self.files.entities.get(name).cloned().unwrap_or_default();
-        if !refusing && !files.is_empty() {
+        if !refusing && !referred && !files.is_empty() {
             self.progress
                 .step(&format!("reading {name} and building fact_interaction"));
             let t0 = Instant::now();
             let mut resolving = 0.0;
             let csv = &self.opts.csv;
             let feed: conform::Feed<StagedEntity> = Box::new(|sink| {
-                entity::stream_entity(name, spec, &files, csv, &mut |batches| {
+                entity::stream_entity(name, spec, &files, csv, &mut |batches, more| {
                     let t = Instant::now();
-                    let done = sink(batches);
+                    let done = sink(batches, more);
                     resolving += t.elapsed().as_secs_f64();
                     done
                 })
             });
-            let streamed = if name == "cart_events" {
-                fact.stream_cart_events(resolver, feed)?
-            } else {
-                fact.stream_email_events(resolver, feed)?
+            let streamed = match name {
+                "web_sessions" => fact.stream_web_sessions(resolver, feed)?,
+                "cart_events" => fact.stream_cart_events(resolver, feed)?,
+                _ => fact.stream_email_events(resolver, feed)?,
             };
             if let Some(st) = streamed {
                 // The reading time includes the resolving, which overlaps it.
@@ -726,13 +727,15 @@ impl<'a> Load<'a> {
         }
         let mut st = self.stage(name)?;
         self.enforce_foreign_keys(name, &mut st)?;
-        self.conform(&format!("building fact_interaction from {name}"), || {
-            if name == "cart_events" {
-                fact.add_cart_events(&st, resolver)
-            } else {
-                fact.add_email_events(&st, resolver)
-            }
-        })?;
+        self.remember_keys(name, &st);
+        self.conform(
+            &format!("building fact_interaction from {name}"),
+            || match name {
+                "web_sessions" => fact.add_web_sessions(&st, resolver),
+                "cart_events" => fact.add_cart_events(&st, resolver),
+                _ => fact.add_email_events(&st, resolver),
+            },
+        )?;
         st.drop_rows();
         Ok(st)
     }
@@ -1393,7 +1396,7 @@ mod tests {
     }
 
     #[test]
-    fn cart_events_streamed_or_staged_load_alike() {
+    fn events_streamed_or_staged_load_alike() {
         let dir = tempfile::tempdir().unwrap();
         let whole = dir.path().join("whole");
         load(&sample(), &whole);
@@ -1435,9 +1438,12 @@ mod tests {
             assert!(steps.any("reading cart_events and building fact_interaction"));
             let staged = steps.any("cart_events ids do not ascend: staging them whole");
             assert_eq!(staged, !streamed, "{name}");
-            // The sample's email events are numbered in order: always streamed.
-            assert!(steps.any("reading email_events and building fact_interaction"));
-            assert!(!steps.any("email_events ids do not ascend: staging them whole"));
+            // The sample's web sessions and email events are numbered in order.
+            for entity in ["web_sessions", "email_events"] {
+                let staged = format!("{entity} ids do not ascend: staging them whole");
+                let web_staged = name == "wh_web_staged" && entity == "web_sessions";
+                assert_eq!(steps.any(&staged), web_staged, "{name} {entity}");
+            }
             r
         };
 
@@ -1467,6 +1473,28 @@ mod tests {
         let r = load(&src, "wh_repeated", false);
         assert_eq!(cart(&r), (n + 1, n, 1));
         let got = interaction_files(&dir.path().join("wh_repeated"));
+        assert_eq!(rows(&got), rows(&expected));
+
+        // Web sessions whose second file's ids come first: staged whole, and the cart
+        // events still find their sessions (same rows, same customers).
+        let src = dir.path().join("web_staged");
+        copy_sample(&src);
+        let text = std::fs::read_to_string(sample().join("web_sessions.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (head, body) = (lines[0], &lines[1..]);
+        let half = body.len() / 2;
+        std::fs::remove_file(src.join("web_sessions.csv")).unwrap();
+        std::fs::create_dir_all(src.join("web_sessions")).unwrap();
+        for (i, rows) in [&body[half..], &body[..half]].iter().enumerate() {
+            let mut s = format!("{head}\n");
+            for l in rows.iter() {
+                s.push_str(l);
+                s.push('\n');
+            }
+            std::fs::write(src.join(format!("web_sessions/part{i}.csv")), s).unwrap();
+        }
+        load(&src, "wh_web_staged", true);
+        let got = interaction_files(&dir.path().join("wh_web_staged"));
         assert_eq!(rows(&got), rows(&expected));
     }
 

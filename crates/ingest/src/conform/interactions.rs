@@ -355,6 +355,56 @@ fn resolve_part<'s>(
     out.finish()
 }
 
+/// The web sessions' columns the fact reads.
+struct WebCols<'s> {
+    id: &'s StringArray,
+    customer: &'s StringArray,
+    ts: &'s TimestampMicrosecondArray,
+    device: &'s StringArray,
+    traffic: &'s StringArray,
+    pages: &'s Int64Array,
+    duration: &'s Int64Array,
+}
+
+impl<'s> WebCols<'s> {
+    fn of(batch: &'s RecordBatch) -> Result<Self> {
+        let c = Cols::of_batch("web_sessions", batch);
+        Ok(WebCols {
+            id: c.str("session_id")?,
+            customer: c.str("customer_id")?,
+            ts: c.ts("started_at")?,
+            device: c.str("device")?,
+            traffic: c.str("traffic_source")?,
+            pages: c.int("pages_viewed")?,
+            duration: c.int("duration_s")?,
+        })
+    }
+}
+
+/// Resolves web sessions `rows` of `c` into `out`.
+fn resolve_web<'s>(
+    r: &Resolver,
+    c: &WebCols<'s>,
+    rows: std::ops::Range<usize>,
+    out: &mut Resolving<'s>,
+) {
+    let mut customers = r.customers.cursor();
+    for i in rows {
+        let t = c.ts.value(i);
+        let (ck, orphaned) = customers.resolve(opt_str(c.customer, i), t);
+        let label = Label {
+            source: Source::Web,
+            event: "",
+            device: opt_str(c.device, i),
+            traffic: opt_str(c.traffic, i),
+            x_null: c.pages.is_null(i),
+            y_null: c.duration.is_null(i),
+        };
+        let xy = (c.pages.value(i), c.duration.value(i));
+        out.push((c.id, i), t, ck, xy, label, orphaned);
+    }
+}
+
 /// The cart events' columns the fact reads.
 struct CartCols<'s> {
     id: &'s StringArray,
@@ -474,13 +524,14 @@ fn resolve_emails<'s>(
 /// writes them.
 fn resolve_shifted<'s>(
     n: usize,
+    label_order: bool,
     shift: i64,
     resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>) + Sync,
 ) -> Vec<(Part, Vec<LabelText>)> {
     row_ranges(n)
         .into_par_iter()
         .map(|rows| {
-            let (part, labels) = resolve_part(rows, false, shift, &resolve);
+            let (part, labels) = resolve_part(rows, label_order, shift, &resolve);
             (part, labels.iter().map(LabelText::of).collect())
         })
         .collect()
@@ -488,18 +539,45 @@ fn resolve_shifted<'s>(
 
 /// What hands a streamed source to the fact: it calls the sink it is given with each
 /// few batches of the source's rows in order, and returns `None` if it stopped early.
+/// Each call also says how many more rows may follow in the current file (a bound).
 pub type Feed<'f, T> = Box<
-    dyn FnOnce(&mut (dyn FnMut(&[RecordBatch]) -> Result<()> + Send)) -> Result<Option<T>> + 'f,
+    dyn FnOnce(&mut (dyn FnMut(&[RecordBatch], usize) -> Result<()> + Send)) -> Result<Option<T>>
+        + 'f,
 >;
 
-/// A source's id column copied together from the id columns of its batches.
-#[derive(Default)]
+/// A string column (a source's ids, the web sessions' customers) copied together from
+/// the columns of its batches.
 struct IdColumn {
     offsets: Vec<i32>,
     data: Vec<u8>,
+    nulls: Validity,
+}
+
+impl Default for IdColumn {
+    fn default() -> Self {
+        IdColumn {
+            offsets: Vec::new(),
+            data: Vec::new(),
+            nulls: Validity::new(0),
+        }
+    }
 }
 
 impl IdColumn {
+    /// Makes room for `rows` more values like those of `sample`, once: a column that
+    /// grows by doubling would copy itself and keep up to twice its size.
+    fn reserve(&mut self, rows: usize, sample: &StringArray) {
+        if self.offsets.capacity() - self.offsets.len() >= rows {
+            return;
+        }
+        let offsets = sample.value_offsets();
+        let bytes = (offsets[sample.len()] - offsets[0]) as f64;
+        let per_row = bytes / sample.len().max(1) as f64;
+        self.offsets.reserve(rows + 1);
+        self.data.reserve((per_row * rows as f64 * 1.05) as usize);
+        self.nulls.words.reserve(rows.div_ceil(64));
+    }
+
     /// Appends the ids of `ids`; returns the shift of their offsets (see
     /// [`Resolving::id_shift`]).
     fn append(&mut self, entity: &str, ids: &StringArray) -> Result<i64> {
@@ -520,6 +598,9 @@ impl IdColumn {
             .extend_from_slice(&ids.values()[first as usize..last as usize]);
         self.offsets
             .extend(offsets[1..].iter().map(|&o| (i64::from(o) + shift) as i32));
+        for i in 0..ids.len() {
+            self.nulls.append(ids.is_valid(i));
+        }
         Ok(shift)
     }
 
@@ -534,7 +615,7 @@ impl IdColumn {
             StringArray::new_unchecked(
                 OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)),
                 Buffer::from_vec(self.data),
-                None,
+                self.nulls.finish(),
             )
         }
     }
@@ -648,38 +729,13 @@ impl<'a> InteractionFact<'a> {
 
     /// Resolves the web sessions (see the type's documentation).
     pub fn add_web_sessions(&mut self, st: &StagedEntity, r: &Resolver) -> Result<()> {
-        let c = Cols::new("web_sessions", st);
-        let (id, cust, ts, dev, src, pages, dur) = (
-            c.str("session_id")?,
-            c.str("customer_id")?,
-            c.ts("started_at")?,
-            c.str("device")?,
-            c.str("traffic_source")?,
-            c.int("pages_viewed")?,
-            c.int("duration_s")?,
-        );
-        self.admit(Source::Web, id.len())?;
-        let parts = resolve_parts(id.len(), true, |rows, out| {
-            let mut customers = r.customers.cursor();
-            for i in rows {
-                let t = ts.value(i);
-                let (ck, orphaned) = customers.resolve(opt_str(cust, i), t);
-                let label = Label {
-                    source: Source::Web,
-                    event: "",
-                    device: opt_str(dev, i),
-                    traffic: opt_str(src, i),
-                    x_null: pages.is_null(i),
-                    y_null: dur.is_null(i),
-                };
-                let xy = (pages.value(i), dur.value(i));
-                out.push((id, i), t, ck, xy, label, orphaned);
-            }
-        });
-        let labels = self.absorb(Source::Web, id, parts);
+        let c = WebCols::of(&st.batch)?;
+        self.admit(Source::Web, c.id.len())?;
+        let parts = resolve_parts(c.id.len(), true, |rows, out| resolve_web(r, &c, rows, out));
+        let labels = self.absorb(Source::Web, c.id, parts);
         self.sessions = Some(SessionColumns {
-            id: id.clone(),
-            customer: cust.clone(),
+            id: c.id.clone(),
+            customer: c.customer.clone(),
             labels,
         });
         self.next = Some(Source::Cart);
@@ -724,16 +780,22 @@ impl<'a> InteractionFact<'a> {
         };
         let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = CartCols::of(batch)?;
-            Ok(resolve_shifted(c.id.len(), shift, |rows, out| {
+            Ok(resolve_shifted(c.id.len(), false, shift, |rows, out| {
                 cx.resolve(&c, rows, out)
             }))
         };
-        let fed = self.stream(Source::Cart, "cart_events", resolve, feed);
+        let fed = self.stream(
+            Source::Cart,
+            ("cart_events", "event_id"),
+            resolve,
+            |_, _| Ok(()),
+            feed,
+        );
         drop(cx);
         if !matches!(fed, Ok(Some(_))) {
             self.sessions = Some(s);
         }
-        fed
+        fed.map(|t| t.map(|(t, _)| t))
     }
 
     /// Resolves email events that `feed` hands over a few batches at a time, as
@@ -746,26 +808,75 @@ impl<'a> InteractionFact<'a> {
         }
         let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = EmailCols::of(batch)?;
-            Ok(resolve_shifted(c.id.len(), shift, |rows, out| {
+            Ok(resolve_shifted(c.id.len(), false, shift, |rows, out| {
                 resolve_emails(r, &c, rows, out)
             }))
         };
-        self.stream(Source::Email, "email_events", resolve, feed)
+        let fed = self.stream(
+            Source::Email,
+            ("email_events", "event_id"),
+            resolve,
+            |_, _| Ok(()),
+            feed,
+        );
+        fed.map(|t| t.map(|(t, _)| t))
     }
 
-    /// Resolves a source (`entity`, whose ids are its `event_id` column) as `feed` hands
-    /// it over a few batches at a time (see [`crate::entity::stream_entity`]), instead
-    /// of staging it whole first: the ids of each batch are copied into the fact's id
-    /// column, its rows resolved by `resolve` (given the batch and the shift of its ids;
-    /// see [`Resolving::id_shift`]), and the rest is the caller's to free. When `feed`
-    /// stops early (returns `None`) or fails, the fact is left as it was before.
+    /// Resolves web sessions that `feed` hands over a few batches at a time, as
+    /// [`InteractionFact::stream`] says, keeping what cart events read of them (their
+    /// ids, customer ids and label codes); the fact is left as it was when `feed` stops
+    /// early, and the web sessions can then be added with
+    /// [`InteractionFact::add_web_sessions`].
+    pub fn stream_web_sessions<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
+        if self.next != Some(Source::Web) {
+            return self.admit(Source::Web, 0).map(|_| None);
+        }
+        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+            let c = WebCols::of(batch)?;
+            Ok(resolve_shifted(c.id.len(), true, shift, |rows, out| {
+                resolve_web(r, &c, rows, out)
+            }))
+        };
+        let mut customers = IdColumn::default();
+        let keep = |b: &RecordBatch, rows: usize| -> Result<()> {
+            let c = Cols::of_batch("web_sessions", b).str("customer_id")?;
+            customers.reserve(rows, c);
+            customers.append("web_sessions", c).map(|_| ())
+        };
+        let fed = self.stream(
+            Source::Web,
+            ("web_sessions", "session_id"),
+            resolve,
+            keep,
+            feed,
+        )?;
+        Ok(fed.map(|(t, labels)| {
+            self.sessions = Some(SessionColumns {
+                id: self.ids[Source::Web as usize].clone(),
+                customer: customers.finish(),
+                labels,
+            });
+            t
+        }))
+    }
+
+    /// Resolves a source (`entity`, whose ids are its column `id_column`) as `feed`
+    /// hands it over a few batches at a time (see [`crate::entity::stream_entity`]),
+    /// instead of staging it whole first: the ids of each batch are copied into the
+    /// fact's id column, `keep` sees the batch (in order, to copy what else the fact
+    /// keeps), its rows are resolved by `resolve` (given the batch and the shift of its
+    /// ids; see [`Resolving::id_shift`]), and the rest is the caller's to free. Returns
+    /// what `feed` returned, with each row's load-wide label code in source order where
+    /// the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
+    /// is left as it was before.
     fn stream<T>(
         &mut self,
         source: Source,
-        entity: &str,
+        (entity, id_column): (&str, &str),
         resolve: impl Fn(&RecordBatch, i64) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
+        mut keep: impl FnMut(&RecordBatch, usize) -> Result<()> + Send,
         feed: Feed<T>,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<(T, Vec<u32>)>> {
         let before = (
             self.parts.len(),
             self.months.clone(),
@@ -775,21 +886,29 @@ impl<'a> InteractionFact<'a> {
             self.ts_range,
         );
         let mut ids = IdColumn::default();
-        let fed = feed(&mut |batches| {
+        let mut in_order = Vec::new();
+        let fed = feed(&mut |batches, more| {
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             self.count_rows(n)?;
             let mut shifts = Vec::with_capacity(batches.len());
+            // Rows from this batch on, to the end of the file (a bound).
+            let mut rest = n + more;
             for b in batches {
-                shifts.push(ids.append(entity, Cols::of_batch(entity, b).str("event_id")?)?);
+                let id = Cols::of_batch(entity, b).str(id_column)?;
+                ids.reserve(rest, id);
+                shifts.push(ids.append(entity, id)?);
+                keep(b, rest)?;
+                rest -= b.num_rows();
             }
             let parts = batches
                 .par_iter()
                 .zip(shifts)
                 .map(|(b, shift)| resolve(b, shift))
                 .collect::<Result<Vec<_>>>()?;
-            self.absorb_parts(source, parts.into_iter().flatten().collect());
+            in_order.extend(self.absorb_parts(source, parts.into_iter().flatten().collect()));
             Ok(())
         });
+        let fed = fed.map(|t| t.map(|t| (t, in_order)));
         if let Ok(Some(_)) = fed {
             self.ids[source as usize] = ids.finish();
             self.next = match source {
