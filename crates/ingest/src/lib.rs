@@ -712,7 +712,8 @@ impl<'a> Load<'a> {
             let streamed = match name {
                 "web_sessions" => fact.stream_web_sessions(resolver, feed)?,
                 "cart_events" => fact.stream_cart_events(resolver, feed)?,
-                _ => fact.stream_email_events(resolver, feed)?,
+                "email_events" => fact.stream_email_events(resolver, feed)?,
+                other => return Err(Error::Usage(format!("{other} is no interaction source"))),
             };
             if let Some(st) = streamed {
                 // The reading time includes the resolving, which overlaps it.
@@ -733,7 +734,8 @@ impl<'a> Load<'a> {
             || match name {
                 "web_sessions" => fact.add_web_sessions(&st, resolver),
                 "cart_events" => fact.add_cart_events(&st, resolver),
-                _ => fact.add_email_events(&st, resolver),
+                "email_events" => fact.add_email_events(&st, resolver),
+                other => Err(Error::Usage(format!("{other} is no interaction source"))),
             },
         )?;
         st.drop_rows();

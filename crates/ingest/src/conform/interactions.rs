@@ -767,6 +767,7 @@ impl<'a> InteractionFact<'a> {
     /// early, and the cart events can then be added with
     /// [`InteractionFact::add_cart_events`].
     pub fn stream_cart_events<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
+        // Checked here too: the sessions are taken before `stream` checks it.
         if self.next != Some(Source::Cart) {
             return self.admit(Source::Cart, 0).map(|_| None);
         }
@@ -803,9 +804,6 @@ impl<'a> InteractionFact<'a> {
     /// early, and the email events can then be added with
     /// [`InteractionFact::add_email_events`].
     pub fn stream_email_events<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
-        if self.next != Some(Source::Email) {
-            return self.admit(Source::Email, 0).map(|_| None);
-        }
         let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = EmailCols::of(batch)?;
             Ok(resolve_shifted(c.id.len(), false, shift, |rows, out| {
@@ -828,9 +826,6 @@ impl<'a> InteractionFact<'a> {
     /// early, and the web sessions can then be added with
     /// [`InteractionFact::add_web_sessions`].
     pub fn stream_web_sessions<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
-        if self.next != Some(Source::Web) {
-            return self.admit(Source::Web, 0).map(|_| None);
-        }
         let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = WebCols::of(batch)?;
             Ok(resolve_shifted(c.id.len(), true, shift, |rows, out| {
@@ -877,6 +872,9 @@ impl<'a> InteractionFact<'a> {
         mut keep: impl FnMut(&RecordBatch, usize) -> Result<()> + Send,
         feed: Feed<T>,
     ) -> Result<Option<(T, Vec<u32>)>> {
+        if self.next != Some(source) {
+            return self.admit(source, 0).map(|_| None);
+        }
         let before = (
             self.parts.len(),
             self.months.clone(),
