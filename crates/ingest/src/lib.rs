@@ -1477,6 +1477,33 @@ mod tests {
         let got = interaction_files(&dir.path().join("wh_repeated"));
         assert_eq!(rows(&got), rows(&expected));
 
+        // The first file's ids follow one pattern (kept as numbers), the second's none
+        // (kept as text): streamed, the same rows as those files staged whole (in
+        // reverse order), and each id as the export has it.
+        let suffixed: Vec<String> = body[half..]
+            .iter()
+            .map(|l| {
+                let (id, rest) = l.split_once(',').unwrap();
+                format!("{id}x,{rest}")
+            })
+            .collect();
+        let suffixed: Vec<&str> = suffixed.iter().map(String::as_str).collect();
+        let src = export("mixed", &[&body[..half], &suffixed]);
+        assert_eq!(cart(&load(&src, "wh_mixed", true)), (n, n, 0));
+        let src = export("mixed_staged", &[&suffixed, &body[..half]]);
+        assert_eq!(cart(&load(&src, "wh_mixed_staged", false)), (n, n, 0));
+        let mixed = rows(&interaction_files(&dir.path().join("wh_mixed")));
+        let staged = rows(&interaction_files(&dir.path().join("wh_mixed_staged")));
+        assert_eq!(mixed, staged);
+        let text_ids: Vec<&str> = mixed
+            .iter()
+            .map(|(id, _, _)| id.as_str())
+            .filter(|id| id.ends_with('x'))
+            .collect();
+        assert_eq!(text_ids.len(), body.len() - half);
+        let first_text_id = format!("cart:{}x", body[half].split(',').next().unwrap());
+        assert!(text_ids.contains(&first_text_id.as_str()));
+
         // Web sessions whose second file's ids come first: staged whole, and the cart
         // events still find their sessions (same rows, same customers).
         let src = dir.path().join("web_staged");

@@ -3,6 +3,7 @@
 
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::ids::StrCodes;
+use super::numbered::IdPattern;
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
@@ -54,6 +55,10 @@ struct LabelText {
     traffic: Option<String>,
     x_null: bool,
     y_null: bool,
+    /// How the rows' source ids are kept: as numbers of
+    /// [`InteractionFact::patterns`]`[i]`, or (`None`) as places in the source's id
+    /// column.
+    ids: Option<u32>,
 }
 
 impl LabelText {
@@ -71,6 +76,7 @@ impl LabelText {
             traffic: l.traffic.map(str::to_string),
             x_null: l.x_null,
             y_null: l.y_null,
+            ids: None,
         }
     }
 }
@@ -146,7 +152,8 @@ struct Kept {
     x: i64,
     /// duration_s (web), product_key (cart) or campaign_key (email).
     y: i64,
-    /// Where the source id's bytes start in the value buffer of its source's id column.
+    /// Where the source id's bytes start in the value buffer of its source's id column
+    /// or, for an id that follows its part's pattern ([`Part::pattern`]), its number.
     id_start: u32,
     /// The part's label code (the low [`CODE_BITS`] bits, see [`Part::labels`]) and the
     /// id's length (the high bits; [`LONG_ID`] for an id that long or longer, whose
@@ -179,7 +186,8 @@ struct Row {
     date_key: i32,
     /// Load-wide label code (an index of [`InteractionFact::labels`]).
     label: u32,
-    /// The source id: its bytes in the value buffer of its source's id column.
+    /// The source id: its bytes in the value buffer of its source's id column, or its
+    /// number and count of digits (see [`LabelText::ids`]).
     id_start: u32,
     id_len: u32,
 }
@@ -232,6 +240,8 @@ struct Part {
     orphaned: u64,
     /// Earliest and latest event time.
     ts_range: Option<(i64, i64)>,
+    /// The pattern of the part's source ids, when its rows keep their numbers.
+    pattern: Option<IdPattern>,
 }
 
 impl Part {
@@ -252,9 +262,20 @@ struct Resolving<'s> {
     /// Each row's label code in source order, when asked for (see [`SessionColumns`]).
     in_order: Option<Vec<u32>>,
     orphaned: u64,
-    /// Added to an id's offset in its column to give its place in the fact's id column
-    /// of its source (non-zero for a batch of a streamed source, whose ids are copied).
-    id_shift: i64,
+    /// How the rows' source ids are kept.
+    ids: IdPlace,
+}
+
+/// How a part keeps its rows' source ids.
+#[derive(Clone, Copy)]
+enum IdPlace {
+    /// As places in the fact's id column of the source: an id's offset in the source's
+    /// column plus this shift (non-zero for a batch of a streamed source, whose ids are
+    /// copied).
+    Shifted(i64),
+    /// As numbers: every id is this many bytes of prefix, then digits (an
+    /// [`IdPattern`]).
+    Numbered(usize),
 }
 
 impl<'s> Resolving<'s> {
@@ -265,7 +286,7 @@ impl<'s> Resolving<'s> {
             labels: LabelCodes::default(),
             in_order: label_order.then(|| Vec::with_capacity(n)),
             orphaned: 0,
-            id_shift: 0,
+            ids: IdPlace::Shifted(0),
         }
     }
 
@@ -284,13 +305,22 @@ impl<'s> Resolving<'s> {
         if let Some(in_order) = &mut self.in_order {
             in_order.push(label);
         }
-        let id_len = ((offsets[i + 1] - offsets[i]) as u32).min(LONG_ID);
+        let (id_start, id_len) = match self.ids {
+            IdPlace::Shifted(shift) => (
+                (i64::from(offsets[i]) + shift) as u32,
+                ((offsets[i + 1] - offsets[i]) as u32).min(LONG_ID),
+            ),
+            IdPlace::Numbered(prefix) => {
+                let id = &ids.values()[offsets[i] as usize + prefix..offsets[i + 1] as usize];
+                (IdPattern::digits_number(id), 0)
+            }
+        };
         self.rows.push(Kept {
             ts,
             customer,
             x,
             y,
-            id_start: (i64::from(offsets[i]) + self.id_shift) as u32,
+            id_start,
             packed: label | id_len << CODE_BITS,
         });
         self.months.push(date_key_of_micros(ts) / 100);
@@ -323,6 +353,7 @@ impl<'s> Resolving<'s> {
             in_order: self.in_order,
             orphaned: self.orphaned,
             ts_range,
+            pattern: None,
         };
         (part, self.labels.labels())
     }
@@ -338,19 +369,19 @@ fn resolve_parts<'s>(
 ) -> Vec<(Part, Vec<Label<'s>>)> {
     row_ranges(n)
         .into_par_iter()
-        .map(|rows| resolve_part(rows, label_order, 0, &resolve))
+        .map(|rows| resolve_part(rows, label_order, IdPlace::Shifted(0), &resolve))
         .collect()
 }
 
-/// Resolves one part: rows `rows` of a source whose ids are shifted by `id_shift`.
+/// Resolves one part: rows `rows` of a source whose ids are kept as `ids` says.
 fn resolve_part<'s>(
     rows: std::ops::Range<usize>,
     label_order: bool,
-    id_shift: i64,
+    ids: IdPlace,
     resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>),
 ) -> (Part, Vec<Label<'s>>) {
     let mut out = Resolving::with_capacity(rows.len(), label_order);
-    out.id_shift = id_shift;
+    out.ids = ids;
     resolve(rows, &mut out);
     out.finish()
 }
@@ -519,19 +550,19 @@ fn resolve_emails<'s>(
     }
 }
 
-/// Resolves rows `0..n` of a batch whose ids are shifted by `shift`, in parts of
+/// Resolves rows `0..n` of a batch whose ids are kept as `ids` says, in parts of
 /// consecutive rows in parallel (see [`resolve_parts`]), with their labels as the table
 /// writes them.
-fn resolve_shifted<'s>(
+fn resolve_batch<'s>(
     n: usize,
     label_order: bool,
-    shift: i64,
+    ids: IdPlace,
     resolve: impl Fn(std::ops::Range<usize>, &mut Resolving<'s>) + Sync,
 ) -> Vec<(Part, Vec<LabelText>)> {
     row_ranges(n)
         .into_par_iter()
         .map(|rows| {
-            let (part, labels) = resolve_part(rows, label_order, shift, &resolve);
+            let (part, labels) = resolve_part(rows, label_order, ids, &resolve);
             (part, labels.iter().map(LabelText::of).collect())
         })
         .collect()
@@ -579,7 +610,7 @@ impl IdColumn {
     }
 
     /// Appends the ids of `ids`; returns the shift of their offsets (see
-    /// [`Resolving::id_shift`]).
+    /// [`IdPlace::Shifted`]).
     fn append(&mut self, entity: &str, ids: &StringArray) -> Result<i64> {
         let offsets = ids.value_offsets();
         let (first, last) = (offsets[0], offsets[ids.len()]);
@@ -658,8 +689,14 @@ pub struct InteractionFact<'a> {
     email_key: i64,
     /// The source to be added next (none after email events).
     next: Option<Source>,
-    /// Id columns of web sessions, cart events and email events.
+    /// Id columns of web sessions, cart events and email events: the ids that follow no
+    /// pattern (see [`IdPattern`]), and all web session ids until cart events are added.
     ids: [StringArray; 3],
+    /// Whether some rows of web sessions, cart events and email events keep their ids
+    /// as places in `ids` (not as numbers).
+    strings_needed: [bool; 3],
+    /// The patterns of ids kept as numbers (see [`LabelText::ids`]).
+    patterns: Vec<IdPattern>,
     /// Kept from web sessions until cart events are added.
     sessions: Option<SessionColumns>,
     parts: Vec<Part>,
@@ -687,6 +724,8 @@ impl<'a> InteractionFact<'a> {
             email_key: r.channel(Some("email")).0,
             next: Some(Source::Web),
             ids: [no_ids(), no_ids(), no_ids()],
+            strings_needed: [false; 3],
+            patterns: Vec::new(),
             sessions: None,
             parts: Vec::new(),
             codes: HashMap::default(),
@@ -759,7 +798,16 @@ impl<'a> InteractionFact<'a> {
         drop(cx);
         self.absorb(Source::Cart, c.id, parts);
         self.next = Some(Source::Email);
+        self.drop_numbered_session_ids();
         Ok(())
+    }
+
+    /// Frees the web session ids once cart events have found their sessions, when no
+    /// web session row reads its id from them (all are kept as numbers).
+    fn drop_numbered_session_ids(&mut self) {
+        if !self.strings_needed[Source::Web as usize] {
+            self.ids[Source::Web as usize] = StringArray::from(Vec::<&str>::new());
+        }
     }
 
     /// Resolves cart events that `feed` hands over a few batches at a time, as
@@ -779,9 +827,9 @@ impl<'a> InteractionFact<'a> {
             sessions: &s,
             web_labels: &web_labels,
         };
-        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+        let resolve = |batch: &RecordBatch, ids: IdPlace| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = CartCols::of(batch)?;
-            Ok(resolve_shifted(c.id.len(), false, shift, |rows, out| {
+            Ok(resolve_batch(c.id.len(), false, ids, |rows, out| {
                 cx.resolve(&c, rows, out)
             }))
         };
@@ -793,7 +841,9 @@ impl<'a> InteractionFact<'a> {
             feed,
         );
         drop(cx);
-        if !matches!(fed, Ok(Some(_))) {
+        if matches!(fed, Ok(Some(_))) {
+            self.drop_numbered_session_ids();
+        } else {
             self.sessions = Some(s);
         }
         fed.map(|t| t.map(|(t, _)| t))
@@ -804,9 +854,9 @@ impl<'a> InteractionFact<'a> {
     /// early, and the email events can then be added with
     /// [`InteractionFact::add_email_events`].
     pub fn stream_email_events<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
-        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+        let resolve = |batch: &RecordBatch, ids: IdPlace| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = EmailCols::of(batch)?;
-            Ok(resolve_shifted(c.id.len(), false, shift, |rows, out| {
+            Ok(resolve_batch(c.id.len(), false, ids, |rows, out| {
                 resolve_emails(r, &c, rows, out)
             }))
         };
@@ -826,9 +876,9 @@ impl<'a> InteractionFact<'a> {
     /// early, and the web sessions can then be added with
     /// [`InteractionFact::add_web_sessions`].
     pub fn stream_web_sessions<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
-        let resolve = |batch: &RecordBatch, shift: i64| -> Result<Vec<(Part, Vec<LabelText>)>> {
+        let resolve = |batch: &RecordBatch, ids: IdPlace| -> Result<Vec<(Part, Vec<LabelText>)>> {
             let c = WebCols::of(batch)?;
-            Ok(resolve_shifted(c.id.len(), true, shift, |rows, out| {
+            Ok(resolve_batch(c.id.len(), true, ids, |rows, out| {
                 resolve_web(r, &c, rows, out)
             }))
         };
@@ -859,8 +909,10 @@ impl<'a> InteractionFact<'a> {
     /// hands it over a few batches at a time (see [`crate::entity::stream_entity`]),
     /// instead of staging it whole first: the ids of each batch are copied into the
     /// fact's id column, `keep` sees the batch (in order, to copy what else the fact
-    /// keeps), its rows are resolved by `resolve` (given the batch and the shift of its
-    /// ids; see [`Resolving::id_shift`]), and the rest is the caller's to free. Returns
+    /// keeps), its rows are resolved by `resolve` (given the batch and how its ids are
+    /// kept), and the rest is the caller's to free. A batch whose ids all follow one
+    /// [`IdPattern`] keeps each row's number instead, and its ids are copied only if
+    /// the source is web sessions (cart events find their sessions by id). Returns
     /// what `feed` returned, with each row's load-wide label code in source order where
     /// the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
     /// is left as it was before.
@@ -868,7 +920,7 @@ impl<'a> InteractionFact<'a> {
         &mut self,
         source: Source,
         (entity, id_column): (&str, &str),
-        resolve: impl Fn(&RecordBatch, i64) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
+        resolve: impl Fn(&RecordBatch, IdPlace) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
         mut keep: impl FnMut(&RecordBatch, usize) -> Result<()> + Send,
         feed: Feed<T>,
     ) -> Result<Option<(T, Vec<u32>)>> {
@@ -882,26 +934,45 @@ impl<'a> InteractionFact<'a> {
             self.rows,
             self.orphaned,
             self.ts_range,
+            self.strings_needed,
         );
         let mut ids = IdColumn::default();
         let mut in_order = Vec::new();
         let fed = feed(&mut |batches, more| {
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             self.count_rows(n)?;
-            let mut shifts = Vec::with_capacity(batches.len());
+            let mut places = Vec::with_capacity(batches.len());
             // Rows from this batch on, to the end of the file (a bound).
             let mut rest = n + more;
             for b in batches {
                 let id = Cols::of_batch(entity, b).str(id_column)?;
-                ids.reserve(rest, id);
-                shifts.push(ids.append(entity, id)?);
+                let pattern = IdPattern::of(id);
+                // Web session ids are copied in any case: cart events find their
+                // sessions by id.
+                let shift = if pattern.is_none() || source == Source::Web {
+                    ids.reserve(rest, id);
+                    ids.append(entity, id)?
+                } else {
+                    0
+                };
+                let place = match &pattern {
+                    Some(p) => IdPlace::Numbered(p.prefix().len()),
+                    None => IdPlace::Shifted(shift),
+                };
+                places.push((place, pattern));
                 keep(b, rest)?;
                 rest -= b.num_rows();
             }
             let parts = batches
                 .par_iter()
-                .zip(shifts)
-                .map(|(b, shift)| resolve(b, shift))
+                .zip(places)
+                .map(|(b, (place, pattern))| {
+                    let mut parts = resolve(b, place)?;
+                    for (part, _) in &mut parts {
+                        part.pattern = pattern.clone();
+                    }
+                    Ok(parts)
+                })
                 .collect::<Result<Vec<_>>>()?;
             in_order.extend(self.absorb_parts(source, parts.into_iter().flatten().collect()));
             Ok(())
@@ -915,10 +986,11 @@ impl<'a> InteractionFact<'a> {
                 Source::Email => None,
             };
         } else {
-            let (parts, months, month_rows, rows, orphaned, ts_range) = before;
+            let (parts, months, month_rows, rows, orphaned, ts_range, strings_needed) = before;
             self.parts.truncate(parts);
             (self.months, self.month_rows) = (months, month_rows);
             (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
+            self.strings_needed = strings_needed;
         }
         fed
     }
@@ -971,9 +1043,23 @@ impl<'a> InteractionFact<'a> {
             .collect();
         let mut in_order = Vec::new();
         for (mut part, part_labels) in parts {
+            let pattern = match part.pattern.take() {
+                Some(p) => Some(match self.patterns.iter().position(|q| *q == p) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.patterns.push(p);
+                        self.patterns.len() as u32 - 1
+                    }
+                }),
+                None => {
+                    self.strings_needed[source as usize] = true;
+                    None
+                }
+            };
             part.labels = part_labels
                 .into_iter()
-                .map(|text| {
+                .map(|mut text| {
+                    text.ids = pattern;
                     *self.codes.entry(text).or_insert_with_key(|text| {
                         self.labels.push(text.clone());
                         self.labels.len() as u32 - 1
@@ -1059,10 +1145,12 @@ impl<'a> InteractionFact<'a> {
     /// length.
     fn relabel(&self, part: &Part, r: &Kept) -> Row {
         let label = part.labels[r.label()];
+        let text = &self.labels[label as usize];
         let mut id_len = r.packed >> CODE_BITS;
-        if id_len == LONG_ID {
-            let source = self.labels[label as usize].source;
-            id_len = long_id_len(&self.ids[source as usize], r.id_start);
+        if let Some(p) = text.ids {
+            id_len = self.patterns[p as usize].digits(r.id_start);
+        } else if id_len == LONG_ID {
+            id_len = long_id_len(&self.ids[text.source as usize], r.id_start);
         }
         Row {
             ts: r.ts,
@@ -1134,10 +1222,23 @@ impl<'a> InteractionFact<'a> {
     /// sources stay small, so that the CPU has many of those reads in flight at once.
     fn columns(&self, rows: &[Row]) -> Result<RecordBatch> {
         let n = rows.len();
-        let label = |r: &Row| &self.labels[r.label as usize];
+        // Each label's id prefix: its source's, and its ids' pattern's when they are
+        // kept as numbers.
+        let id_prefixes: Vec<String> = self
+            .labels
+            .iter()
+            .map(|l| match l.ids {
+                Some(p) => format!(
+                    "{}{}",
+                    l.source.prefix(),
+                    self.patterns[p as usize].prefix()
+                ),
+                None => l.source.prefix().to_string(),
+            })
+            .collect();
         let id_bytes: usize = rows
             .iter()
-            .map(|r| r.id_len as usize + label(r).source.prefix().len())
+            .map(|r| r.id_len as usize + id_prefixes[r.label as usize].len())
             .sum();
         if i32::try_from(id_bytes).is_err() {
             return Err(Error::format(
@@ -1154,7 +1255,17 @@ impl<'a> InteractionFact<'a> {
                 (texts.len() - t.len(), t.len())
             })
         };
-        let prefixes = [Source::Web, Source::Cart, Source::Email].map(|s| place(Some(s.prefix())));
+        // Per label: where its id prefix is, the source whose id column holds its ids
+        // and whether they are kept as numbers instead.
+        let id_pieces: Vec<((usize, usize), usize, bool)> = self
+            .labels
+            .iter()
+            .zip(&id_prefixes)
+            .map(|(l, prefix)| {
+                let at = place(Some(prefix)).unwrap_or_default();
+                (at, l.source as usize, l.ids.is_some())
+            })
+            .collect();
         let placed: Vec<[Option<(usize, usize)>; 3]> = self
             .labels
             .iter()
@@ -1170,11 +1281,13 @@ impl<'a> InteractionFact<'a> {
         let id_data = self.ids.each_ref().map(|a| a.values().as_slice());
         let mut ids = Pieces::new(n, id_bytes);
         for r in rows {
-            let source = label(r).source as usize;
-            if let Some((at, len)) = prefixes[source] {
-                ids.push(&texts, at, len);
+            let ((at, len), source, numbered) = id_pieces[r.label as usize];
+            ids.push(&texts, at, len);
+            if numbered {
+                ids.push_digits(r.id_start, r.id_len as usize);
+            } else {
+                ids.push(id_data[source], r.id_start as usize, r.id_len as usize);
             }
-            ids.push(id_data[source], r.id_start as usize, r.id_len as usize);
             ids.end_value(true);
         }
         // The label strings, three columns in one pass.
@@ -1369,6 +1482,17 @@ impl Pieces {
         self.len = end;
     }
 
+    /// Appends `n` written with `digits` digits (zero-padded) to the current value.
+    #[inline(always)]
+    fn push_digits(&mut self, n: u32, digits: usize) {
+        let end = self.len + digits;
+        if end + Self::BLOCK > self.values.len() {
+            self.values.resize(end + Self::BLOCK, 0);
+        }
+        IdPattern::write_digits(n, &mut self.values[self.len..end]);
+        self.len = end;
+    }
+
     /// Ends the current value: a string (possibly empty) if `valid`, else a null.
     #[inline(always)]
     fn end_value(&mut self, valid: bool) {
@@ -1388,9 +1512,10 @@ impl Pieces {
         }
         self.values.truncate(self.len);
         // SAFETY: the offsets start at 0, never decrease and end at `self.len`, the
-        // length of `values` (`push` only moves `len` forward, `end_value` records it),
-        // and every value is a sequence of whole pieces, each a `&str`'s bytes (a source
-        // id of a `StringArray`, a label or an id prefix), so each value is valid UTF-8.
+        // length of `values` (`push` and `push_digits` only move `len` forward,
+        // `end_value` records it), and every value is a sequence of whole pieces, each a
+        // `&str`'s bytes (a source id of a `StringArray`, a label or an id prefix) or
+        // ASCII digits, so each value is valid UTF-8.
         let offsets = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)) };
         let a = unsafe {
             StringArray::new_unchecked(offsets, Buffer::from_vec(self.values), self.nulls.finish())

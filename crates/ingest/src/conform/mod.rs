@@ -10,6 +10,7 @@ mod dims;
 mod facts;
 mod ids;
 mod interactions;
+mod numbered;
 
 pub use columns::TableAssembler;
 
