@@ -3,7 +3,7 @@
 
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::ids::StrCodes;
-use super::numbered::IdPattern;
+use super::numbered::{IdPattern, NumberRun};
 use super::{opt_str, Cols, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
@@ -466,7 +466,7 @@ impl<'s> CartCols<'s> {
 /// columns and labels (whose device and traffic source a cart event takes).
 struct CartContext<'w> {
     resolver: &'w Resolver,
-    index: IdIndex<'w>,
+    index: SessionIndex<'w>,
     sessions: &'w SessionColumns,
     web_labels: &'w [LabelText],
 }
@@ -652,13 +652,107 @@ impl IdColumn {
     }
 }
 
-/// What cart events read through their session: the web sessions' id and customer
-/// columns, and each session's load-wide label code (for its device and traffic
+/// What cart events read through their session: the web sessions' ids and customer
+/// column, and each session's load-wide label code (for its device and traffic
 /// source: 4 bytes a session instead of two string columns).
 struct SessionColumns {
-    id: StringArray,
+    id: SessionIds,
     customer: StringArray,
     labels: Vec<u32>,
+}
+
+/// The web sessions' ids, as cart events look them up.
+enum SessionIds {
+    /// Numbered one after another (nothing is kept but the first number and count).
+    Run(NumberRun),
+    Text(StringArray),
+}
+
+impl SessionIds {
+    fn index(&self) -> SessionIndex<'_> {
+        match self {
+            SessionIds::Run(run) => SessionIndex::Run(run),
+            SessionIds::Text(ids) => SessionIndex::Text(IdIndex::new(ids)),
+        }
+    }
+}
+
+/// An index of [`SessionIds`].
+enum SessionIndex<'a> {
+    Run(&'a NumberRun),
+    Text(IdIndex<'a>),
+}
+
+impl<'a> SessionIndex<'a> {
+    /// Lookups by one thread.
+    fn cursor<'k>(&self) -> SessionCursor<'_, 'a, 'k> {
+        match self {
+            SessionIndex::Run(run) => SessionCursor::Run(run),
+            SessionIndex::Text(index) => SessionCursor::Text(index.cursor()),
+        }
+    }
+}
+
+/// See [`SessionIndex::cursor`].
+enum SessionCursor<'i, 'a, 'k> {
+    Run(&'i NumberRun),
+    Text(super::facts::IdCursor<'i, 'a, 'k>),
+}
+
+impl<'k> SessionCursor<'_, '_, 'k> {
+    /// The row of session `id`, if there is one.
+    #[inline]
+    fn get(&mut self, id: &'k str) -> Option<usize> {
+        match self {
+            SessionCursor::Run(run) => run.row(id),
+            SessionCursor::Text(cursor) => cursor.get(id),
+        }
+    }
+}
+
+/// The web session ids as they are streamed: a [`NumberRun`] while each batch goes on
+/// numbering where the last stopped, else (from the first batch that does not, with
+/// the run so far written out) their text.
+#[derive(Default)]
+struct SessionIdsBuilder {
+    run: Option<NumberRun>,
+    text: Option<IdColumn>,
+}
+
+impl SessionIdsBuilder {
+    /// Adds a batch's ids, of `rest` rows at most to the end of its file.
+    fn push(&mut self, ids: &StringArray, rest: usize) -> Result<()> {
+        if self.text.is_none() {
+            let extended = match &mut self.run {
+                Some(run) => run.extend(ids),
+                None => {
+                    self.run = NumberRun::of(ids);
+                    self.run.is_some()
+                }
+            };
+            if extended {
+                return Ok(());
+            }
+            let mut text = IdColumn::default();
+            if let Some(run) = self.run.take() {
+                let done = run.to_array();
+                text.reserve(done.len() + rest, &done);
+                text.append("web_sessions", &done)?;
+            }
+            self.text = Some(text);
+        }
+        let text = self.text.get_or_insert_with(IdColumn::default);
+        text.reserve(rest, ids);
+        text.append("web_sessions", ids).map(|_| ())
+    }
+
+    fn finish(self) -> SessionIds {
+        match (self.text, self.run) {
+            (Some(text), _) => SessionIds::Text(text.finish()),
+            (None, Some(run)) => SessionIds::Run(run),
+            (None, None) => SessionIds::Text(IdColumn::default().finish()),
+        }
+    }
 }
 
 /// fact_interaction from web sessions, cart events and email events, resolved once and
@@ -689,12 +783,9 @@ pub struct InteractionFact<'a> {
     email_key: i64,
     /// The source to be added next (none after email events).
     next: Option<Source>,
-    /// Id columns of web sessions, cart events and email events: the ids that follow no
-    /// pattern (see [`IdPattern`]), and all web session ids until cart events are added.
+    /// Id columns of web sessions, cart events and email events: the ids of the rows
+    /// that keep a place in them (not a number; see [`IdPlace`]).
     ids: [StringArray; 3],
-    /// Whether some rows of web sessions, cart events and email events keep their ids
-    /// as places in `ids` (not as numbers).
-    strings_needed: [bool; 3],
     /// The patterns of ids kept as numbers (see [`LabelText::ids`]).
     patterns: Vec<IdPattern>,
     /// Kept from web sessions until cart events are added.
@@ -724,7 +815,6 @@ impl<'a> InteractionFact<'a> {
             email_key: r.channel(Some("email")).0,
             next: Some(Source::Web),
             ids: [no_ids(), no_ids(), no_ids()],
-            strings_needed: [false; 3],
             patterns: Vec::new(),
             sessions: None,
             parts: Vec::new(),
@@ -773,7 +863,7 @@ impl<'a> InteractionFact<'a> {
         let parts = resolve_parts(c.id.len(), true, |rows, out| resolve_web(r, &c, rows, out));
         let labels = self.absorb(Source::Web, c.id, parts);
         self.sessions = Some(SessionColumns {
-            id: c.id.clone(),
+            id: SessionIds::Text(c.id.clone()),
             customer: c.customer.clone(),
             labels,
         });
@@ -790,7 +880,7 @@ impl<'a> InteractionFact<'a> {
         let web_labels = self.labels.clone();
         let cx = CartContext {
             resolver: r,
-            index: IdIndex::new(&s.id),
+            index: s.id.index(),
             sessions: &s,
             web_labels: &web_labels,
         };
@@ -798,16 +888,7 @@ impl<'a> InteractionFact<'a> {
         drop(cx);
         self.absorb(Source::Cart, c.id, parts);
         self.next = Some(Source::Email);
-        self.drop_numbered_session_ids();
         Ok(())
-    }
-
-    /// Frees the web session ids once cart events have found their sessions, when no
-    /// web session row reads its id from them (all are kept as numbers).
-    fn drop_numbered_session_ids(&mut self) {
-        if !self.strings_needed[Source::Web as usize] {
-            self.ids[Source::Web as usize] = StringArray::from(Vec::<&str>::new());
-        }
     }
 
     /// Resolves cart events that `feed` hands over a few batches at a time, as
@@ -823,7 +904,7 @@ impl<'a> InteractionFact<'a> {
         let web_labels = self.labels.clone();
         let cx = CartContext {
             resolver: r,
-            index: IdIndex::new(&s.id),
+            index: s.id.index(),
             sessions: &s,
             web_labels: &web_labels,
         };
@@ -841,9 +922,7 @@ impl<'a> InteractionFact<'a> {
             feed,
         );
         drop(cx);
-        if matches!(fed, Ok(Some(_))) {
-            self.drop_numbered_session_ids();
-        } else {
+        if !matches!(fed, Ok(Some(_))) {
             self.sessions = Some(s);
         }
         fed.map(|t| t.map(|(t, _)| t))
@@ -883,8 +962,11 @@ impl<'a> InteractionFact<'a> {
             }))
         };
         let mut customers = IdColumn::default();
+        let mut ids = SessionIdsBuilder::default();
         let keep = |b: &RecordBatch, rows: usize| -> Result<()> {
-            let c = Cols::of_batch("web_sessions", b).str("customer_id")?;
+            let c = Cols::of_batch("web_sessions", b);
+            ids.push(c.str("session_id")?, rows)?;
+            let c = c.str("customer_id")?;
             customers.reserve(rows, c);
             customers.append("web_sessions", c).map(|_| ())
         };
@@ -897,7 +979,7 @@ impl<'a> InteractionFact<'a> {
         )?;
         Ok(fed.map(|(t, labels)| {
             self.sessions = Some(SessionColumns {
-                id: self.ids[Source::Web as usize].clone(),
+                id: ids.finish(),
                 customer: customers.finish(),
                 labels,
             });
@@ -911,8 +993,7 @@ impl<'a> InteractionFact<'a> {
     /// fact's id column, `keep` sees the batch (in order, to copy what else the fact
     /// keeps), its rows are resolved by `resolve` (given the batch and how its ids are
     /// kept), and the rest is the caller's to free. A batch whose ids all follow one
-    /// [`IdPattern`] keeps each row's number instead, and its ids are copied only if
-    /// the source is web sessions (cart events find their sessions by id). Returns
+    /// [`IdPattern`] keeps each row's number instead, and its ids are not copied. Returns
     /// what `feed` returned, with each row's load-wide label code in source order where
     /// the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
     /// is left as it was before.
@@ -934,7 +1015,6 @@ impl<'a> InteractionFact<'a> {
             self.rows,
             self.orphaned,
             self.ts_range,
-            self.strings_needed,
         );
         let mut ids = IdColumn::default();
         let mut in_order = Vec::new();
@@ -947,9 +1027,7 @@ impl<'a> InteractionFact<'a> {
             for b in batches {
                 let id = Cols::of_batch(entity, b).str(id_column)?;
                 let pattern = IdPattern::of(id);
-                // Web session ids are copied in any case: cart events find their
-                // sessions by id.
-                let shift = if pattern.is_none() || source == Source::Web {
+                let shift = if pattern.is_none() {
                     ids.reserve(rest, id);
                     ids.append(entity, id)?
                 } else {
@@ -986,11 +1064,10 @@ impl<'a> InteractionFact<'a> {
                 Source::Email => None,
             };
         } else {
-            let (parts, months, month_rows, rows, orphaned, ts_range, strings_needed) = before;
+            let (parts, months, month_rows, rows, orphaned, ts_range) = before;
             self.parts.truncate(parts);
             (self.months, self.month_rows) = (months, month_rows);
             (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
-            self.strings_needed = strings_needed;
         }
         fed
     }
@@ -1043,19 +1120,16 @@ impl<'a> InteractionFact<'a> {
             .collect();
         let mut in_order = Vec::new();
         for (mut part, part_labels) in parts {
-            let pattern = match part.pattern.take() {
-                Some(p) => Some(match self.patterns.iter().position(|q| *q == p) {
-                    Some(i) => i as u32,
-                    None => {
-                        self.patterns.push(p);
-                        self.patterns.len() as u32 - 1
-                    }
-                }),
-                None => {
-                    self.strings_needed[source as usize] = true;
-                    None
-                }
-            };
+            let pattern =
+                part.pattern
+                    .take()
+                    .map(|p| match self.patterns.iter().position(|q| *q == p) {
+                        Some(i) => i as u32,
+                        None => {
+                            self.patterns.push(p);
+                            self.patterns.len() as u32 - 1
+                        }
+                    });
             part.labels = part_labels
                 .into_iter()
                 .map(|mut text| {

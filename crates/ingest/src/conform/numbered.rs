@@ -16,6 +16,8 @@ pub(super) struct IdPattern {
     /// The count of digits when every id has that many (numbers zero-padded to it);
     /// `None` when counts vary, which is allowed only if no number has a leading zero.
     width: Option<u8>,
+    /// Whether no number has a leading zero.
+    canonical: bool,
 }
 
 impl IdPattern {
@@ -63,6 +65,28 @@ impl IdPattern {
             // character boundary of the id.
             prefix: std::str::from_utf8(prefix).ok()?.to_string(),
             width: width.map(|w| w as u8),
+            canonical,
+        })
+    }
+
+    /// The pattern of ids of this pattern followed by ids of `next`, if one pattern
+    /// writes both: the same prefix, and the same count of digits or no leading zeros.
+    fn joined(&self, next: &IdPattern) -> Option<IdPattern> {
+        if self.prefix != next.prefix {
+            return None;
+        }
+        let canonical = self.canonical && next.canonical;
+        let width = if self.width == next.width {
+            self.width
+        } else if canonical {
+            None
+        } else {
+            return None;
+        };
+        Some(IdPattern {
+            prefix: self.prefix.clone(),
+            width,
+            canonical,
         })
     }
 
@@ -108,6 +132,98 @@ impl IdPattern {
     }
 }
 
+/// Ids numbered one after another: `count` ids of one pattern, numbered from `first`.
+/// Such a column is its own index: an id's row is its number less `first`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct NumberRun {
+    pattern: IdPattern,
+    first: u32,
+    count: u32,
+}
+
+impl NumberRun {
+    /// The run `ids` make, if they follow one pattern numbered one after another.
+    pub(super) fn of(ids: &StringArray) -> Option<NumberRun> {
+        let pattern = IdPattern::of(ids)?;
+        let first = IdPattern::digits_number(&ids.value(0).as_bytes()[pattern.prefix.len()..]);
+        let mut run = NumberRun {
+            pattern,
+            first,
+            count: 0,
+        };
+        run.numbered_from(ids, first).then_some(())?;
+        run.count = u32::try_from(ids.len()).ok()?;
+        Some(run)
+    }
+
+    /// Adds `ids` to the run if they follow its pattern and go on numbering where it
+    /// stops; returns whether they did.
+    pub(super) fn extend(&mut self, ids: &StringArray) -> bool {
+        let Some(next) = self.first.checked_add(self.count) else {
+            return false;
+        };
+        let count = u32::try_from(ids.len())
+            .ok()
+            .and_then(|n| self.count.checked_add(n));
+        let joined = IdPattern::of(ids).and_then(|p| self.pattern.joined(&p));
+        match (count, joined) {
+            (Some(count), Some(pattern)) if self.numbered_from(ids, next) => {
+                (self.pattern, self.count) = (pattern, count);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the ids of `ids` (which follow the run's pattern) are numbered `from`,
+    /// `from + 1`, … without overflowing.
+    fn numbered_from(&self, ids: &StringArray, from: u32) -> bool {
+        let skip = self.pattern.prefix.len();
+        let offsets = ids.value_offsets();
+        let values = ids.values().as_slice();
+        (0u32..).zip(offsets.windows(2)).all(|(i, w)| {
+            from.checked_add(i)
+                == Some(IdPattern::digits_number(
+                    &values[w[0] as usize + skip..w[1] as usize],
+                ))
+        })
+    }
+
+    /// The row of `id` in the run, if it has it.
+    #[inline]
+    pub(super) fn row(&self, id: &str) -> Option<usize> {
+        let d = id.as_bytes().strip_prefix(self.pattern.prefix.as_bytes())?;
+        let fits = match self.pattern.width {
+            Some(w) => d.len() == usize::from(w),
+            None => {
+                !d.is_empty() && d.len() <= IdPattern::MAX_DIGITS && (d.len() == 1 || d[0] != b'0')
+            }
+        };
+        if !fits || !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = IdPattern::wide(d);
+        let row = n.checked_sub(u64::from(self.first))?;
+        (row < u64::from(self.count)).then_some(row as usize)
+    }
+
+    /// The run's ids, written out.
+    pub(super) fn to_array(&self) -> StringArray {
+        let p = &self.pattern;
+        (0..self.count)
+            .map(|i| {
+                let n = self.first + i;
+                let mut id = p.prefix.clone().into_bytes();
+                let at = id.len();
+                id.resize(at + p.digits(n) as usize, 0);
+                IdPattern::write_digits(n, &mut id[at..]);
+                String::from_utf8(id).unwrap_or_default()
+            })
+            .map(Some)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,9 +258,9 @@ mod tests {
             assert_eq!(rewritten(&p, ids), ids, "{p:?}");
         }
         let p = pattern(&["S0000000001", "S0000000002"]).unwrap();
-        assert_eq!((p.prefix(), p.width), ("S", Some(10)));
+        assert_eq!((p.prefix(), p.width, p.canonical), ("S", Some(10), false));
         let p = pattern(&["CE1", "CE10"]).unwrap();
-        assert_eq!((p.prefix(), p.width), ("CE", None));
+        assert_eq!((p.prefix(), p.width, p.canonical), ("CE", None, true));
     }
 
     #[test]
@@ -167,5 +283,50 @@ mod tests {
         // A slice is judged on its own values.
         let all = StringArray::from(vec!["x", "S1", "S2"]);
         assert!(IdPattern::of(&all.slice(1, 2)).is_some());
+    }
+
+    #[test]
+    fn a_run_finds_each_id_and_nothing_else() {
+        let ids = |v: &[&str]| StringArray::from(v.to_vec());
+        let mut run = NumberRun::of(&ids(&["S0098", "S0099"])).unwrap();
+        assert!(run.extend(&ids(&["S0100", "S0101"])));
+        // Not next in line, or another pattern: the run stays as it was.
+        assert!(!run.extend(&ids(&["S0103"])));
+        assert!(!run.extend(&ids(&["S102"])));
+        assert!(!run.extend(&ids(&["T0102"])));
+        assert_eq!(run.count, 4);
+        let written = run.to_array();
+        let written: Vec<&str> = written.iter().flatten().collect();
+        assert_eq!(written, ["S0098", "S0099", "S0100", "S0101"]);
+        for (row, id) in written.iter().enumerate() {
+            assert_eq!(run.row(id), Some(row));
+        }
+        for id in [
+            "S0097", "S0102", "S098", "S00098", "X0098", "S0O98", "S", "",
+        ] {
+            assert_eq!(run.row(id), None, "{id}");
+        }
+        let free = NumberRun::of(&ids(&["9", "10", "11"])).unwrap();
+        assert_eq!(
+            (free.row("10"), free.row("010"), free.row("12")),
+            (Some(1), None, None)
+        );
+        // Unpadded numbers go on across a change in their count of digits.
+        let mut run = NumberRun::of(&ids(&["8", "9"])).unwrap();
+        assert!(run.extend(&ids(&["10", "11"])));
+        assert!(run.extend(&ids(&["12"])));
+        assert_eq!(
+            (run.row("8"), run.row("12"), run.row("08")),
+            (Some(0), Some(4), None)
+        );
+        // Padded ones keep their count of digits.
+        let mut run = NumberRun::of(&ids(&["08", "09"])).unwrap();
+        assert!(run.extend(&ids(&["10", "11"])));
+        assert_eq!(
+            (run.row("08"), run.row("10"), run.row("8")),
+            (Some(0), Some(2), None)
+        );
+        assert_eq!(NumberRun::of(&ids(&["S1", "S3"])), None);
+        assert_eq!(NumberRun::of(&ids(&["S4294967295", "S4294967296"])), None);
     }
 }
