@@ -21,9 +21,6 @@ pub(super) struct IdPattern {
 }
 
 impl IdPattern {
-    /// The most digits a number of at most `u32::MAX` has.
-    const MAX_DIGITS: usize = 10;
-
     /// The pattern every id of `ids` follows, if there is one: none when an id is null,
     /// has no trailing digits, differs from the first id before its digits, has a
     /// number above `u32::MAX`, or when digit counts vary and a number has a leading
@@ -46,10 +43,8 @@ impl IdPattern {
         for w in offsets.windows(2) {
             let id = &values[w[0] as usize..w[1] as usize];
             let d = id.strip_prefix(prefix)?;
-            if d.is_empty() || d.len() > Self::MAX_DIGITS || !d.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            if d.len() == Self::MAX_DIGITS && u64::from(Self::digits_number(d)) != Self::wide(d) {
+            Self::value(d)?;
+            if d.len() > usize::from(u8::MAX) {
                 return None;
             }
             if width != Some(d.len()) {
@@ -106,10 +101,18 @@ impl IdPattern {
         })
     }
 
-    /// The value of at most [`Self::MAX_DIGITS`] ASCII digits, without wrapping.
-    fn wide(d: &[u8]) -> u64 {
-        d.iter()
-            .fold(0u64, |n, &b| n * 10 + u64::from(b.wrapping_sub(b'0')))
+    /// The number ASCII digits `d` write, if they are digits (at least one) and the
+    /// number is at most `u32::MAX` (leading zeros are allowed).
+    fn value(d: &[u8]) -> Option<u32> {
+        if d.is_empty() {
+            return None;
+        }
+        d.iter().try_fold(0u32, |n, &b| {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n.checked_mul(10)?.checked_add(u32::from(b - b'0'))
+        })
     }
 
     /// How many digits number `n` is written with.
@@ -195,16 +198,13 @@ impl NumberRun {
         let d = id.as_bytes().strip_prefix(self.pattern.prefix.as_bytes())?;
         let fits = match self.pattern.width {
             Some(w) => d.len() == usize::from(w),
-            None => {
-                !d.is_empty() && d.len() <= IdPattern::MAX_DIGITS && (d.len() == 1 || d[0] != b'0')
-            }
+            None => d.len() == 1 || d.first() != Some(&b'0'),
         };
-        if !fits || !d.iter().all(u8::is_ascii_digit) {
+        if !fits {
             return None;
         }
-        let n = IdPattern::wide(d);
-        let row = n.checked_sub(u64::from(self.first))?;
-        (row < u64::from(self.count)).then_some(row as usize)
+        let row = IdPattern::value(d)?.checked_sub(self.first)?;
+        (row < self.count).then_some(row as usize)
     }
 
     /// The run's ids, written out.
@@ -253,6 +253,8 @@ mod tests {
             &["00", "01", "99"],
             &["é-0001", "é-0002"],
             &["ORD-2024-0001", "ORD-2024-0002"],
+            &["CE00000000001", "CE00000000002"],
+            &["N000000000000000000000004294967295"],
         ] {
             let p = pattern(ids).unwrap_or_else(|| panic!("{ids:?} follow a pattern"));
             assert_eq!(rewritten(&p, ids), ids, "{p:?}");
@@ -272,7 +274,7 @@ mod tests {
             &["abc"],             // no digits
             &["CE1", "CE1a"],     // not only digits after the prefix
             &["N4294967296"],     // above u32::MAX
-            &["N99999999999"],    // more than ten digits
+            &["N99999999999"],    // above u32::MAX too
             &["N1", "N٣"],        // a non-ASCII digit
             &[],                  // nothing to see
         ] {
@@ -301,6 +303,9 @@ mod tests {
         for (row, id) in written.iter().enumerate() {
             assert_eq!(run.row(id), Some(row));
         }
+        let padded = NumberRun::of(&ids(&["E00000000007", "E00000000008"])).unwrap();
+        assert_eq!(padded.row("E00000000008"), Some(1));
+        assert_eq!(padded.row("E0000000008"), None);
         for id in [
             "S0097", "S0102", "S098", "S00098", "X0098", "S0O98", "S", "",
         ] {
