@@ -1238,6 +1238,23 @@ mod tests {
         out
     }
 
+    /// The sample export in `to`, with `entity`'s CSV file replaced by a folder of files
+    /// (read in name order), each `head` and then the lines of one of `files`.
+    fn split_sample(to: &Path, entity: &str, head: &str, files: &[&[&str]]) -> PathBuf {
+        copy_sample(to);
+        std::fs::remove_file(to.join(format!("{entity}.csv"))).unwrap();
+        std::fs::create_dir_all(to.join(entity)).unwrap();
+        for (i, rows) in files.iter().enumerate() {
+            let mut s = format!("{head}\n");
+            for l in rows.iter() {
+                s.push_str(l);
+                s.push('\n');
+            }
+            std::fs::write(to.join(format!("{entity}/part{i}.csv")), s).unwrap();
+        }
+        to.to_path_buf()
+    }
+
     /// The sample export's CSV files, copied into `to`.
     fn copy_sample(to: &Path) {
         std::fs::create_dir_all(to).unwrap();
@@ -1408,21 +1425,9 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let (head, body) = (lines[0], &lines[1..]);
         let half = body.len() / 2;
-        // The sample export's cart events as a folder of files, read in name order.
-        let export = |name: &str, files: &[&[&str]]| -> PathBuf {
-            let to = dir.path().join(name);
-            copy_sample(&to);
-            std::fs::remove_file(to.join("cart_events.csv")).unwrap();
-            std::fs::create_dir_all(to.join("cart_events")).unwrap();
-            for (i, rows) in files.iter().enumerate() {
-                let mut s = format!("{head}\n");
-                for l in rows.iter() {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-                std::fs::write(to.join(format!("cart_events/part{i}.csv")), s).unwrap();
-            }
-            to
+        // The sample export's cart events as a folder of files.
+        let export = |name: &str, files: &[&[&str]]| {
+            split_sample(&dir.path().join(name), "cart_events", head, files)
         };
         let cart = |r: &IngestReport| -> (u64, u64, u64) {
             let e = r
@@ -1509,20 +1514,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let (head, body) = (lines[0], &lines[1..]);
         let half = body.len() / 2;
-        let web_export = |name: &str, files: &[&[&str]]| -> PathBuf {
-            let src = dir.path().join(name);
-            copy_sample(&src);
-            std::fs::remove_file(src.join("web_sessions.csv")).unwrap();
-            std::fs::create_dir_all(src.join("web_sessions")).unwrap();
-            for (i, rows) in files.iter().enumerate() {
-                let mut s = format!("{head}\n");
-                for l in rows.iter() {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-                std::fs::write(src.join(format!("web_sessions/part{i}.csv")), s).unwrap();
-            }
-            src
+        let web_export = |name: &str, files: &[&[&str]]| {
+            split_sample(&dir.path().join(name), "web_sessions", head, files)
         };
         // Web sessions whose second file's ids come first: staged whole, and the cart
         // events still find their sessions (same rows, same customers).
