@@ -763,10 +763,10 @@ impl SessionIdsBuilder {
 /// (where an export lists a customer's or a session's rows together and the lookups
 /// mostly repeat), in parts of consecutive rows resolved in parallel. Each row becomes
 /// a 40-byte [`Kept`] row: its keys, time, numbers, a code for its few-valued strings
-/// and the place of its source id. A part keeps its rows grouped by month. Afterwards
-/// the fact needs only the source's id column (and, from web sessions until cart
-/// events are added, their customer ids and label codes), and the caller frees the
-/// rest before it reads the next source.
+/// and its source id's number or place (see [`IdPlace`]). A part keeps its rows grouped
+/// by month. Afterwards the fact needs only the source's ids that follow no pattern
+/// (and, from web sessions until cart events are added, their ids, customer ids and
+/// label codes), and the caller frees the rest before it reads the next source.
 ///
 /// [`InteractionFact::month`] gathers one month's rows from the parts, sorts them by
 /// (date_key, customer_key) and makes the month's columns a row group at a time as
@@ -992,11 +992,11 @@ impl<'a> InteractionFact<'a> {
 
     /// Resolves a source (`entity`, whose ids are its column `id_column`) as `feed`
     /// hands it over a few batches at a time (see [`crate::entity::stream_entity`]),
-    /// instead of staging it whole first: the ids of each batch are copied into the
-    /// fact's id column, `keep` sees the batch (in order, to copy what else the fact
+    /// instead of staging it whole first: a batch whose ids all follow one
+    /// [`IdPattern`] keeps each row's number, any other has its ids copied into the
+    /// fact's id column; `keep` sees the batch (in order, to copy what else the fact
     /// keeps), its rows are resolved by `resolve` (given the batch and how its ids are
-    /// kept), and the rest is the caller's to free. A batch whose ids all follow one
-    /// [`IdPattern`] keeps each row's number instead, and its ids are not copied. Returns
+    /// kept), and the rest is the caller's to free. Returns
     /// what `feed` returned, with each row's load-wide label code in source order where
     /// the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
     /// is left as it was before.
