@@ -720,28 +720,32 @@ struct SessionIdsBuilder {
 }
 
 impl SessionIdsBuilder {
-    /// Adds a batch's ids, of `rest` rows at most to the end of its file.
-    fn push(&mut self, ids: &StringArray, rest: usize) -> Result<()> {
-        if self.text.is_none() {
-            let extended = match &mut self.run {
-                Some(run) => run.extend(ids),
-                None => {
-                    self.run = NumberRun::of(ids);
-                    self.run.is_some()
+    /// Adds a batch's ids, which follow `pattern` if it is given, of `rest` rows at
+    /// most to the end of its file.
+    fn push(&mut self, ids: &StringArray, pattern: Option<&IdPattern>, rest: usize) -> Result<()> {
+        let text = match &mut self.text {
+            Some(text) => text,
+            None => {
+                let extended = match (&mut self.run, pattern) {
+                    (Some(run), Some(p)) => run.extend(ids, p),
+                    (None, Some(p)) => {
+                        self.run = NumberRun::of(ids, p);
+                        self.run.is_some()
+                    }
+                    (_, None) => false,
+                };
+                if extended {
+                    return Ok(());
                 }
-            };
-            if extended {
-                return Ok(());
+                let mut text = IdColumn::default();
+                if let Some(run) = self.run.take() {
+                    let done = run.to_array();
+                    text.reserve(done.len() + rest, &done);
+                    text.append("web_sessions", &done)?;
+                }
+                self.text.insert(text)
             }
-            let mut text = IdColumn::default();
-            if let Some(run) = self.run.take() {
-                let done = run.to_array();
-                text.reserve(done.len() + rest, &done);
-                text.append("web_sessions", &done)?;
-            }
-            self.text = Some(text);
-        }
-        let text = self.text.get_or_insert_with(IdColumn::default);
+        };
         text.reserve(rest, ids);
         text.append("web_sessions", ids).map(|_| ())
     }
@@ -921,7 +925,7 @@ impl<'a> InteractionFact<'a> {
             Source::Cart,
             ("cart_events", "event_id"),
             resolve,
-            |_, _| Ok(()),
+            |_, _, _| Ok(()),
             feed,
         );
         drop(cx);
@@ -946,7 +950,7 @@ impl<'a> InteractionFact<'a> {
             Source::Email,
             ("email_events", "event_id"),
             resolve,
-            |_, _| Ok(()),
+            |_, _, _| Ok(()),
             feed,
         );
         fed.map(|t| t.map(|(t, _)| t))
@@ -966,9 +970,9 @@ impl<'a> InteractionFact<'a> {
         };
         let mut customers = IdColumn::default();
         let mut ids = SessionIdsBuilder::default();
-        let keep = |b: &RecordBatch, rows: usize| -> Result<()> {
+        let keep = |b: &RecordBatch, pattern: Option<&IdPattern>, rows: usize| -> Result<()> {
             let c = Cols::of_batch("web_sessions", b);
-            ids.push(c.str("session_id")?, rows)?;
+            ids.push(c.str("session_id")?, pattern, rows)?;
             let c = c.str("customer_id")?;
             customers.reserve(rows, c);
             customers.append("web_sessions", c).map(|_| ())
@@ -994,18 +998,18 @@ impl<'a> InteractionFact<'a> {
     /// hands it over a few batches at a time (see [`crate::entity::stream_entity`]),
     /// instead of staging it whole first: a batch whose ids all follow one
     /// [`IdPattern`] keeps each row's number, any other has its ids copied into the
-    /// fact's id column; `keep` sees the batch (in order, to copy what else the fact
-    /// keeps), its rows are resolved by `resolve` (given the batch and how its ids are
-    /// kept), and the rest is the caller's to free. Returns
-    /// what `feed` returned, with each row's load-wide label code in source order where
-    /// the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
+    /// fact's id column; `keep` sees the batch and its ids' pattern (in order, to copy
+    /// what else the fact keeps), its rows are resolved by `resolve` (given the batch
+    /// and how its ids are kept), and the rest is the caller's to free. Returns what
+    /// `feed` returned, with each row's load-wide label code in source order where the
+    /// parts kept them. When `feed` stops early (returns `None`) or fails, the fact
     /// is left as it was before.
     fn stream<T>(
         &mut self,
         source: Source,
         (entity, id_column): (&str, &str),
         resolve: impl Fn(&RecordBatch, IdPlace) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
-        mut keep: impl FnMut(&RecordBatch, usize) -> Result<()> + Send,
+        mut keep: impl FnMut(&RecordBatch, Option<&IdPattern>, usize) -> Result<()> + Send,
         feed: Feed<T>,
     ) -> Result<Option<(T, Vec<u32>)>> {
         if self.next != Some(source) {
@@ -1040,8 +1044,8 @@ impl<'a> InteractionFact<'a> {
                     Some(p) => IdPlace::Numbered(p.prefix().len()),
                     None => IdPlace::Shifted(shift),
                 };
+                keep(b, pattern.as_ref(), rest)?;
                 places.push((place, pattern));
-                keep(b, rest)?;
                 rest -= b.num_rows();
             }
             let parts = batches

@@ -145,9 +145,10 @@ pub(super) struct NumberRun {
 }
 
 impl NumberRun {
-    /// The run `ids` make, if they follow one pattern numbered one after another.
-    pub(super) fn of(ids: &StringArray) -> Option<NumberRun> {
-        let pattern = IdPattern::of(ids)?;
+    /// The run `ids` make, if they (which follow `pattern`) are numbered one after
+    /// another.
+    pub(super) fn of(ids: &StringArray, pattern: &IdPattern) -> Option<NumberRun> {
+        let pattern = pattern.clone();
         let first = IdPattern::digits_number(&ids.value(0).as_bytes()[pattern.prefix.len()..]);
         let mut run = NumberRun {
             pattern,
@@ -159,16 +160,16 @@ impl NumberRun {
         Some(run)
     }
 
-    /// Adds `ids` to the run if they follow its pattern and go on numbering where it
-    /// stops; returns whether they did.
-    pub(super) fn extend(&mut self, ids: &StringArray) -> bool {
+    /// Adds `ids` (which follow `pattern`) to the run if one pattern writes the run's
+    /// ids and theirs and they go on numbering where it stops; returns whether they did.
+    pub(super) fn extend(&mut self, ids: &StringArray, pattern: &IdPattern) -> bool {
         let Some(next) = self.first.checked_add(self.count) else {
             return false;
         };
         let count = u32::try_from(ids.len())
             .ok()
             .and_then(|n| self.count.checked_add(n));
-        let joined = IdPattern::of(ids).and_then(|p| self.pattern.joined(&p));
+        let joined = self.pattern.joined(pattern);
         match (count, joined) {
             (Some(count), Some(pattern)) if self.numbered_from(ids, next) => {
                 (self.pattern, self.count) = (pattern, count);
@@ -287,15 +288,26 @@ mod tests {
         assert!(IdPattern::of(&all.slice(1, 2)).is_some());
     }
 
+    /// The run `ids` make, as streamed web sessions are judged.
+    fn run_of(ids: &[&str]) -> Option<NumberRun> {
+        let ids = StringArray::from(ids.to_vec());
+        NumberRun::of(&ids, &IdPattern::of(&ids)?)
+    }
+
+    /// Whether `run` takes `ids`, as streamed web sessions are judged.
+    fn extends(run: &mut NumberRun, ids: &[&str]) -> bool {
+        let ids = StringArray::from(ids.to_vec());
+        IdPattern::of(&ids).is_some_and(|p| run.extend(&ids, &p))
+    }
+
     #[test]
     fn a_run_finds_each_id_and_nothing_else() {
-        let ids = |v: &[&str]| StringArray::from(v.to_vec());
-        let mut run = NumberRun::of(&ids(&["S0098", "S0099"])).unwrap();
-        assert!(run.extend(&ids(&["S0100", "S0101"])));
+        let mut run = run_of(&["S0098", "S0099"]).unwrap();
+        assert!(extends(&mut run, &["S0100", "S0101"]));
         // Not next in line, or another pattern: the run stays as it was.
-        assert!(!run.extend(&ids(&["S0103"])));
-        assert!(!run.extend(&ids(&["S102"])));
-        assert!(!run.extend(&ids(&["T0102"])));
+        assert!(!extends(&mut run, &["S0103"]));
+        assert!(!extends(&mut run, &["S102"]));
+        assert!(!extends(&mut run, &["T0102"]));
         assert_eq!(run.count, 4);
         let written = run.to_array();
         let written: Vec<&str> = written.iter().flatten().collect();
@@ -303,7 +315,7 @@ mod tests {
         for (row, id) in written.iter().enumerate() {
             assert_eq!(run.row(id), Some(row));
         }
-        let padded = NumberRun::of(&ids(&["E00000000007", "E00000000008"])).unwrap();
+        let padded = run_of(&["E00000000007", "E00000000008"]).unwrap();
         assert_eq!(padded.row("E00000000008"), Some(1));
         assert_eq!(padded.row("E0000000008"), None);
         for id in [
@@ -311,27 +323,27 @@ mod tests {
         ] {
             assert_eq!(run.row(id), None, "{id}");
         }
-        let free = NumberRun::of(&ids(&["9", "10", "11"])).unwrap();
+        let free = run_of(&["9", "10", "11"]).unwrap();
         assert_eq!(
             (free.row("10"), free.row("010"), free.row("12")),
             (Some(1), None, None)
         );
         // Unpadded numbers go on across a change in their count of digits.
-        let mut run = NumberRun::of(&ids(&["8", "9"])).unwrap();
-        assert!(run.extend(&ids(&["10", "11"])));
-        assert!(run.extend(&ids(&["12"])));
+        let mut run = run_of(&["8", "9"]).unwrap();
+        assert!(extends(&mut run, &["10", "11"]));
+        assert!(extends(&mut run, &["12"]));
         assert_eq!(
             (run.row("8"), run.row("12"), run.row("08")),
             (Some(0), Some(4), None)
         );
         // Padded ones keep their count of digits.
-        let mut run = NumberRun::of(&ids(&["08", "09"])).unwrap();
-        assert!(run.extend(&ids(&["10", "11"])));
+        let mut run = run_of(&["08", "09"]).unwrap();
+        assert!(extends(&mut run, &["10", "11"]));
         assert_eq!(
             (run.row("08"), run.row("10"), run.row("8")),
             (Some(0), Some(2), None)
         );
-        assert_eq!(NumberRun::of(&ids(&["S1", "S3"])), None);
-        assert_eq!(NumberRun::of(&ids(&["S4294967295", "S4294967296"])), None);
+        assert_eq!(run_of(&["S1", "S3"]), None);
+        assert_eq!(run_of(&["S4294967295", "S4294967296"]), None);
     }
 }
