@@ -1034,15 +1034,12 @@ impl<'a> InteractionFact<'a> {
             for b in batches {
                 let id = Cols::of_batch(entity, b).str(id_column)?;
                 let pattern = IdPattern::of(id);
-                let shift = if pattern.is_none() {
-                    ids.reserve(rest, id);
-                    ids.append(entity, id)?
-                } else {
-                    0
-                };
                 let place = match &pattern {
                     Some(p) => IdPlace::Numbered(p.prefix().len()),
-                    None => IdPlace::Shifted(shift),
+                    None => {
+                        ids.reserve(rest, id);
+                        IdPlace::Shifted(ids.append(entity, id)?)
+                    }
                 };
                 keep(b, pattern.as_ref(), rest)?;
                 places.push((place, pattern));

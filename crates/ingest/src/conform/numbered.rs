@@ -173,7 +173,9 @@ impl NumberRun {
             first,
             count: 0,
         };
-        run.numbered_from(ids, first).then_some(())?;
+        if !run.numbered_from(ids, first) {
+            return None;
+        }
         run.count = u32::try_from(ids.len()).ok()?;
         Some(run)
     }
