@@ -17,18 +17,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A batch command (ingest, etl, demo, …) allocates and frees column buffers of hundreds
 /// of megabytes, phase after phase. Returning freed pages to the kernel means it must
 /// zero them again on the next allocation, which was a sixth of a large load's CPU
-/// time; a short-lived process keeps them instead. Its memory is also mapped in 2 MiB
-/// pages where the kernel allows (transparent huge pages, `madvise` mode): building a
-/// fact reads its sources in sort order, all over gigabytes, and with 4 KiB pages most
-/// of those reads missed the TLB (a load took 15% longer). `serve` and `cube shell` may
-/// run for days and keep mimalloc's defaults (pages are returned shortly after they are
-/// freed).
+/// time; a short-lived process keeps them instead. `serve` and `cube shell` may run for
+/// days and keep mimalloc's defaults (pages are returned shortly after they are freed).
 ///
 /// The C libraries (zstd above all: Parquet's codec makes a new compression context of
 /// about a megabyte for every page it writes) allocate through the C library's malloc
 /// instead. glibc gives blocks that large their own mapping, or trims them off its heap
 /// when they are freed, so every context was zeroed anew on fresh pages: a third of the
 /// page faults of a large load. Batch commands set glibc to keep them on its heap.
+///
+/// Batch commands also turn transparent huge pages off for the process (see
+/// [`huge_pages`]).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets glibc malloc's parameters; it is called before any
@@ -39,15 +38,35 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
-    /// `mi_option_allow_large_os_pages` and `mi_option_purge_delay` in mimalloc's
-    /// `mi_option_t`.
-    const ALLOW_LARGE_OS_PAGES: libmimalloc_sys::mi_option_t = 6;
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_t`.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets process-wide allocator options; valid at any time.
+    // SAFETY: sets a process-wide allocator option; valid at any time.
     unsafe {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
     }
+    huge_pages(std::env::var_os("CRMCUBE_HUGE_PAGES").is_some_and(|v| v == "1"));
+}
+
+/// mimalloc asks the kernel for 2 MiB transparent huge pages on its arenas
+/// (`madvise(MADV_HUGEPAGE)`, with its default options too). On the virtual machines
+/// crmcube is measured on, a fresh huge page costs several times the kernel time of the
+/// 512 small pages it replaces (touching 3 GB from two threads: 5.5–6.5 s of system
+/// time in huge pages, 1.6–3.1 s in small ones; the hypervisor takes free memory back in
+/// large blocks, and a huge page always comes from one). A 1,000,000-customer load
+/// spent 7.1 s of system time with them and 4.1 s without, and the same user time. So
+/// batch commands turn them off for the process (`PR_SET_THP_DISABLE`), unless
+/// `CRMCUBE_HUGE_PAGES=1` keeps them (for machines where fewer TLB misses are worth more).
+fn huge_pages(keep: bool) {
+    #[cfg(target_os = "linux")]
+    if !keep {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag of the calling process; it takes
+        // no pointers.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = keep;
 }
 
 /// An analytical CRM data warehouse and OLAP engine.
