@@ -497,20 +497,23 @@ impl<'a> Load<'a> {
         self.enforce_foreign_keys("order_lines", &mut lines)?;
         self.progress.step("building fact_sales");
         let t0 = Instant::now();
-        let out =
-            conform::build_fact_sales(schema.require("fact_sales")?, &lines, &orders, &resolver)?;
+        let mut sales =
+            conform::SalesFact::new(schema.require("fact_sales")?, &lines, &orders, &resolver)?;
+        self.conform_seconds += t0.elapsed().as_secs_f64();
+        let (orphaned, rejects) = sales.outcome();
+        self.write_monthly("fact_sales", &sales)?;
+        drop(sales);
         // Tickets refer to orders; only the ids they name are looked up, once tickets are
         // read (a set of every order id would cost more than the tickets themselves).
         let order_id_column = orders.batch.column_by_name("order_id").cloned();
-        self.conform_seconds += t0.elapsed().as_secs_f64();
-        self.absorb(
-            "fact_sales",
-            out,
+        self.settle(
+            &orphaned,
+            vec![("order_lines", rejects)],
             &mut [
                 ("orders", &mut Some(orders)),
                 ("order_lines", &mut Some(lines)),
             ],
-        )?;
+        );
 
         // fact_interaction: each source is resolved as soon as it is read, and all but
         // its id column freed before the next is read.
@@ -914,21 +917,23 @@ impl<'a> Load<'a> {
         )
     }
 
-    /// Writes fact_interaction. On a first load each month is built, written and
-    /// dropped in turn; a load into a live table builds every month first, to merge
-    /// them with the files they touch.
-    fn write_monthly(&mut self, table: &str, fact: &conform::InteractionFact) -> Result<()> {
+    /// Writes a fact built a month at a time. On a first load into a table partitioned
+    /// by the fact's time column, each month is built, written and dropped in turn;
+    /// otherwise every month is built first (to be merged with the live files they
+    /// touch, or partitioned as the schema says).
+    fn write_monthly(&mut self, table: &str, fact: &impl conform::MonthlyFact) -> Result<()> {
         if let Some(range) = fact.day_range() {
             self.widen_days(range);
         }
+        let def = self.opts.schema.require(table)?;
         let exists = self.base.is_some_and(|b| b.tables.contains_key(table));
-        if exists || fact.months().is_empty() {
+        let by_month = def.partition_by.as_deref() == Some(fact.time_column());
+        if exists || !by_month || fact.months().is_empty() {
             let t0 = Instant::now();
             let batches = fact.build_all()?;
             self.conform_seconds += t0.elapsed().as_secs_f64();
             return self.write_fact(table, batches);
         }
-        let def = self.opts.schema.require(table)?;
         self.write_with(
             table,
             def.arrow_schema(),

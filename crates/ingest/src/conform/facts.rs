@@ -2,7 +2,7 @@
 
 use super::customers::CustomerVersions;
 use super::ids::IdMap;
-use super::{opt_str, to_money, Cols, LastLookup, TableAssembler};
+use super::{opt_str, Cols, LastLookup, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
 use arrow::array::{
@@ -42,7 +42,7 @@ impl Resolver {
     pub(super) fn channel(&self, v: Option<&str>) -> (i64, bool) {
         Self::member(&self.channels, v)
     }
-    fn region(&self, v: Option<&str>) -> (i64, bool) {
+    pub(super) fn region(&self, v: Option<&str>) -> (i64, bool) {
         Self::member(&self.regions, v)
     }
     pub(super) fn campaign(&self, v: Option<&str>) -> ((i64, i64), bool) {
@@ -232,7 +232,7 @@ impl<'a> RowIndex<'a> {
     }
 }
 
-fn money(v: Vec<i128>) -> Result<ArrayRef> {
+pub(super) fn money(v: Vec<i128>) -> Result<ArrayRef> {
     Ok(Arc::new(
         Decimal128Array::from(v)
             .with_precision_and_scale(DECIMAL_PRECISION, MONEY_SCALE)
@@ -244,176 +244,12 @@ pub(super) fn ints(v: Vec<i64>) -> ArrayRef {
     Arc::new(Int64Array::from(v))
 }
 
-fn date_keys(ts: &[i64]) -> ArrayRef {
+pub(super) fn date_keys(ts: &[i64]) -> ArrayRef {
     ints(
         ts.iter()
             .map(|t| i64::from(date_key_of_micros(*t)))
             .collect(),
     )
-}
-
-/// fact_sales from order_lines joined to their orders.
-pub fn build_fact_sales(
-    def: &TableDef,
-    lines: &StagedEntity,
-    orders: &StagedEntity,
-    r: &Resolver,
-) -> Result<FactOutput> {
-    let o = Cols::new("orders", orders);
-    let (o_id, o_cust, o_ts, o_chan, o_reg, o_camp) = (
-        o.str("order_id")?,
-        o.str("customer_id")?,
-        o.ts("order_ts")?,
-        o.str("channel")?,
-        o.str("region_id")?,
-        o.str("campaign_id")?,
-    );
-    // Per order: (ts, customer, region, channel, campaign keys), and the orphan count.
-    let keys = || {
-        (0..o_id.len())
-            .into_par_iter()
-            .map(|i| {
-                let ts = o_ts.value(i);
-                let (ck, c_orph) = r.customers.resolve(opt_str(o_cust, i), ts);
-                let (rk, r_orph) = r.region(opt_str(o_reg, i));
-                let (chk, ch_orph) = r.channel(opt_str(o_chan, i));
-                let ((mk, _), m_orph) = r.campaign(opt_str(o_camp, i));
-                let orph = c_orph || r_orph || ch_orph || m_orph;
-                ((ts, ck, rk, chk, mk), orph)
-            })
-            .collect::<Vec<_>>()
-    };
-    let (order_idx, order_keys) = rayon::join(|| IdIndex::new(o_id), keys);
-    let orders_orphaned = order_keys.iter().filter(|(_, o)| *o).count() as u64;
-
-    let l = Cols::new("order_lines", lines);
-    let (l_order, l_no, l_prod, l_qty, l_price, l_disc, l_ret) = (
-        l.str("order_id")?,
-        l.int("line_no")?,
-        l.str("product_id")?,
-        l.int("quantity")?,
-        l.dec("unit_price")?,
-        l.dec("discount")?,
-        l.bool("returned")?,
-    );
-    let (price_scale, disc_scale) = (l.scale("unit_price")?, l.scale("discount")?);
-    let part = |range: std::ops::Range<usize>| -> Result<(RecordBatch, Vec<FactReject>, u64)> {
-        let (n, start) = (range.len(), range.start);
-        let mut rejects = Vec::new();
-        let mut lines_orphaned = 0u64;
-        let mut keep_rows = Vec::with_capacity(n);
-        let (mut ts, mut cust, mut prod, mut reg, mut chan, mut camp) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut gross, mut disc, mut revenue, mut cost, mut profit, mut price) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut orders = order_idx.cursor();
-        for i in range {
-            let order_id = l_order.value(i);
-            let Some(oi) = orders.get(order_id) else {
-                rejects.push((
-                    i,
-                    "order_id",
-                    order_id.to_string(),
-                    "order_id not found among the loaded orders (missing from the export, or quarantined); a line needs its order".to_string(),
-                ));
-                continue;
-            };
-            let qty = l_qty.value(i);
-            let unit = to_money(l_price.value(i), price_scale);
-            let d = to_money(l_disc.value(i), disc_scale);
-            let g = unit * i128::from(qty);
-            if d > g {
-                rejects.push((
-                    i,
-                    "discount",
-                    format!("{:.2}", d as f64 / 100.0),
-                    format!(
-                        "discount exceeds the line amount {:.2} (quantity × unit_price)",
-                        g as f64 / 100.0
-                    ),
-                ));
-                continue;
-            }
-            let ((pk, unit_cost), p_orph) = r.product(opt_str(l_prod, i));
-            if p_orph {
-                lines_orphaned += 1;
-            }
-            let ((t, ck, rk, chk, mk), _) = order_keys[oi];
-            let rev = g - d;
-            let c = unit_cost * i128::from(qty);
-            keep_rows.push(i as u32);
-            ts.push(t);
-            cust.push(ck);
-            prod.push(pk);
-            reg.push(rk);
-            chan.push(chk);
-            camp.push(mk);
-            price.push(unit);
-            gross.push(g);
-            disc.push(d);
-            revenue.push(rev);
-            cost.push(c);
-            profit.push(rev - c);
-        }
-        let rows = keep_rows.len();
-        // A part that kept every line shares the lines' columns instead of copying them.
-        let every = rows == n;
-        let idx = arrow::array::UInt32Array::from(keep_rows);
-        let take = |a: &dyn Array| {
-            if every {
-                return Ok(a.slice(start, n));
-            }
-            arrow::compute::take(a, &idx, None).map_err(|e| Error::format("fact_sales", e))
-        };
-        let mut t = TableAssembler::new("fact_sales", def);
-        t.set("order_id", take(l_order)?)
-            .set("line_no", take(l_no)?)
-            .set("date_key", date_keys(&ts))
-            .set("order_ts", Arc::new(TimestampMicrosecondArray::from(ts)))
-            .set("customer_key", ints(cust))
-            .set("product_key", ints(prod))
-            .set("region_key", ints(reg))
-            .set("channel_key", ints(chan))
-            .set("campaign_key", ints(camp))
-            .set("quantity", take(l_qty)?)
-            .set("unit_price", money(price)?)
-            .set("gross_amount", money(gross)?)
-            .set("discount", money(disc)?)
-            .set("revenue", money(revenue)?)
-            .set("cost", money(cost)?)
-            .set("gross_profit", money(profit)?)
-            .set("returned", take(l_ret)?);
-        Ok((t.finish(rows)?, rejects, lines_orphaned))
-    };
-    let parts = row_ranges(l_order.len())
-        .into_par_iter()
-        .map(part)
-        .collect::<Result<Vec<_>>>()?;
-    let mut batches = Vec::with_capacity(parts.len());
-    let mut rejects = Vec::new();
-    let mut lines_orphaned = 0;
-    for (b, rj, orph) in parts {
-        batches.push(b);
-        rejects.extend(rj);
-        lines_orphaned += orph;
-    }
-    Ok(FactOutput {
-        batches,
-        orphaned: vec![("orders", orders_orphaned), ("order_lines", lines_orphaned)],
-        rejects: vec![("order_lines", rejects)],
-    })
 }
 
 /// fact_ticket from service tickets.

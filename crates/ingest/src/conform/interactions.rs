@@ -4,7 +4,7 @@
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::ids::StrCodes;
 use super::numbered::{IdPattern, NumberRun};
-use super::{opt_str, Cols, TableAssembler};
+use super::{opt_str, Cols, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
 use crate::write::{MonthRows, ROW_GROUP_ROWS};
@@ -803,9 +803,8 @@ pub struct InteractionFact<'a> {
     months: Vec<i32>,
     month_rows: Vec<usize>,
     rows: usize,
-    /// Whether rows are built in the order (date_key, customer_key): the table's sort
-    /// order as the warehouse schema ships it.
-    presorted: bool,
+    /// The order in which months are handed to the writer.
+    order: MonthOrder,
     /// Rows with an orphaned reference: web sessions, cart events, email events.
     orphaned: [u64; 3],
     ts_range: Option<(i64, i64)>,
@@ -830,7 +829,7 @@ impl<'a> InteractionFact<'a> {
             months: Vec::new(),
             month_rows: Vec::new(),
             rows: 0,
-            presorted: def.sort_by == ["date_key", "customer_key"],
+            order: MonthOrder::of(&def.sort_by),
             orphaned: [0; 3],
             ts_range: None,
         }
@@ -1162,16 +1161,6 @@ impl<'a> InteractionFact<'a> {
         in_order
     }
 
-    /// The months with rows (`YYYYMM`, ascending).
-    pub fn months(&self) -> &[i32] {
-        &self.months
-    }
-
-    /// The number of rows of each of [`InteractionFact::months`].
-    pub fn month_rows(&self) -> &[usize] {
-        &self.month_rows
-    }
-
     /// Rows with an orphaned reference, per source entity.
     pub fn orphaned(&self) -> Vec<(&'static str, u64)> {
         vec![
@@ -1181,15 +1170,10 @@ impl<'a> InteractionFact<'a> {
         ]
     }
 
-    /// The first and last day (days since 1970-01-01) of the rows, if any.
-    pub fn day_range(&self) -> Option<(i32, i32)> {
-        self.ts_range
-            .map(|(lo, hi)| (days_of_micros(lo), days_of_micros(hi)))
-    }
-
-    /// The rows of `months()[k]`, sorted by (date_key, customer_key) when the table is.
+    /// The rows of `months()[k]`, in the table's order when it is one of
+    /// [`MonthOrder`]'s.
     pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
-        if self.presorted {
+        if self.order != MonthOrder::Other {
             return self.columns(&self.sorted_month(k));
         }
         let ym = self.months[k];
@@ -1198,25 +1182,6 @@ impl<'a> InteractionFact<'a> {
             rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
         }
         self.columns(&rows)
-    }
-
-    /// Month `k` (an index of [`InteractionFact::months`]) for the writer. Built in the
-    /// table's sort order, its columns are made a row group at a time as they are
-    /// written, from its sorted rows (48 bytes a row); otherwise it is built whole
-    /// ([`InteractionFact::build_month`]) and sorted as it is written.
-    pub fn month(&self, k: usize) -> Result<MonthRows<'_>> {
-        if !self.presorted {
-            return self.build_month(k).map(MonthRows::Batch);
-        }
-        let rows = self.sorted_month(k);
-        let n = rows.len();
-        let chunks = (0..n)
-            .step_by(ROW_GROUP_ROWS)
-            .map(move |s| self.columns(&rows[s..(s + ROW_GROUP_ROWS).min(n)]));
-        Ok(MonthRows::Sorted {
-            schema: self.def.arrow_schema(),
-            chunks: Box::new(chunks),
-        })
     }
 
     /// A part's row as a month is built: with its load-wide label code, date key and id
@@ -1242,12 +1207,12 @@ impl<'a> InteractionFact<'a> {
         }
     }
 
-    /// Month `k`'s rows in the order (date_key, customer_key).
+    /// Month `k`'s rows in the order (date_key) or (date_key, customer_key).
     ///
     /// The rows are placed day by day as they are gathered from the parts (a counting
     /// sort on the day of the month, which keeps the parts' order), and each day is then
-    /// ordered by customer key on its own: a day's rows fit in the cache, so sorting
-    /// them and gathering them in order stays there.
+    /// ordered by customer key on its own when the table asks for it: a day's rows fit
+    /// in the cache, so sorting them and gathering them in order stays there.
     fn sorted_month(&self, k: usize) -> MonthBuffer<'_> {
         let ym = self.months[k];
         let mut starts = [0usize; 33];
@@ -1271,6 +1236,9 @@ impl<'a> InteractionFact<'a> {
                 by_day[*slot] = row;
                 *slot += 1;
             }
+        }
+        if self.order != MonthOrder::DayCustomer {
+            return by_day;
         }
         // Each day is sorted through a buffer of its size, so the month's rows are in
         // memory once.
@@ -1297,18 +1265,6 @@ impl<'a> InteractionFact<'a> {
             rows,
             free: &self.month_buffers,
         }
-    }
-
-    /// Every month's rows (for a load that merges them with the live table), or one
-    /// empty batch when there are none.
-    pub fn build_all(&self) -> Result<Vec<RecordBatch>> {
-        if self.months.is_empty() {
-            return Ok(vec![self.columns(&[])?]);
-        }
-        (0..self.months.len())
-            .into_par_iter()
-            .map(|k| self.build_month(k))
-            .collect()
     }
 
     /// The table's columns for `rows`, in their order.
@@ -1460,6 +1416,54 @@ impl<'a> InteractionFact<'a> {
             .set("duration_s", duration)
             .set("quantity", quantity);
         t.finish(n)
+    }
+}
+
+impl MonthlyFact for InteractionFact<'_> {
+    fn time_column(&self) -> &str {
+        "event_ts"
+    }
+
+    fn months(&self) -> &[i32] {
+        &self.months
+    }
+
+    fn month_rows(&self) -> &[usize] {
+        &self.month_rows
+    }
+
+    fn day_range(&self) -> Option<(i32, i32)> {
+        self.ts_range
+            .map(|(lo, hi)| (days_of_micros(lo), days_of_micros(hi)))
+    }
+
+    /// Month `k` (an index of [`MonthlyFact::months`]) for the writer. Built in the
+    /// table's sort order, its columns are made a row group at a time as they are
+    /// written, from its sorted rows (48 bytes a row); otherwise it is built whole
+    /// ([`InteractionFact::build_month`]) and sorted as it is written.
+    fn month(&self, k: usize) -> Result<MonthRows<'_>> {
+        if self.order == MonthOrder::Other {
+            return self.build_month(k).map(MonthRows::Batch);
+        }
+        let rows = self.sorted_month(k);
+        let n = rows.len();
+        let chunks = (0..n)
+            .step_by(ROW_GROUP_ROWS)
+            .map(move |s| self.columns(&rows[s..(s + ROW_GROUP_ROWS).min(n)]));
+        Ok(MonthRows::Sorted {
+            schema: self.def.arrow_schema(),
+            chunks: Box::new(chunks),
+        })
+    }
+
+    fn build_all(&self) -> Result<Vec<RecordBatch>> {
+        if self.months.is_empty() {
+            return Ok(vec![self.columns(&[])?]);
+        }
+        (0..self.months.len())
+            .into_par_iter()
+            .map(|k| self.build_month(k))
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@ mod facts;
 mod ids;
 mod interactions;
 mod numbered;
+mod sales;
 
 pub use columns::TableAssembler;
 
@@ -18,11 +19,54 @@ pub use customers::build_dim_customer;
 pub use customers::CustomerVersions;
 pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_lookup};
 pub use facts::{
-    build_fact_campaign_response, build_fact_sales, build_fact_ticket, FactOutput, FactReject,
-    Resolver,
+    build_fact_campaign_response, build_fact_ticket, FactOutput, FactReject, Resolver,
 };
 pub use ids::IdMap;
 pub use interactions::{Feed, InteractionFact};
+pub use sales::SalesFact;
+
+/// The order in which a monthly fact hands a month's rows to the writer, from the
+/// table's `sort_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MonthOrder {
+    /// By date_key; the rows of a day keep their source order.
+    Day,
+    /// By (date_key, customer_key); rows that tie keep their source order.
+    DayCustomer,
+    /// Another order: the fact hands the month whole, and the writer sorts it.
+    Other,
+}
+
+impl MonthOrder {
+    pub(crate) fn of(sort_by: &[String]) -> Self {
+        if sort_by == ["date_key"] {
+            MonthOrder::Day
+        } else if sort_by == ["date_key", "customer_key"] {
+            MonthOrder::DayCustomer
+        } else {
+            MonthOrder::Other
+        }
+    }
+}
+
+/// A fact built to be written a month at a time: on a first load each month is made,
+/// written and dropped in turn (see `write::write_months`).
+pub trait MonthlyFact: Sync {
+    /// The timestamp column whose month places a row (the table's partition column
+    /// as the warehouse schema ships it).
+    fn time_column(&self) -> &str;
+    /// The months with rows (`YYYYMM`, ascending).
+    fn months(&self) -> &[i32];
+    /// The number of rows of each of [`MonthlyFact::months`].
+    fn month_rows(&self) -> &[usize];
+    /// The first and last day (days since 1970-01-01) of the rows, if any.
+    fn day_range(&self) -> Option<(i32, i32)>;
+    /// Month `k` (an index of [`MonthlyFact::months`]) for the writer.
+    fn month(&self, k: usize) -> Result<crate::write::MonthRows<'_>>;
+    /// Every month's rows (for a load that merges them with the live table, or a
+    /// table partitioned otherwise), or one empty batch when there are none.
+    fn build_all(&self) -> Result<Vec<RecordBatch>>;
+}
 
 use crate::entity::StagedEntity;
 use arrow::array::{
