@@ -1177,11 +1177,21 @@ mod tests {
         progress: &dyn Progress,
     ) -> IngestReport {
         let schema = WarehouseSchema::builtin().unwrap();
+        load_into(source, warehouse, contract, &schema, progress)
+    }
+
+    fn load_into(
+        source: &Path,
+        warehouse: &Path,
+        contract: &ExportContract,
+        schema: &WarehouseSchema,
+        progress: &dyn Progress,
+    ) -> IngestReport {
         let opts = IngestOptions {
             source: source.to_path_buf(),
             warehouse: warehouse.to_path_buf(),
             contract,
-            schema: &schema,
+            schema,
             csv: CsvOptions::default(),
             max_reject_rate: None,
             pattern: None,
@@ -1191,24 +1201,29 @@ mod tests {
 
     /// The live files of fact_interaction: (partition folder, rows of the file).
     fn interaction_files(warehouse: &Path) -> Vec<(String, RecordBatch)> {
+        table_files(warehouse, "fact_interaction")
+    }
+
+    /// The live files of a table: (partition folder, rows of the file).
+    fn table_files(warehouse: &Path, table: &str) -> Vec<(String, RecordBatch)> {
         let snap = Snapshot::open(warehouse, AsOf::Latest).unwrap();
-        let mut files: Vec<String> = snap.tables["fact_interaction"]
-            .files
-            .keys()
-            .cloned()
-            .collect();
+        let mut files: Vec<String> = snap.tables[table].files.keys().cloned().collect();
         files.sort();
         files
             .into_iter()
             .map(|rel| {
-                let f = std::fs::File::open(warehouse.join("fact_interaction").join(&rel)).unwrap();
+                let f = std::fs::File::open(warehouse.join(table).join(&rel)).unwrap();
                 let r = ParquetRecordBatchReaderBuilder::try_new(f)
                     .unwrap()
                     .build()
                     .unwrap();
                 let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
                 let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-                let folder = rel.rsplit_once('/').unwrap().0.to_string();
+                let folder = rel
+                    .rsplit_once('/')
+                    .map(|(f, _)| f)
+                    .unwrap_or("")
+                    .to_string();
                 (folder, all)
             })
             .collect()
@@ -1295,7 +1310,6 @@ mod tests {
         for (folder, b) in &files {
             let ts = times(b, "event_ts");
             let dk = ints(b, "date_key");
-            let ck = ints(b, "customer_key");
             let id = strs(b, "interaction_id");
             for i in 0..b.num_rows() {
                 let ym = value::date_key_of_micros(ts.value(i)) / 100;
@@ -1305,14 +1319,100 @@ mod tests {
                     dk.value(i)
                 );
                 if i > 0 {
-                    let prev = (dk.value(i - 1), ck.value(i - 1));
-                    let this = (dk.value(i), ck.value(i));
-                    assert!(prev <= this, "{folder}: row {i} out of order");
-                    if prev == this {
-                        // Equal keys keep the sources' order: web, cart, email.
+                    assert!(
+                        dk.value(i - 1) <= dk.value(i),
+                        "{folder}: row {i} out of order"
+                    );
+                    if dk.value(i - 1) == dk.value(i) {
+                        // A day's rows keep the sources' order: web, cart, email.
                         assert!(source_rank(id.value(i - 1)) <= source_rank(id.value(i)));
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn monthly_facts_follow_the_sort_order_and_partitioning_the_schema_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let contract = ExportContract::builtin().unwrap();
+        let builtin = crmcube_model::BUILTIN_WAREHOUSE_YAML;
+        // Every fact row as text, in a canonical order: the same rows for every layout.
+        let rows_of = |files: &[(String, RecordBatch)]| -> Vec<String> {
+            let mut rows: Vec<String> = files
+                .iter()
+                .flat_map(|(_, b)| {
+                    let cols: Vec<_> = b
+                        .columns()
+                        .iter()
+                        .map(|c| {
+                            arrow::util::display::ArrayFormatter::try_new(
+                                c.as_ref(),
+                                &Default::default(),
+                            )
+                            .unwrap()
+                        })
+                        .collect();
+                    (0..b.num_rows())
+                        .map(|i| {
+                            cols.iter()
+                                .map(|c| c.value(i).to_string())
+                                .collect::<Vec<_>>()
+                                .join("|")
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let keys = |b: &RecordBatch, i: usize, by: &[&str]| -> Vec<i64> {
+            by.iter().map(|c| ints(b, c).value(i)).collect()
+        };
+        let mut expected: HashMap<&str, Vec<String>> = HashMap::default();
+        let layouts: [(&str, &[&str], bool); 4] = [
+            ("day", &["date_key"], true),
+            ("day_customer", &["date_key", "customer_key"], true),
+            ("customer", &["customer_key"], true),
+            ("unpartitioned", &["date_key"], false),
+        ];
+        for (name, by, monthly) in layouts {
+            let mut yaml = builtin.replace(
+                "sort_by: [date_key]\n",
+                &format!("sort_by: [{}]\n", by.join(", ")),
+            );
+            if !monthly {
+                yaml = yaml
+                    .replace("    partition_by: order_ts\n", "")
+                    .replace("    partition_by: event_ts\n", "");
+            }
+            let schema = WarehouseSchema::parse(&yaml, name).unwrap();
+            let wh = dir.path().join(name);
+            load_into(&sample(), &wh, &contract, &schema, &NoProgress);
+            for (table, source_order) in [
+                ("fact_sales", "order_id"),
+                ("fact_interaction", "interaction_id"),
+            ] {
+                let files = table_files(&wh, table);
+                assert_eq!(files.len() > 1, monthly, "{name} {table}");
+                for (folder, b) in &files {
+                    for i in 1..b.num_rows() {
+                        let (prev, this) = (keys(b, i - 1, by), keys(b, i, by));
+                        assert!(
+                            prev <= this,
+                            "{name} {table} {folder}: row {i} out of order"
+                        );
+                        if prev == this && name == "day" && table == "fact_sales" {
+                            // A day's lines keep the export's order (ascending order ids).
+                            let id = strs(b, source_order);
+                            assert!(id.value(i - 1) <= id.value(i), "{name} {folder} row {i}");
+                        }
+                    }
+                }
+                let rows = rows_of(&files);
+                assert!(!rows.is_empty());
+                let want = expected.entry(table).or_insert_with(|| rows.clone());
+                assert_eq!(&rows, want, "{name} {table}");
             }
         }
     }
