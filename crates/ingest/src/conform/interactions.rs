@@ -772,8 +772,8 @@ impl SessionIdsBuilder {
 /// (and, from web sessions until cart events are added, their ids, customer ids and
 /// label codes), and the caller frees the rest before it reads the next source.
 ///
-/// [`InteractionFact::month`] gathers one month's rows from the parts, sorts them by
-/// (date_key, customer_key) and makes the month's columns a row group at a time as
+/// [`InteractionFact::month`] gathers one month's rows from the parts, puts them in the
+/// table's order ([`MonthOrder`]) and makes the month's columns a row group at a time as
 /// they are written, so a month's columns are never in memory whole, and a month is
 /// dropped before the next is built. Sorting and reading compact rows that
 /// sit together, instead of reaching into a dozen source columns at random, is what

@@ -2,8 +2,8 @@
 //!
 //! A kept line is 24 bytes: its row among the staged lines, its order's row, and its
 //! product's key and unit cost. Lines are grouped by month as they are resolved; each
-//! month is ordered by (date_key, customer_key) when it is written, and its columns are
-//! made a row group at a time from the staged lines and orders. The fact is never in
+//! month is put in the table's order ([`MonthOrder`]) when it is written, and its
+//! columns are made a row group at a time from the staged lines and orders. The fact is never in
 //! memory whole, and its columns are never copied from one order into another.
 
 use super::facts::{date_keys, ints, money, row_ranges, FactReject, IdIndex, Resolver};
