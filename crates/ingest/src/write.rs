@@ -321,6 +321,24 @@ pub enum MonthRows<'a> {
     },
 }
 
+impl<'a> MonthRows<'a> {
+    /// A month of `n` rows already in the table's order, made a row group at a time by
+    /// `chunk` (given the rows' range) as they are written.
+    pub fn in_row_groups(
+        schema: arrow::datatypes::SchemaRef,
+        n: usize,
+        chunk: impl Fn(std::ops::Range<usize>) -> Result<RecordBatch> + 'a,
+    ) -> Self {
+        let chunks = (0..n)
+            .step_by(ROW_GROUP_ROWS)
+            .map(move |s| chunk(s..(s + ROW_GROUP_ROWS).min(n)));
+        MonthRows::Sorted {
+            schema,
+            chunks: Box::new(chunks),
+        }
+    }
+}
+
 /// Rows per row group: small enough for useful min/max pruning, big enough to compress.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 

@@ -7,7 +7,7 @@ use super::numbered::{IdPattern, NumberRun};
 use super::{opt_str, Cols, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
-use crate::write::{MonthRows, ROW_GROUP_ROWS};
+use crate::write::MonthRows;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use crmcube_model::keys::{FastMap as HashMap, UNKNOWN_KEY};
@@ -1170,20 +1170,6 @@ impl<'a> InteractionFact<'a> {
         ]
     }
 
-    /// The rows of `months()[k]`, in the table's order when it is one of
-    /// [`MonthOrder`]'s.
-    pub fn build_month(&self, k: usize) -> Result<RecordBatch> {
-        if self.order != MonthOrder::Other {
-            return self.columns(&self.sorted_month(k));
-        }
-        let ym = self.months[k];
-        let mut rows = Vec::with_capacity(self.month_rows[k]);
-        for part in &self.parts {
-            rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
-        }
-        self.columns(&rows)
-    }
-
     /// A part's row as a month is built: with its load-wide label code, date key and id
     /// length.
     fn relabel(&self, part: &Part, r: &Kept) -> Row {
@@ -1440,30 +1426,33 @@ impl MonthlyFact for InteractionFact<'_> {
     /// Month `k` (an index of [`MonthlyFact::months`]) for the writer. Built in the
     /// table's sort order, its columns are made a row group at a time as they are
     /// written, from its sorted rows (48 bytes a row); otherwise it is built whole
-    /// ([`InteractionFact::build_month`]) and sorted as it is written.
+    /// ([`MonthlyFact::build_month`]) and sorted as it is written.
     fn month(&self, k: usize) -> Result<MonthRows<'_>> {
         if self.order == MonthOrder::Other {
             return self.build_month(k).map(MonthRows::Batch);
         }
         let rows = self.sorted_month(k);
-        let n = rows.len();
-        let chunks = (0..n)
-            .step_by(ROW_GROUP_ROWS)
-            .map(move |s| self.columns(&rows[s..(s + ROW_GROUP_ROWS).min(n)]));
-        Ok(MonthRows::Sorted {
-            schema: self.def.arrow_schema(),
-            chunks: Box::new(chunks),
-        })
+        Ok(MonthRows::in_row_groups(
+            self.def.arrow_schema(),
+            rows.len(),
+            move |r| self.columns(&rows[r]),
+        ))
     }
 
-    fn build_all(&self) -> Result<Vec<RecordBatch>> {
-        if self.months.is_empty() {
-            return Ok(vec![self.columns(&[])?]);
+    fn build_month(&self, k: usize) -> Result<RecordBatch> {
+        if self.order != MonthOrder::Other {
+            return self.columns(&self.sorted_month(k));
         }
-        (0..self.months.len())
-            .into_par_iter()
-            .map(|k| self.build_month(k))
-            .collect()
+        let ym = self.months[k];
+        let mut rows = Vec::with_capacity(self.month_rows[k]);
+        for part in &self.parts {
+            rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
+        }
+        self.columns(&rows)
+    }
+
+    fn build_empty(&self) -> Result<RecordBatch> {
+        self.columns(&[])
     }
 }
 

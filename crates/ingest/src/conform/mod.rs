@@ -63,9 +63,22 @@ pub trait MonthlyFact: Sync {
     fn day_range(&self) -> Option<(i32, i32)>;
     /// Month `k` (an index of [`MonthlyFact::months`]) for the writer.
     fn month(&self, k: usize) -> Result<crate::write::MonthRows<'_>>;
+    /// Month `k` whole, in the table's order when it is one of [`MonthOrder`]'s.
+    fn build_month(&self, k: usize) -> Result<RecordBatch>;
+    /// The table's columns with no rows.
+    fn build_empty(&self) -> Result<RecordBatch>;
     /// Every month's rows (for a load that merges them with the live table, or a
     /// table partitioned otherwise), or one empty batch when there are none.
-    fn build_all(&self) -> Result<Vec<RecordBatch>>;
+    fn build_all(&self) -> Result<Vec<RecordBatch>> {
+        use rayon::prelude::*;
+        if self.months().is_empty() {
+            return Ok(vec![self.build_empty()?]);
+        }
+        (0..self.months().len())
+            .into_par_iter()
+            .map(|k| self.build_month(k))
+            .collect()
+    }
 }
 
 use crate::entity::StagedEntity;

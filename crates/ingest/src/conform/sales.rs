@@ -10,7 +10,7 @@ use super::facts::{date_keys, ints, money, row_ranges, FactReject, IdIndex, Reso
 use super::{opt_str, to_money, Cols, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::{date_key_of_micros, days_of_micros, month_of_ordinal, month_ordinal};
-use crate::write::{MonthRows, ROW_GROUP_ROWS};
+use crate::write::MonthRows;
 use arrow::array::{
     Array, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt32Array,
@@ -357,14 +357,6 @@ impl<'a> SalesFact<'a> {
             .set("returned", take(l.returned)?);
         t.finish(n)
     }
-
-    /// Month `k` whole: sorted when the table is, else in line order.
-    fn build_month(&self, k: usize) -> Result<RecordBatch> {
-        match self.order {
-            MonthOrder::Other => self.columns(self.month_sales(k)),
-            _ => self.columns(&self.sorted_month(k)),
-        }
-    }
 }
 
 impl MonthlyFact for SalesFact<'_> {
@@ -390,23 +382,21 @@ impl MonthlyFact for SalesFact<'_> {
             return self.build_month(k).map(MonthRows::Batch);
         }
         let sales = self.sorted_month(k);
-        let n = sales.len();
-        let chunks = (0..n)
-            .step_by(ROW_GROUP_ROWS)
-            .map(move |s| self.columns(&sales[s..(s + ROW_GROUP_ROWS).min(n)]));
-        Ok(MonthRows::Sorted {
-            schema: self.def.arrow_schema(),
-            chunks: Box::new(chunks),
-        })
+        Ok(MonthRows::in_row_groups(
+            self.def.arrow_schema(),
+            sales.len(),
+            move |r| self.columns(&sales[r]),
+        ))
     }
 
-    fn build_all(&self) -> Result<Vec<RecordBatch>> {
-        if self.months.is_empty() {
-            return Ok(vec![self.columns(&[])?]);
+    fn build_month(&self, k: usize) -> Result<RecordBatch> {
+        match self.order {
+            MonthOrder::Other => self.columns(self.month_sales(k)),
+            _ => self.columns(&self.sorted_month(k)),
         }
-        (0..self.months.len())
-            .into_par_iter()
-            .map(|k| self.build_month(k))
-            .collect()
+    }
+
+    fn build_empty(&self) -> Result<RecordBatch> {
+        self.columns(&[])
     }
 }
