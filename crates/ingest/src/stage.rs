@@ -450,7 +450,7 @@ impl<'s> RowStager<'s> {
     }
 }
 
-/// A block being staged column by column (see [`RowStager::push_block`]).
+/// A block being staged column by column (see [`RowStager::push_fields`]).
 struct BlockOut<'b> {
     n: usize,
     /// Rows that failed in an earlier column (empty while none has).
@@ -653,7 +653,7 @@ fn check_text(
 }
 
 // One function per column type, for `check_text` and for the column loops of
-// `RowStager::push_block`. Each tries the common spelling first (`value::fast`), which
+// `RowStager::push_fields`. Each tries the common spelling first (`value::fast`), which
 // accepts nothing the full parser would refuse or read differently.
 
 #[inline]
