@@ -68,9 +68,18 @@ pub struct SalesFact<'a> {
     rejects: Vec<FactReject>,
 }
 
-/// One part of the lines, resolved: kept lines, refusals, lines with an unknown product,
-/// and the range of month ordinals of the kept lines.
-type ResolvedPart = (Vec<Sale>, Vec<FactReject>, u64, Option<(i32, i32)>);
+/// One part of the lines, resolved.
+struct ResolvedPart {
+    /// Kept lines, in line order.
+    sales: Vec<Sale>,
+    /// The month ordinal (see [`month_ordinal`]) of each kept line.
+    months: Vec<i32>,
+    rejects: Vec<FactReject>,
+    /// Lines with an unknown product.
+    orphaned: u64,
+    /// The first and last order_ts of the kept lines.
+    ts_range: Option<(i64, i64)>,
+}
 
 impl<'a> SalesFact<'a> {
     /// Resolves order `lines` against their `orders` and the dimensions. Lines whose
@@ -129,10 +138,11 @@ impl<'a> SalesFact<'a> {
         let orders_orphaned = order_orphaned.iter().filter(|&&o| o).count() as u64;
         drop(order_orphaned);
 
-        let month_of =
-            |s: &Sale| month_ordinal(date_key_of_micros(orders[s.order as usize].0) / 100);
+        let month_of = |ts: i64| month_ordinal(date_key_of_micros(ts) / 100);
         let part = |range: std::ops::Range<usize>| -> Result<ResolvedPart> {
             let mut sales = Vec::with_capacity(range.len());
+            let mut months = Vec::with_capacity(range.len());
+            let mut ts_range: Option<(i64, i64)> = None;
             let mut rejects = Vec::new();
             let mut orphaned = 0u64;
             let mut order_of = order_idx.cursor();
@@ -183,12 +193,17 @@ impl<'a> SalesFact<'a> {
                     product_key,
                     unit_cost,
                 });
+                let ts = orders[oi].0;
+                months.push(month_of(ts));
+                ts_range = Some(ts_range.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))));
             }
-            let span = sales.iter().map(month_of).fold(None, |acc, m| match acc {
-                None => Some((m, m)),
-                Some((lo, hi)) => Some((lo.min(m), hi.max(m))),
-            });
-            Ok((sales, rejects, orphaned, span))
+            Ok(ResolvedPart {
+                sales,
+                months,
+                rejects,
+                orphaned,
+                ts_range,
+            })
         };
         let parts = row_ranges(l_order.len())
             .into_par_iter()
@@ -196,15 +211,15 @@ impl<'a> SalesFact<'a> {
             .collect::<Result<Vec<_>>>()?;
 
         // Group the kept lines by month, keeping line order inside a month.
-        let span = parts
+        let ts_range = parts
             .iter()
-            .filter_map(|p| p.3)
+            .filter_map(|p| p.ts_range)
             .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
-        let (lo, hi) = span.unwrap_or((0, -1));
+        let (lo, hi) = ts_range.map_or((0, -1), |(a, b)| (month_of(a), month_of(b)));
         let mut counts = vec![0usize; (hi - lo + 1).max(0) as usize];
-        for (sales, ..) in &parts {
-            for s in sales {
-                counts[(month_of(s) - lo) as usize] += 1;
+        for p in &parts {
+            for &m in &p.months {
+                counts[(m - lo) as usize] += 1;
             }
         }
         let mut starts = vec![0usize];
@@ -229,17 +244,14 @@ impl<'a> SalesFact<'a> {
         ];
         let mut rejects = Vec::new();
         let mut lines_orphaned = 0;
-        let mut ts_range: Option<(i64, i64)> = None;
-        for (part, part_rejects, orphaned, _) in parts {
-            for s in part {
-                let slot = &mut next[(month_of(&s) - lo) as usize];
+        for part in parts {
+            for (s, m) in part.sales.into_iter().zip(part.months) {
+                let slot = &mut next[(m - lo) as usize];
                 sales[*slot] = s;
                 *slot += 1;
-                let t = orders[s.order as usize].0;
-                ts_range = Some(ts_range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
             }
-            rejects.extend(part_rejects);
-            lines_orphaned += orphaned;
+            rejects.extend(part.rejects);
+            lines_orphaned += part.orphaned;
         }
         Ok(SalesFact {
             def,
