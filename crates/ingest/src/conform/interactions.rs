@@ -4,9 +4,9 @@
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::ids::StrCodes;
 use super::numbered::{IdPattern, NumberRun};
-use super::{opt_str, Cols, MonthOrder, MonthlyFact, TableAssembler};
+use super::{opt_str, Cols, MonthIndex, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
-use crate::value::{date_key_of_micros, days_of_micros, group_by_month};
+use crate::value::{date_key_of_micros, group_by_month};
 use crate::write::MonthRows;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
@@ -799,15 +799,13 @@ pub struct InteractionFact<'a> {
     parts: Vec<Part>,
     codes: HashMap<LabelText, u32>,
     labels: Vec<LabelText>,
-    /// The months present (`YYYYMM`, ascending) and their rows.
-    months: Vec<i32>,
-    month_rows: Vec<usize>,
+    /// The months present, their rows and the rows' time range.
+    index: MonthIndex,
     rows: usize,
     /// The order in which months are handed to the writer.
     order: MonthOrder,
     /// Rows with an orphaned reference: web sessions, cart events, email events.
     orphaned: [u64; 3],
-    ts_range: Option<(i64, i64)>,
 }
 
 impl<'a> InteractionFact<'a> {
@@ -826,12 +824,10 @@ impl<'a> InteractionFact<'a> {
             parts: Vec::new(),
             codes: HashMap::default(),
             labels: Vec::new(),
-            months: Vec::new(),
-            month_rows: Vec::new(),
+            index: MonthIndex::default(),
             rows: 0,
             order: MonthOrder::of(&def.sort_by),
             orphaned: [0; 3],
-            ts_range: None,
         }
     }
 
@@ -1016,11 +1012,9 @@ impl<'a> InteractionFact<'a> {
         }
         let before = (
             self.parts.len(),
-            self.months.clone(),
-            self.month_rows.clone(),
+            self.index.clone(),
             self.rows,
             self.orphaned,
-            self.ts_range,
         );
         let mut ids = IdColumn::default();
         let mut in_order = Vec::new();
@@ -1067,10 +1061,9 @@ impl<'a> InteractionFact<'a> {
                 Source::Email => None,
             };
         } else {
-            let (parts, months, month_rows, rows, orphaned, ts_range) = before;
+            let (parts, index, rows, orphaned) = before;
             self.parts.truncate(parts);
-            (self.months, self.month_rows) = (months, month_rows);
-            (self.rows, self.orphaned, self.ts_range) = (rows, orphaned, ts_range);
+            (self.index, self.rows, self.orphaned) = (index, rows, orphaned);
         }
         fed
     }
@@ -1116,10 +1109,11 @@ impl<'a> InteractionFact<'a> {
     /// id column.
     fn absorb_parts(&mut self, source: Source, parts: Vec<(Part, Vec<LabelText>)>) -> Vec<u32> {
         let mut month_rows: std::collections::BTreeMap<i32, usize> = self
+            .index
             .months
             .iter()
             .copied()
-            .zip(self.month_rows.iter().copied())
+            .zip(self.index.rows.iter().copied())
             .collect();
         let mut in_order = Vec::new();
         for (mut part, part_labels) in parts {
@@ -1150,14 +1144,14 @@ impl<'a> InteractionFact<'a> {
                 *month_rows.entry(ym).or_default() += part.starts[j + 1] - part.starts[j];
             }
             self.orphaned[source as usize] += part.orphaned;
-            self.ts_range = match (self.ts_range, part.ts_range) {
+            self.index.ts_range = match (self.index.ts_range, part.ts_range) {
                 (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
                 (x, y) => x.or(y),
             };
             self.parts.push(part);
         }
-        self.months = month_rows.keys().copied().collect();
-        self.month_rows = month_rows.values().copied().collect();
+        self.index.months = month_rows.keys().copied().collect();
+        self.index.rows = month_rows.values().copied().collect();
         in_order
     }
 
@@ -1200,7 +1194,7 @@ impl<'a> InteractionFact<'a> {
     /// ordered by customer key on its own when the table asks for it: a day's rows fit
     /// in the cache, so sorting them and gathering them in order stays there.
     fn sorted_month(&self, k: usize) -> MonthBuffer<'_> {
-        let ym = self.months[k];
+        let ym = self.index.months[k];
         let mut starts = [0usize; 33];
         for part in &self.parts {
             for r in part.month(ym) {
@@ -1410,17 +1404,8 @@ impl MonthlyFact for InteractionFact<'_> {
         "event_ts"
     }
 
-    fn months(&self) -> &[i32] {
-        &self.months
-    }
-
-    fn month_rows(&self) -> &[usize] {
-        &self.month_rows
-    }
-
-    fn day_range(&self) -> Option<(i32, i32)> {
-        self.ts_range
-            .map(|(lo, hi)| (days_of_micros(lo), days_of_micros(hi)))
+    fn index(&self) -> &MonthIndex {
+        &self.index
     }
 
     /// Month `k` (an index of [`MonthlyFact::months`]) for the writer. Built in the
@@ -1443,8 +1428,8 @@ impl MonthlyFact for InteractionFact<'_> {
         if self.order != MonthOrder::Other {
             return self.columns(&self.sorted_month(k));
         }
-        let ym = self.months[k];
-        let mut rows = Vec::with_capacity(self.month_rows[k]);
+        let ym = self.index.months[k];
+        let mut rows = Vec::with_capacity(self.index.rows[k]);
         for part in &self.parts {
             rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
         }

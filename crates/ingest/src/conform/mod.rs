@@ -49,18 +49,41 @@ impl MonthOrder {
     }
 }
 
+/// The months a monthly fact's rows fall in, with each month's count of rows, and the
+/// rows' time range.
+#[derive(Debug, Clone, Default)]
+pub struct MonthIndex {
+    /// The months with rows (`YYYYMM`, ascending).
+    pub(crate) months: Vec<i32>,
+    /// The number of rows of each month.
+    pub(crate) rows: Vec<usize>,
+    /// The earliest and latest time (microseconds since 1970-01-01), if any row.
+    pub(crate) ts_range: Option<(i64, i64)>,
+}
+
 /// A fact built to be written a month at a time: on a first load each month is made,
 /// written and dropped in turn (see `write::write_months`).
 pub trait MonthlyFact: Sync {
     /// The timestamp column whose month places a row (the table's partition column
     /// as the warehouse schema ships it).
     fn time_column(&self) -> &str;
+    /// The fact's months and time range.
+    fn index(&self) -> &MonthIndex;
     /// The months with rows (`YYYYMM`, ascending).
-    fn months(&self) -> &[i32];
+    fn months(&self) -> &[i32] {
+        &self.index().months
+    }
     /// The number of rows of each of [`MonthlyFact::months`].
-    fn month_rows(&self) -> &[usize];
+    fn month_rows(&self) -> &[usize] {
+        &self.index().rows
+    }
     /// The first and last day (days since 1970-01-01) of the rows, if any.
-    fn day_range(&self) -> Option<(i32, i32)>;
+    fn day_range(&self) -> Option<(i32, i32)> {
+        use crate::value::days_of_micros;
+        self.index()
+            .ts_range
+            .map(|(lo, hi)| (days_of_micros(lo), days_of_micros(hi)))
+    }
     /// Month `k` (an index of [`MonthlyFact::months`]) for the writer.
     fn month(&self, k: usize) -> Result<crate::write::MonthRows<'_>>;
     /// Month `k` whole, in the table's order when it is one of [`MonthOrder`]'s.

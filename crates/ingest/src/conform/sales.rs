@@ -7,9 +7,9 @@
 //! memory whole, and its columns are never copied from one order into another.
 
 use super::facts::{date_keys, ints, money, row_ranges, FactReject, IdIndex, Resolver};
-use super::{opt_str, to_money, Cols, MonthOrder, MonthlyFact, TableAssembler};
+use super::{opt_str, to_money, Cols, MonthIndex, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
-use crate::value::{date_key_of_micros, days_of_micros, month_of_ordinal, month_ordinal};
+use crate::value::{date_key_of_micros, month_of_ordinal, month_ordinal};
 use crate::write::MonthRows;
 use arrow::array::{
     Array, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
@@ -55,14 +55,12 @@ pub struct SalesFact<'a> {
     orders: Vec<OrderKeys>,
     /// Kept lines, grouped by month (months ascending), each month in line order.
     sales: Vec<Sale>,
-    /// The months present (`YYYYMM`, ascending), and where each starts in `sales`
-    /// (one more entry than months).
-    months: Vec<i32>,
+    /// The months present and the lines' time range.
+    index: MonthIndex,
+    /// Where each month starts in `sales` (one more entry than months).
     starts: Vec<usize>,
-    month_rows: Vec<usize>,
     /// The order in which months are handed to the writer.
     order: MonthOrder,
-    ts_range: Option<(i64, i64)>,
     /// Orders and order lines with an orphaned reference.
     orphaned: [u64; 2],
     rejects: Vec<FactReject>,
@@ -258,11 +256,13 @@ impl<'a> SalesFact<'a> {
             lines,
             orders,
             sales,
-            months,
+            index: MonthIndex {
+                months,
+                rows: month_rows,
+                ts_range,
+            },
             starts,
-            month_rows,
             order: MonthOrder::of(&def.sort_by),
-            ts_range,
             orphaned: [orders_orphaned, lines_orphaned],
             rejects,
         })
@@ -332,22 +332,10 @@ impl<'a> SalesFact<'a> {
         let take = |a: &dyn Array| {
             arrow::compute::take(a, &rows, None).map_err(|e| Error::format("fact_sales", e))
         };
-        let (mut ts, mut cust, mut prod, mut reg, mut chan, mut camp) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut price, mut gross, mut disc, mut revenue, mut cost, mut profit) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let [mut ts, mut cust, mut prod, mut reg, mut chan, mut camp]: [Vec<i64>; 6] =
+            std::array::from_fn(|_| Vec::with_capacity(n));
+        let [mut price, mut gross, mut disc, mut revenue, mut cost, mut profit]: [Vec<i128>; 6] =
+            std::array::from_fn(|_| Vec::with_capacity(n));
         for s in sales {
             let (t, ck, rk, chk, mk) = self.orders[s.order as usize];
             let i = s.line as usize;
@@ -397,17 +385,8 @@ impl MonthlyFact for SalesFact<'_> {
         "order_ts"
     }
 
-    fn months(&self) -> &[i32] {
-        &self.months
-    }
-
-    fn month_rows(&self) -> &[usize] {
-        &self.month_rows
-    }
-
-    fn day_range(&self) -> Option<(i32, i32)> {
-        self.ts_range
-            .map(|(lo, hi)| (days_of_micros(lo), days_of_micros(hi)))
+    fn index(&self) -> &MonthIndex {
+        &self.index
     }
 
     fn month(&self, k: usize) -> Result<MonthRows<'_>> {
