@@ -1064,20 +1064,20 @@ fn build_resolver(
     use arrow::array::Array;
     let p = conform::Cols::new("products", products);
     let (ids, cost) = (p.str("product_id")?, p.dec("unit_cost")?);
-    let mut products = conform::IdMap::with_capacity(ids.len());
+    let mut products = conform::Members::with_capacity(ids.len());
     for i in 0..ids.len() {
         let c = if cost.is_valid(i) {
             conform::to_money(cost.value(i), cost.scale())
         } else {
             0
         };
-        products.insert(ids.value(i), (key_of(ids.value(i)), c));
+        products.insert(ids.value(i), (key_of(ids.value(i)), c))?;
     }
     let c = conform::Cols::new("campaigns", campaigns);
     let (ids, ch) = (c.str("campaign_id")?, c.str("channel")?);
-    let mut campaigns = conform::IdMap::with_capacity(ids.len());
+    let mut campaigns = conform::Members::with_capacity(ids.len());
     for i in 0..ids.len() {
-        campaigns.insert(ids.value(i), (key_of(ids.value(i)), key_of(ch.value(i))));
+        campaigns.insert(ids.value(i), (key_of(ids.value(i)), key_of(ch.value(i))))?;
     }
     Ok(Resolver {
         customers: versions,
@@ -1517,6 +1517,100 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn interaction_numbers_beyond_32_bits_and_references_load_as_exported() {
+        // A contract where durations may be negative, and an export with numbers that
+        // do not fit the 32 bits a resolved row keeps them in.
+        let yaml = crmcube_model::BUILTIN_OLTP_YAML.replace(
+            "{ name: duration_s, type: int, min: 0 }",
+            "{ name: duration_s, type: int }",
+        );
+        assert_ne!(yaml, crmcube_model::BUILTIN_OLTP_YAML);
+        let contract = ExportContract::parse(&yaml, "test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let export = dir.path().join("export");
+        copy_sample(&export);
+        // Sets field `column` of data line `line` of `file`; returns the row's id.
+        let set = |file: &str, line: usize, column: usize, value: &str| -> String {
+            let path = export.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            let mut fields: Vec<&str> = lines[line].split(',').collect();
+            let id = fields[0].to_string();
+            fields[column] = value;
+            lines[line] = fields.join(",");
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            id
+        };
+        let mut expected: HashMap<String, (usize, i64)> = HashMap::default();
+        let big = format!("web:{}", set("web_sessions.csv", 3, 5, "5000000000"));
+        expected.insert(big, (0, 5_000_000_000));
+        let negative = format!("web:{}", set("web_sessions.csv", 7, 6, "-7"));
+        expected.insert(negative, (1, -7));
+        let max = format!("web:{}", set("web_sessions.csv", 9, 6, "4294967295"));
+        expected.insert(max, (1, 4_294_967_295));
+        let many = format!("cart:{}", set("cart_events.csv", 4, 6, "9999999999"));
+        expected.insert(many, (2, 9_999_999_999));
+        let warehouse = dir.path().join("wh");
+        load_with(&export, &warehouse, &contract);
+
+        // Each cart event's product and email event's campaign, from the export.
+        let read = |file: &str, column: usize, prefix: &str| -> HashMap<String, String> {
+            let text = std::fs::read_to_string(export.join(file)).unwrap();
+            text.lines()
+                .skip(1)
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (format!("{prefix}{}", f[0]), f[column].to_string())
+                })
+                .collect()
+        };
+        let products = read("cart_events.csv", 5, "cart:");
+        let campaigns = read("email_events.csv", 2, "email:");
+        let members = |file: &str| -> HashSet<String> { read(file, 0, "").into_keys().collect() };
+        let (known_products, known_campaigns) = (members("products.csv"), members("campaigns.csv"));
+        let key = |id: &String, known: &HashSet<String>| {
+            if known.contains(id) {
+                key_of(id)
+            } else {
+                crmcube_model::keys::UNKNOWN_KEY
+            }
+        };
+        let (mut seen, mut referenced) = (0, 0);
+        for (_, b) in interaction_files(&warehouse) {
+            let id = strs(&b, "interaction_id");
+            let numbers = [
+                ints(&b, "pages_viewed"),
+                ints(&b, "duration_s"),
+                ints(&b, "quantity"),
+            ];
+            let (product, campaign) = (ints(&b, "product_key"), ints(&b, "campaign_key"));
+            for i in 0..b.num_rows() {
+                if let Some(&(column, value)) = expected.get(id.value(i)) {
+                    assert_eq!(numbers[column].value(i), value, "{}", id.value(i));
+                    seen += 1;
+                }
+                if let Some(p) = products.get(id.value(i)) {
+                    assert_eq!(product.value(i), key(p, &known_products), "{}", id.value(i));
+                    referenced += 1;
+                } else if let Some(c) = campaigns.get(id.value(i)) {
+                    assert_eq!(
+                        campaign.value(i),
+                        key(c, &known_campaigns),
+                        "{}",
+                        id.value(i)
+                    );
+                    referenced += 1;
+                } else {
+                    assert_eq!(product.value(i), crmcube_model::keys::UNKNOWN_KEY);
+                    assert_eq!(campaign.value(i), crmcube_model::keys::UNKNOWN_KEY);
+                }
+            }
+        }
+        assert_eq!(seen, expected.len());
+        assert_eq!(referenced, products.len() + campaigns.len());
     }
 
     #[test]

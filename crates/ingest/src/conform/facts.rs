@@ -1,7 +1,7 @@
 //! Fact tables: each source row resolved to dimension keys at its event time.
 
 use super::customers::CustomerVersions;
-use super::ids::IdMap;
+use super::ids::Members;
 use super::{opt_str, Cols, LastLookup, TableAssembler};
 use crate::entity::StagedEntity;
 use crate::value::date_key_of_micros;
@@ -21,11 +21,11 @@ pub struct Resolver {
     /// Customer versions by customer_id.
     pub customers: CustomerVersions,
     /// product_id → (product_key, unit_cost in cents).
-    pub products: IdMap<(i64, i128)>,
+    pub products: Members<(i64, i128)>,
     /// region_ids present.
     pub regions: HashSet<String>,
     /// campaign_id → (campaign_key, channel_key of the campaign's channel).
-    pub campaigns: IdMap<(i64, i64)>,
+    pub campaigns: Members<(i64, i64)>,
     /// Channel codes of dim_channel.
     pub channels: HashSet<String>,
 }
@@ -62,6 +62,34 @@ impl Resolver {
                 None => ((UNKNOWN_KEY, 0), true),
             },
         }
+    }
+    /// The code of an optional product reference ([`Members::code`]; 0 for the
+    /// Unknown product): (code, orphaned).
+    pub(super) fn product_code(&self, v: Option<&str>) -> (u32, bool) {
+        Self::code(&self.products, v)
+    }
+    /// The code of an optional campaign reference, as [`Resolver::product_code`].
+    pub(super) fn campaign_code(&self, v: Option<&str>) -> (u32, bool) {
+        Self::code(&self.campaigns, v)
+    }
+    fn code<V>(members: &Members<V>, v: Option<&str>) -> (u32, bool) {
+        match v {
+            None => (0, false),
+            Some(v) => match members.code(v) {
+                Some(c) => (c, false),
+                None => (0, true),
+            },
+        }
+    }
+    /// The product key of each product code, from code 0 (the Unknown product).
+    pub(super) fn product_keys(&self) -> Vec<i64> {
+        let keys = self.products.values().iter().map(|p| p.0);
+        std::iter::once(UNKNOWN_KEY).chain(keys).collect()
+    }
+    /// The campaign key of each campaign code, as [`Resolver::product_keys`].
+    pub(super) fn campaign_keys(&self) -> Vec<i64> {
+        let keys = self.campaigns.values().iter().map(|m| m.0);
+        std::iter::once(UNKNOWN_KEY).chain(keys).collect()
     }
 }
 

@@ -120,6 +120,67 @@ impl<V> IdMap<V> {
     }
 }
 
+/// The members of a dimension by id, each with a code: its place in insertion order
+/// plus one (0 stands for no member). A fact row that keeps a member's code needs four
+/// bytes for it, where the member's key takes eight.
+#[derive(Debug)]
+pub struct Members<V> {
+    codes: IdMap<u32>,
+    /// The member of each code, from code 1.
+    values: Vec<V>,
+}
+
+impl<V> Members<V> {
+    /// No members yet, with room for `n`.
+    pub fn with_capacity(n: usize) -> Self {
+        Members {
+            codes: IdMap::with_capacity(n),
+            values: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds member `id` (or replaces it: its code stays).
+    pub fn insert(&mut self, id: &str, v: V) -> crmcube_model::Result<()> {
+        if let Some(&c) = self.codes.get(id) {
+            self.values[c as usize - 1] = v;
+            return Ok(());
+        }
+        let code = u32::try_from(self.values.len() + 1)
+            .ok()
+            .filter(|&c| c < u32::MAX)
+            .ok_or_else(|| {
+                crmcube_model::Error::format("dimension", "more than 4,294,967,294 members")
+            })?;
+        self.values.push(v);
+        self.codes.insert(id, code);
+        Ok(())
+    }
+
+    /// The code of member `id`.
+    #[inline]
+    pub fn code(&self, id: &str) -> Option<u32> {
+        self.codes.get(id).copied()
+    }
+
+    /// Member `id`.
+    #[inline]
+    pub fn get(&self, id: &str) -> Option<&V> {
+        self.code(id).and_then(|c| self.by_code(c))
+    }
+
+    /// The member of `code` (`None` for 0).
+    #[inline]
+    pub fn by_code(&self, code: u32) -> Option<&V> {
+        code.checked_sub(1)
+            .and_then(|c| self.values.get(c as usize))
+    }
+
+    /// The members in code order (code 1 first).
+    pub fn values(&self) -> &[V] {
+        &self.values
+    }
+}
+
 /// Small codes (1, 2, …; 0 for null) for the values of a few-valued string column, in
 /// the order first seen.
 #[derive(Default)]

@@ -43,6 +43,9 @@ struct Label<'s> {
     traffic: Option<&'s str>,
     x_null: bool,
     y_null: bool,
+    /// The row's numbers do not fit its 32-bit fields: they are kept in
+    /// [`Part::wide`] (see [`Kept::x`]).
+    wide: bool,
 }
 
 /// A label as the table writes it.
@@ -55,6 +58,7 @@ struct LabelText {
     traffic: Option<String>,
     x_null: bool,
     y_null: bool,
+    wide: bool,
     /// How the rows' source ids are kept: as numbers of
     /// [`InteractionFact::patterns`]`[i]`, or (`None`) as places in the source's id
     /// column.
@@ -76,6 +80,7 @@ impl LabelText {
             traffic: l.traffic.map(str::to_string),
             x_null: l.x_null,
             y_null: l.y_null,
+            wide: l.wide,
             ids: None,
         }
     }
@@ -95,10 +100,16 @@ struct LabelCodes<'s> {
     last: Option<(u64, u32)>,
 }
 
-/// Bits of a string code in a packed label: a part has fewer rows than that, so fewer
-/// distinct values in any column.
+/// Bits of a label code in [`Kept::packed`]: a part has fewer rows than that, so
+/// fewer distinct labels.
 const CODE_BITS: u32 = 20;
 const _: () = assert!(super::facts::PART_ROWS < (1usize << CODE_BITS));
+
+/// Bits of a string code in a packed label (after five bits of flags), for the same
+/// reason.
+const STR_BITS: u32 = 19;
+const _: () = assert!(super::facts::PART_ROWS < (1usize << STR_BITS));
+const _: () = assert!(5 + 3 * STR_BITS <= 64);
 
 impl<'s> LabelCodes<'s> {
     #[inline]
@@ -107,9 +118,10 @@ impl<'s> LabelCodes<'s> {
         let packed = label.source as u64
             | u64::from(label.x_null) << 2
             | u64::from(label.y_null) << 3
-            | u64::from(event.code(Some(label.event))) << 4
-            | u64::from(device.code(label.device)) << (4 + CODE_BITS)
-            | u64::from(traffic.code(label.traffic)) << (4 + 2 * CODE_BITS);
+            | u64::from(label.wide) << 4
+            | u64::from(event.code(Some(label.event))) << 5
+            | u64::from(device.code(label.device)) << (5 + STR_BITS)
+            | u64::from(traffic.code(label.traffic)) << (5 + 2 * STR_BITS);
         if let Some((last, code)) = self.last {
             if last == packed {
                 return code;
@@ -126,32 +138,35 @@ impl<'s> LabelCodes<'s> {
 
     /// The labels, in code order.
     fn labels(&self) -> Vec<Label<'s>> {
-        let mask = (1u64 << CODE_BITS) - 1;
+        let mask = (1u64 << STR_BITS) - 1;
         let [event, device, traffic] = &self.strings;
         self.packed
             .iter()
             .map(|&p| Label {
                 source: [Source::Web, Source::Cart, Source::Email][(p & 3) as usize % 3],
-                event: event.value(((p >> 4) & mask) as u32).unwrap_or_default(),
-                device: device.value(((p >> (4 + CODE_BITS)) & mask) as u32),
-                traffic: traffic.value(((p >> (4 + 2 * CODE_BITS)) & mask) as u32),
+                event: event.value(((p >> 5) & mask) as u32).unwrap_or_default(),
+                device: device.value(((p >> (5 + STR_BITS)) & mask) as u32),
+                traffic: traffic.value(((p >> (5 + 2 * STR_BITS)) & mask) as u32),
                 x_null: p & 4 != 0,
                 y_null: p & 8 != 0,
+                wide: p & 16 != 0,
             })
             .collect()
     }
 }
 
 /// One resolved fact_interaction row as a part keeps it: everything but its strings,
-/// in 40 bytes (a load keeps tens of millions of them until the fact is written).
+/// in 32 bytes (a load keeps tens of millions of them until the fact is written).
 #[derive(Clone, Copy)]
 struct Kept {
     ts: i64,
     customer: i64,
-    /// pages_viewed (web) or quantity (cart).
-    x: i64,
-    /// duration_s (web), product_key (cart) or campaign_key (email).
-    y: i64,
+    /// pages_viewed (web) or quantity (cart). For a row whose label is `wide` (a number
+    /// below zero or above `u32::MAX`), where its numbers are in [`Part::wide`].
+    x: u32,
+    /// duration_s (web), or the code of the product (cart) or campaign (email) in
+    /// [`Resolver`]'s members (0 for Unknown).
+    y: u32,
     /// Where the source id's bytes start in the value buffer of its source's id column
     /// or, for an id that follows its part's pattern ([`Part::pattern`]), its number.
     id_start: u32,
@@ -173,6 +188,8 @@ impl Kept {
         (date_key_of_micros(self.ts) % 100) as usize
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Kept>() == 32);
 
 /// One fact_interaction row while a month is built: a [`Kept`] row with its load-wide
 /// label code, its date key and its id's length.
@@ -242,6 +259,8 @@ struct Part {
     ts_range: Option<(i64, i64)>,
     /// The pattern of the part's source ids, when its rows keep their numbers.
     pattern: Option<IdPattern>,
+    /// The numbers (x, y) of rows with a `wide` label, which keep their place here.
+    wide: Vec<[i64; 2]>,
 }
 
 impl Part {
@@ -264,6 +283,7 @@ struct Resolving<'s> {
     orphaned: u64,
     /// How the rows' source ids are kept.
     ids: IdPlace,
+    wide: Vec<[i64; 2]>,
 }
 
 /// How a part keeps its rows' source ids.
@@ -287,20 +307,30 @@ impl<'s> Resolving<'s> {
             in_order: label_order.then(|| Vec::with_capacity(n)),
             orphaned: 0,
             ids: IdPlace::Shifted(0),
+            wide: Vec::new(),
         }
     }
 
-    /// Adds a row at `ts` whose source id is row `i` of `ids`.
+    /// Adds a row at `ts` whose source id is row `i` of `ids`, with numbers `x` and
+    /// `y` (see [`Kept`]).
     fn push(
         &mut self,
         (ids, i): (&StringArray, usize),
         ts: i64,
         customer: i64,
         (x, y): (i64, i64),
-        label: Label<'s>,
+        mut label: Label<'s>,
         orphaned: bool,
     ) {
         let offsets = ids.value_offsets();
+        let (x, y) = match (u32::try_from(x), u32::try_from(y)) {
+            (Ok(x), Ok(y)) => (x, y),
+            _ => {
+                label.wide = true;
+                self.wide.push([x, y]);
+                ((self.wide.len() - 1) as u32, 0)
+            }
+        };
         let label = self.labels.code(label);
         if let Some(in_order) = &mut self.in_order {
             in_order.push(label);
@@ -354,6 +384,7 @@ impl<'s> Resolving<'s> {
             orphaned: self.orphaned,
             ts_range,
             pattern: None,
+            wide: self.wide,
         };
         (part, self.labels.labels())
     }
@@ -430,6 +461,7 @@ fn resolve_web<'s>(
             traffic: opt_str(c.traffic, i),
             x_null: c.pages.is_null(i),
             y_null: c.duration.is_null(i),
+            wide: false,
         };
         let xy = (c.pages.value(i), c.duration.value(i));
         out.push((c.id, i), t, ck, xy, label, orphaned);
@@ -489,7 +521,7 @@ impl<'w> CartContext<'w> {
             let cust_id =
                 opt_str(c.customer, i).or_else(|| si.and_then(|si| opt_str(&s.customer, si)));
             let (ck, orph1) = customers.resolve(cust_id, t);
-            let ((pk, _), orph2) = r.product(opt_str(c.product, i));
+            let (product, orph2) = r.product_code(opt_str(c.product, i));
             let label = Label {
                 source: Source::Cart,
                 event: c.kind.value(i),
@@ -497,9 +529,11 @@ impl<'w> CartContext<'w> {
                 traffic: web.and_then(|l| l.traffic.as_deref()),
                 x_null: c.quantity.is_null(i),
                 y_null: false,
+                wide: false,
             };
             let orphaned = orph1 || orph2 || si.is_none();
-            out.push((c.id, i), t, ck, (c.quantity.value(i), pk), label, orphaned);
+            let xy = (c.quantity.value(i), i64::from(product));
+            out.push((c.id, i), t, ck, xy, label, orphaned);
         }
     }
 }
@@ -537,7 +571,7 @@ fn resolve_emails<'s>(
     for i in rows {
         let t = c.ts.value(i);
         let (ck, orph1) = customers.resolve(opt_str(c.customer, i), t);
-        let ((mk, _), orph2) = r.campaign(opt_str(c.campaign, i));
+        let (campaign, orph2) = r.campaign_code(opt_str(c.campaign, i));
         let label = Label {
             source: Source::Email,
             event: c.kind.value(i),
@@ -545,8 +579,10 @@ fn resolve_emails<'s>(
             traffic: None,
             x_null: true,
             y_null: false,
+            wide: false,
         };
-        out.push((c.id, i), t, ck, (0, mk), label, orph1 || orph2);
+        let xy = (0, i64::from(campaign));
+        out.push((c.id, i), t, ck, xy, label, orph1 || orph2);
     }
 }
 
@@ -766,8 +802,9 @@ impl SessionIdsBuilder {
 /// then cart events, then email events). Adding one reads it once, in export order
 /// (where an export lists a customer's or a session's rows together and the lookups
 /// mostly repeat), in parts of consecutive rows resolved in parallel. Each row becomes
-/// a 40-byte [`Kept`] row: its keys, time, numbers, a code for its few-valued strings
-/// and its source id's number or place (see [`IdPlace`]). A part keeps its rows grouped
+/// a 32-byte [`Kept`] row: its customer key, time, numbers (a product or campaign as
+/// its 4-byte code), a code for its few-valued strings and its source id's number or
+/// place (see [`IdPlace`]). A part keeps its rows grouped
 /// by month. Afterwards the fact needs only the source's ids that follow no pattern
 /// (and, from web sessions until cart events are added, their ids, customer ids and
 /// label codes), and the caller frees the rest before it reads the next source.
@@ -785,6 +822,9 @@ pub struct InteractionFact<'a> {
     def: &'a TableDef,
     web_key: i64,
     email_key: i64,
+    /// The key of each product code and campaign code (see [`Kept::y`]).
+    product_keys: Vec<i64>,
+    campaign_keys: Vec<i64>,
     /// The source to be added next (none after email events).
     next: Option<Source>,
     /// Id columns of web sessions, cart events and email events: the ids of the rows
@@ -816,6 +856,8 @@ impl<'a> InteractionFact<'a> {
             def,
             web_key: r.channel(Some("web")).0,
             email_key: r.channel(Some("email")).0,
+            product_keys: r.product_keys(),
+            campaign_keys: r.campaign_keys(),
             next: Some(Source::Web),
             ids: [no_ids(), no_ids(), no_ids()],
             patterns: Vec::new(),
@@ -1175,11 +1217,24 @@ impl<'a> InteractionFact<'a> {
         } else if id_len == LONG_ID {
             id_len = long_id_len(&self.ids[text.source as usize], r.id_start);
         }
+        let (x, y) = match part.wide.get(r.x as usize) {
+            Some(&[x, y]) if text.wide => (x, y),
+            _ => (i64::from(r.x), i64::from(r.y)),
+        };
+        let keys = match text.source {
+            Source::Web => None,
+            Source::Cart => Some(&self.product_keys),
+            Source::Email => Some(&self.campaign_keys),
+        };
+        let y = match keys {
+            Some(keys) => keys.get(y as usize).copied().unwrap_or(UNKNOWN_KEY),
+            None => y,
+        };
         Row {
             ts: r.ts,
             customer: r.customer,
-            x: r.x,
-            y: r.y,
+            x,
+            y,
             date_key: date_key_of_micros(r.ts),
             label,
             id_start: r.id_start,
@@ -1684,7 +1739,7 @@ mod tests {
             };
             assert_eq!((k.label() as u32, k.packed >> CODE_BITS), (label, len));
         }
-        assert_eq!(std::mem::size_of::<Kept>(), 40);
+        assert_eq!(std::mem::size_of::<Kept>(), 32);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use dims::{build_dim_channel, build_dim_date, build_simple_dims, region_look
 pub use facts::{
     build_fact_campaign_response, build_fact_ticket, FactOutput, FactReject, Resolver,
 };
-pub use ids::IdMap;
+pub use ids::{IdMap, Members};
 pub use interactions::{Feed, InteractionFact};
 pub use sales::SalesFact;
 
