@@ -34,8 +34,15 @@ pub const VALID_TO_MAX: i64 = 253_402_214_400_000_000;
 /// For each customer_id, its versions as (valid_from, surrogate key), oldest first.
 #[derive(Default)]
 pub struct CustomerVersions {
-    versions: super::IdMap<Vec<(i64, i64)>>,
+    versions: super::Members<Vec<(i64, i64)>>,
 }
+
+/// A customer reference kept in 4 bytes: [`NO_CUSTOMER`] for none, [`ORPHAN_CUSTOMER`]
+/// for an id that is not a customer's, else the customer's code among the
+/// [`CustomerVersions`] (see [`super::Members`]).
+pub type CustomerRef = u32;
+pub const NO_CUSTOMER: CustomerRef = 0;
+pub const ORPHAN_CUSTOMER: CustomerRef = u32::MAX;
 
 impl CustomerVersions {
     /// The key of the version of `customer_id` valid at `ts`; `None` if the customer is unknown.
@@ -61,6 +68,17 @@ impl CustomerVersions {
             },
         }
     }
+
+    /// Resolves a customer reference kept as a [`CustomerRef`]: (key, orphaned).
+    pub fn resolve_ref(&self, customer: CustomerRef, ts: i64) -> (i64, bool) {
+        match customer {
+            NO_CUSTOMER => (UNKNOWN_KEY, false),
+            c => match self.versions.by_code(c) {
+                Some(v) => (version_at(v, ts), false),
+                None => (UNKNOWN_KEY, true),
+            },
+        }
+    }
 }
 
 fn version_at(v: &[(i64, i64)], ts: i64) -> i64 {
@@ -72,19 +90,37 @@ fn version_at(v: &[(i64, i64)], ts: i64) -> i64 {
 /// versions (see [`LastLookup`](super::LastLookup)).
 pub struct CustomerCursor<'v, 'a> {
     lookup: &'v CustomerVersions,
-    last: super::LastLookup<'a, Option<&'v [(i64, i64)]>>,
+    last: super::LastLookup<'a, Option<Found<'v>>>,
 }
+
+/// A customer found by id: its code and versions.
+type Found<'v> = (CustomerRef, &'v [(i64, i64)]);
 
 impl<'v, 'a> CustomerCursor<'v, 'a> {
     /// Same as [`CustomerVersions::resolve`].
     pub fn resolve(&mut self, customer_id: Option<&'a str>, ts: i64) -> (i64, bool) {
+        let (key, orphaned, _) = self.resolve_with_ref(customer_id, ts);
+        (key, orphaned)
+    }
+
+    /// Resolves an optional customer reference: (key, orphaned, the reference as a
+    /// [`CustomerRef`]).
+    pub fn resolve_with_ref(
+        &mut self,
+        customer_id: Option<&'a str>,
+        ts: i64,
+    ) -> (i64, bool, CustomerRef) {
         let Some(id) = customer_id else {
-            return (UNKNOWN_KEY, false);
+            return (UNKNOWN_KEY, false, NO_CUSTOMER);
         };
         let versions = &self.lookup.versions;
-        match self.last.get(id, |id| versions.get(id).map(Vec::as_slice)) {
-            Some(v) => (version_at(v, ts), false),
-            None => (UNKNOWN_KEY, true),
+        let found = |id| {
+            let code = versions.code(id)?;
+            Some((code, versions.by_code(code)?.as_slice()))
+        };
+        match self.last.get(id, found) {
+            Some((code, v)) => (version_at(v, ts), false, code),
+            None => (UNKNOWN_KEY, true, ORPHAN_CUSTOMER),
         }
     }
 }
@@ -171,7 +207,7 @@ pub fn build_dim_customer(
             }
             prev = Some(row);
         }
-        lookup.versions.insert(id, mine);
+        lookup.versions.insert(id, mine)?;
         i = j;
     }
 

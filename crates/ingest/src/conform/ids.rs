@@ -130,6 +130,12 @@ pub struct Members<V> {
     values: Vec<V>,
 }
 
+impl<V> Default for Members<V> {
+    fn default() -> Self {
+        Members::with_capacity(0)
+    }
+}
+
 impl<V> Members<V> {
     /// No members yet, with room for `n`.
     pub fn with_capacity(n: usize) -> Self {

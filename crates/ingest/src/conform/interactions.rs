@@ -1,6 +1,7 @@
 //! fact_interaction: web sessions, cart events and email events, resolved once and
 //! built one month at a time.
 
+use super::customers::CustomerRef;
 use super::facts::{ints, row_ranges, IdIndex, Resolver};
 use super::ids::StrCodes;
 use super::numbered::{IdPattern, NumberRun};
@@ -252,8 +253,9 @@ struct Part {
     starts: Vec<usize>,
     /// The load-wide code of each of the part's label codes.
     labels: Vec<u32>,
-    /// Each row's label code (the part's) in source order, when asked for.
-    in_order: Option<Vec<u32>>,
+    /// What cart events read of each row (its label code the part's), in source order,
+    /// when asked for.
+    in_order: Option<Vec<SessionRow>>,
     orphaned: u64,
     /// Earliest and latest event time.
     ts_range: Option<(i64, i64)>,
@@ -278,8 +280,9 @@ struct Resolving<'s> {
     rows: Vec<Kept>,
     months: Vec<i32>,
     labels: LabelCodes<'s>,
-    /// Each row's label code in source order, when asked for (see [`SessionColumns`]).
-    in_order: Option<Vec<u32>>,
+    /// What cart events read of each row, in source order, when asked for (see
+    /// [`SessionColumns`]).
+    in_order: Option<Vec<SessionRow>>,
     orphaned: u64,
     /// How the rows' source ids are kept.
     ids: IdPlace,
@@ -312,7 +315,7 @@ impl<'s> Resolving<'s> {
     }
 
     /// Adds a row at `ts` whose source id is row `i` of `ids`, with numbers `x` and
-    /// `y` (see [`Kept`]).
+    /// `y` (see [`Kept`]); returns the row's label code.
     fn push(
         &mut self,
         (ids, i): (&StringArray, usize),
@@ -321,7 +324,7 @@ impl<'s> Resolving<'s> {
         (x, y): (i64, i64),
         mut label: Label<'s>,
         orphaned: bool,
-    ) {
+    ) -> u32 {
         let offsets = ids.value_offsets();
         let (x, y) = match (u32::try_from(x), u32::try_from(y)) {
             (Ok(x), Ok(y)) => (x, y),
@@ -332,9 +335,6 @@ impl<'s> Resolving<'s> {
             }
         };
         let label = self.labels.code(label);
-        if let Some(in_order) = &mut self.in_order {
-            in_order.push(label);
-        }
         let (id_start, id_len) = match self.ids {
             IdPlace::Shifted(shift) => (
                 (i64::from(offsets[i]) + shift) as u32,
@@ -355,6 +355,7 @@ impl<'s> Resolving<'s> {
         });
         self.months.push(date_key_of_micros(ts) / 100);
         self.orphaned += u64::from(orphaned);
+        label
     }
 
     /// The rows grouped by month, with the part's labels (numbered load-wide later).
@@ -392,7 +393,8 @@ impl<'s> Resolving<'s> {
 
 /// Resolves rows `0..n` of a source in parts of consecutive rows, in parallel;
 /// `resolve` adds a part's rows. The parts come back in row order; with `label_order`
-/// they also keep each row's label code in source order ([`Part::in_order`]).
+/// they also keep each row's label code and customer in source order
+/// ([`Part::in_order`]).
 fn resolve_parts<'s>(
     n: usize,
     label_order: bool,
@@ -453,7 +455,7 @@ fn resolve_web<'s>(
     let mut customers = r.customers.cursor();
     for i in rows {
         let t = c.ts.value(i);
-        let (ck, orphaned) = customers.resolve(opt_str(c.customer, i), t);
+        let (ck, orphaned, customer) = customers.resolve_with_ref(opt_str(c.customer, i), t);
         let label = Label {
             source: Source::Web,
             event: "",
@@ -464,7 +466,10 @@ fn resolve_web<'s>(
             wide: false,
         };
         let xy = (c.pages.value(i), c.duration.value(i));
-        out.push((c.id, i), t, ck, xy, label, orphaned);
+        let label = out.push((c.id, i), t, ck, xy, label, orphaned);
+        if let Some(in_order) = &mut out.in_order {
+            in_order.push(SessionRow { label, customer });
+        }
     }
 }
 
@@ -514,13 +519,15 @@ impl<'w> CartContext<'w> {
         let mut sessions = self.index.cursor();
         for i in rows {
             let t = c.ts.value(i);
-            let si = sessions.get(c.session.value(i));
-            let web = si.map(|si| &self.web_labels[s.labels[si] as usize]);
+            let session = sessions.get(c.session.value(i)).map(|si| s.rows[si]);
+            let web = session.map(|x| &self.web_labels[x.label as usize]);
             // An anonymous cart event belongs to its session's customer, when there
             // is one.
-            let cust_id =
-                opt_str(c.customer, i).or_else(|| si.and_then(|si| opt_str(&s.customer, si)));
-            let (ck, orph1) = customers.resolve(cust_id, t);
+            let (ck, orph1) = match (opt_str(c.customer, i), session) {
+                (Some(id), _) => customers.resolve(Some(id), t),
+                (None, Some(x)) => r.customers.resolve_ref(x.customer, t),
+                (None, None) => (UNKNOWN_KEY, false),
+            };
             let (product, orph2) = r.product_code(opt_str(c.product, i));
             let label = Label {
                 source: Source::Cart,
@@ -531,7 +538,7 @@ impl<'w> CartContext<'w> {
                 y_null: false,
                 wide: false,
             };
-            let orphaned = orph1 || orph2 || si.is_none();
+            let orphaned = orph1 || orph2 || session.is_none();
             let xy = (c.quantity.value(i), i64::from(product));
             out.push((c.id, i), t, ck, xy, label, orphaned);
         }
@@ -688,13 +695,19 @@ impl IdColumn {
     }
 }
 
-/// What cart events read through their session: the web sessions' ids and customer
-/// column, and each session's load-wide label code (for its device and traffic
-/// source: 4 bytes a session instead of two string columns).
+/// What cart events read through their session: the web sessions' ids, and each
+/// session's label code and customer.
 struct SessionColumns {
     id: SessionIds,
-    customer: StringArray,
-    labels: Vec<u32>,
+    rows: Vec<SessionRow>,
+}
+
+/// What a cart event reads of its web session, in 8 bytes: its load-wide label code
+/// (for its device and traffic source) and its customer (for an anonymous event).
+#[derive(Clone, Copy)]
+struct SessionRow {
+    label: u32,
+    customer: CustomerRef,
 }
 
 /// The web sessions' ids, as cart events look them up.
@@ -806,8 +819,9 @@ impl SessionIdsBuilder {
 /// its 4-byte code), a code for its few-valued strings and its source id's number or
 /// place (see [`IdPlace`]). A part keeps its rows grouped
 /// by month. Afterwards the fact needs only the source's ids that follow no pattern
-/// (and, from web sessions until cart events are added, their ids, customer ids and
-/// label codes), and the caller frees the rest before it reads the next source.
+/// (and, from web sessions until cart events are added, their ids and each session's
+/// label code and customer code), and the caller frees the rest before it reads the
+/// next source.
 ///
 /// [`InteractionFact::month`] gathers one month's rows from the parts, puts them in the
 /// table's order ([`MonthOrder`]) and makes the month's columns a row group at a time as
@@ -905,11 +919,10 @@ impl<'a> InteractionFact<'a> {
         let c = WebCols::of(&st.batch)?;
         self.admit(Source::Web, c.id.len())?;
         let parts = resolve_parts(c.id.len(), true, |rows, out| resolve_web(r, &c, rows, out));
-        let labels = self.absorb(Source::Web, c.id, parts);
+        let rows = self.absorb(Source::Web, c.id, parts);
         self.sessions = Some(SessionColumns {
             id: SessionIds::Text(c.id.clone()),
-            customer: c.customer.clone(),
-            labels,
+            rows,
         });
         self.next = Some(Source::Cart);
         Ok(())
@@ -995,7 +1008,7 @@ impl<'a> InteractionFact<'a> {
 
     /// Resolves web sessions that `feed` hands over a few batches at a time, as
     /// [`InteractionFact::stream`] says, keeping what cart events read of them (their
-    /// ids, customer ids and label codes); the fact is left as it was when `feed` stops
+    /// ids, label codes and customers); the fact is left as it was when `feed` stops
     /// early, and the web sessions can then be added with
     /// [`InteractionFact::add_web_sessions`].
     pub fn stream_web_sessions<T>(&mut self, r: &Resolver, feed: Feed<T>) -> Result<Option<T>> {
@@ -1005,14 +1018,10 @@ impl<'a> InteractionFact<'a> {
                 resolve_web(r, &c, rows, out)
             }))
         };
-        let mut customers = IdColumn::default();
         let mut ids = SessionIdsBuilder::default();
         let keep = |b: &RecordBatch, pattern: Option<&IdPattern>, rows: usize| -> Result<()> {
             let c = Cols::of_batch("web_sessions", b);
-            ids.push(c.str("session_id")?, pattern, rows)?;
-            let c = c.str("customer_id")?;
-            customers.reserve(rows, c);
-            customers.append("web_sessions", c).map(|_| ())
+            ids.push(c.str("session_id")?, pattern, rows)
         };
         let fed = self.stream(
             Source::Web,
@@ -1021,11 +1030,10 @@ impl<'a> InteractionFact<'a> {
             keep,
             feed,
         )?;
-        Ok(fed.map(|(t, labels)| {
+        Ok(fed.map(|(t, rows)| {
             self.sessions = Some(SessionColumns {
                 id: ids.finish(),
-                customer: customers.finish(),
-                labels,
+                rows,
             });
             t
         }))
@@ -1038,8 +1046,8 @@ impl<'a> InteractionFact<'a> {
     /// fact's id column; `keep` sees the batch and its ids' pattern (in order, to copy
     /// what else the fact keeps), its rows are resolved by `resolve` (given the batch
     /// and how its ids are kept), and the rest is the caller's to free. Returns what
-    /// `feed` returned, with each row's load-wide label code in source order where the
-    /// parts kept them. When `feed` stops early (returns `None`) or fails, the fact
+    /// `feed` returned, with each row's load-wide label code and customer in source
+    /// order where the parts kept them. When `feed` stops early (returns `None`) or fails, the fact
     /// is left as it was before.
     fn stream<T>(
         &mut self,
@@ -1048,7 +1056,7 @@ impl<'a> InteractionFact<'a> {
         resolve: impl Fn(&RecordBatch, IdPlace) -> Result<Vec<(Part, Vec<LabelText>)>> + Sync,
         mut keep: impl FnMut(&RecordBatch, Option<&IdPattern>, usize) -> Result<()> + Send,
         feed: Feed<T>,
-    ) -> Result<Option<(T, Vec<u32>)>> {
+    ) -> Result<Option<(T, Vec<SessionRow>)>> {
         if self.next != Some(source) {
             return self.admit(source, 0).map(|_| None);
         }
@@ -1131,14 +1139,14 @@ impl<'a> InteractionFact<'a> {
 
     /// Takes a source's resolved parts: numbers their labels load-wide and counts their
     /// months. The source's id column is the only one of its columns the fact keeps.
-    /// Returns each row's load-wide label code in source order where the parts kept
-    /// their rows' codes (see [`resolve_parts`]), else nothing.
+    /// Returns each row's load-wide label code and customer in source order where the
+    /// parts kept them (see [`resolve_parts`]), else nothing.
     fn absorb(
         &mut self,
         source: Source,
         ids: &StringArray,
         parts: Vec<(Part, Vec<Label>)>,
-    ) -> Vec<u32> {
+    ) -> Vec<SessionRow> {
         self.ids[source as usize] = ids.clone();
         let parts = parts
             .into_iter()
@@ -1149,7 +1157,11 @@ impl<'a> InteractionFact<'a> {
 
     /// Takes a source's resolved parts (see [`InteractionFact::absorb`]), without its
     /// id column.
-    fn absorb_parts(&mut self, source: Source, parts: Vec<(Part, Vec<LabelText>)>) -> Vec<u32> {
+    fn absorb_parts(
+        &mut self,
+        source: Source,
+        parts: Vec<(Part, Vec<LabelText>)>,
+    ) -> Vec<SessionRow> {
         let mut month_rows: std::collections::BTreeMap<i32, usize> = self
             .index
             .months
@@ -1179,8 +1191,11 @@ impl<'a> InteractionFact<'a> {
                     })
                 })
                 .collect();
-            if let Some(codes) = part.in_order.take() {
-                in_order.extend(codes.iter().map(|&c| part.labels[c as usize]));
+            if let Some(rows) = part.in_order.take() {
+                in_order.extend(rows.iter().map(|&r| SessionRow {
+                    label: part.labels[r.label as usize],
+                    ..r
+                }));
             }
             for (j, &ym) in part.months.iter().enumerate() {
                 *month_rows.entry(ym).or_default() += part.starts[j + 1] - part.starts[j];
