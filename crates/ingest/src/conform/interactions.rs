@@ -210,34 +210,20 @@ struct Row {
     id_len: u32,
 }
 
-impl Row {
-    /// A placeholder, overwritten before it is read.
-    const EMPTY: Row = Row {
-        ts: 0,
-        customer: 0,
-        x: 0,
-        y: 0,
-        date_key: 0,
-        label: 0,
-        id_start: 0,
-        id_len: 0,
-    };
-}
-
 /// Appends `day`'s rows to `out` ordered by customer key, rows of one customer in the
 /// order they have in `day` (a stable sort).
 ///
 /// Each row is sorted as one integer: its key's offset from the day's smallest key
 /// above its position. Surrogate keys are hashes spread over 63 bits, so that takes
 /// 128 bits; the day's rows fit in the cache either way.
-fn sort_by_customer(day: &[Row], out: &mut Vec<Row>) {
-    let Some(lo) = day.iter().map(|r| r.customer).min() else {
+fn sort_by_customer<T: Copy>(day: &[T], customer: impl Fn(&T) -> i64, out: &mut Vec<T>) {
+    let Some(lo) = day.iter().map(&customer).min() else {
         return;
     };
     let mut keys: Vec<u128> = day
         .iter()
         .enumerate()
-        .map(|(pos, r)| (u128::from(r.customer.wrapping_sub(lo) as u64) << 64) | pos as u128)
+        .map(|(pos, r)| (u128::from(customer(r).wrapping_sub(lo) as u64) << 64) | pos as u128)
         .collect();
     keys.sort_unstable();
     out.extend(keys.iter().map(|&k| day[k as u64 as usize]));
@@ -268,11 +254,24 @@ struct Part {
 impl Part {
     /// The part's rows of month `ym`.
     fn month(&self, ym: i32) -> &[Kept] {
+        &self.rows[self.month_range(ym)]
+    }
+
+    /// Where the part's rows of month `ym` are in [`Part::rows`].
+    fn month_range(&self, ym: i32) -> std::ops::Range<usize> {
         match self.months.binary_search(&ym) {
-            Ok(j) => &self.rows[self.starts[j]..self.starts[j + 1]],
-            Err(_) => &[],
+            Ok(j) => self.starts[j]..self.starts[j + 1],
+            Err(_) => 0..0,
         }
     }
+}
+
+/// Where a [`Kept`] row is: its part (an index of [`InteractionFact::parts`]) and its
+/// index in the part's rows.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    part: u32,
+    row: u32,
 }
 
 /// A part while its rows are resolved: labels still borrow the sources.
@@ -847,7 +846,7 @@ pub struct InteractionFact<'a> {
     /// The patterns of ids kept as numbers (see [`LabelText::ids`]).
     patterns: Vec<IdPattern>,
     /// Buffers of months written (see [`InteractionFact::month_buffer`]).
-    month_buffers: std::sync::Mutex<Vec<Vec<Row>>>,
+    month_buffers: std::sync::Mutex<Vec<Vec<Place>>>,
     /// Kept from web sessions until cart events are added.
     sessions: Option<SessionColumns>,
     parts: Vec<Part>,
@@ -1257,12 +1256,15 @@ impl<'a> InteractionFact<'a> {
         }
     }
 
-    /// Month `k`'s rows in the order (date_key) or (date_key, customer_key).
+    /// The places of month `k`'s rows in the order (date_key) or (date_key,
+    /// customer_key).
     ///
-    /// The rows are placed day by day as they are gathered from the parts (a counting
-    /// sort on the day of the month, which keeps the parts' order), and each day is then
-    /// ordered by customer key on its own when the table asks for it: a day's rows fit
-    /// in the cache, so sorting them and gathering them in order stays there.
+    /// The rows are placed day by day as they are found in the parts (a counting sort
+    /// on the day of the month, which keeps the parts' order), and each day is then
+    /// ordered by customer key on its own when the table asks for it. Only the rows'
+    /// places are sorted (8 bytes a row): the rows themselves are gathered a row group
+    /// at a time ([`InteractionFact::rows_at`]), so a month being written takes a
+    /// sixth of the memory its rows would.
     fn sorted_month(&self, k: usize) -> MonthBuffer<'_> {
         let ym = self.index.months[k];
         let mut starts = [0usize; 33];
@@ -1277,35 +1279,53 @@ impl<'a> InteractionFact<'a> {
         let n = starts[32];
         let mut by_day = self.month_buffer();
         by_day.clear();
-        by_day.resize(n, Row::EMPTY);
+        by_day.resize(n, Place::default());
         let mut next = starts;
-        for part in &self.parts {
-            for r in part.month(ym) {
-                let row = self.relabel(part, r);
-                let slot = &mut next[(row.date_key % 100) as usize];
-                by_day[*slot] = row;
+        for (p, part) in self.parts.iter().enumerate() {
+            let rows = part.month_range(ym);
+            for (i, r) in part.rows[rows.clone()].iter().enumerate() {
+                let slot = &mut next[r.day_of_month()];
+                by_day[*slot] = Place {
+                    part: p as u32,
+                    row: (rows.start + i) as u32,
+                };
                 *slot += 1;
             }
         }
         if self.order != MonthOrder::DayCustomer {
             return by_day;
         }
-        // Each day is sorted through a buffer of its size, so the month's rows are in
-        // memory once.
+        // Each day is sorted through a buffer of its size.
         let mut sorted = Vec::new();
         for d in 0..32 {
             let day = &mut by_day[starts[d]..starts[d + 1]];
             sorted.clear();
-            sort_by_customer(day, &mut sorted);
+            sort_by_customer(day, |&at| self.kept(at).customer, &mut sorted);
             day.copy_from_slice(&sorted);
         }
         by_day
     }
 
-    /// A buffer for a month's rows: one a month written before left (months are
-    /// written largest first, so it has room), or a new one. A buffer is 48 bytes a
-    /// row of a month (over 50 MB for a month of a million rows); reusing them keeps
-    /// the memory written to the same few.
+    /// The row at `at`.
+    fn kept(&self, at: Place) -> &Kept {
+        &self.parts[at.part as usize].rows[at.row as usize]
+    }
+
+    /// The rows at `places`, in their order, as the table's columns are made from
+    /// them.
+    ///
+    /// The rows are first copied out in a loop that does nothing else, so that the CPU
+    /// has many of those random reads in flight at once, and then relabeled in order.
+    fn rows_at(&self, places: &[Place]) -> Vec<Row> {
+        let kept: Vec<Kept> = places.iter().map(|&at| *self.kept(at)).collect();
+        kept.iter()
+            .zip(places)
+            .map(|(r, at)| self.relabel(&self.parts[at.part as usize], r))
+            .collect()
+    }
+
+    /// A buffer for a month's row places: one a month written before left (months are
+    /// written largest first, so it has room), or a new one.
     fn month_buffer(&self) -> MonthBuffer<'_> {
         let rows = match self.month_buffers.lock() {
             Ok(mut free) => free.pop().unwrap_or_default(),
@@ -1480,23 +1500,23 @@ impl MonthlyFact for InteractionFact<'_> {
 
     /// Month `k` (an index of [`MonthlyFact::months`]) for the writer. Built in the
     /// table's sort order, its columns are made a row group at a time as they are
-    /// written, from its sorted rows (48 bytes a row); otherwise it is built whole
+    /// written, from its rows' sorted places (8 bytes a row); otherwise it is built whole
     /// ([`MonthlyFact::build_month`]) and sorted as it is written.
     fn month(&self, k: usize) -> Result<MonthRows<'_>> {
         if self.order == MonthOrder::Other {
             return self.build_month(k).map(MonthRows::Batch);
         }
-        let rows = self.sorted_month(k);
+        let places = self.sorted_month(k);
         Ok(MonthRows::in_row_groups(
             self.def.arrow_schema(),
-            rows.len(),
-            move |r| self.columns(&rows[r]),
+            places.len(),
+            move |r| self.columns(&self.rows_at(&places[r])),
         ))
     }
 
     fn build_month(&self, k: usize) -> Result<RecordBatch> {
         if self.order != MonthOrder::Other {
-            return self.columns(&self.sorted_month(k));
+            return self.columns(&self.rows_at(&self.sorted_month(k)));
         }
         let ym = self.index.months[k];
         let mut rows = Vec::with_capacity(self.index.rows[k]);
@@ -1511,22 +1531,22 @@ impl MonthlyFact for InteractionFact<'_> {
     }
 }
 
-/// A month's rows, whose memory goes back to [`InteractionFact::month_buffers`] when
-/// they are dropped.
+/// A month's row places, whose memory goes back to
+/// [`InteractionFact::month_buffers`] when they are dropped.
 struct MonthBuffer<'a> {
-    rows: Vec<Row>,
-    free: &'a std::sync::Mutex<Vec<Vec<Row>>>,
+    rows: Vec<Place>,
+    free: &'a std::sync::Mutex<Vec<Vec<Place>>>,
 }
 
 impl std::ops::Deref for MonthBuffer<'_> {
-    type Target = Vec<Row>;
-    fn deref(&self) -> &Vec<Row> {
+    type Target = Vec<Place>;
+    fn deref(&self) -> &Vec<Place> {
         &self.rows
     }
 }
 
 impl std::ops::DerefMut for MonthBuffer<'_> {
-    fn deref_mut(&mut self) -> &mut Vec<Row> {
+    fn deref_mut(&mut self) -> &mut Vec<Place> {
         &mut self.rows
     }
 }
@@ -1717,9 +1737,14 @@ mod tests {
 
     fn row(customer: i64, id_start: u32) -> Row {
         Row {
+            ts: 0,
             customer,
+            x: 0,
+            y: 0,
+            date_key: 0,
+            label: 0,
             id_start,
-            ..Row::EMPTY
+            id_len: 0,
         }
     }
 
@@ -1770,12 +1795,12 @@ mod tests {
             let mut expected = day.clone();
             expected.sort_by_key(|r| r.customer);
             let mut out = vec![row(42, 99)];
-            sort_by_customer(&day, &mut out);
+            sort_by_customer(&day, |r| r.customer, &mut out);
             assert_eq!(out.len(), customers.len() + 1);
             assert_eq!(order(&out[1..]), order(&expected), "{customers:?}");
         }
         let mut out = Vec::new();
-        sort_by_customer(&[], &mut out);
+        sort_by_customer(&[], |r: &Row| r.customer, &mut out);
         assert!(out.is_empty());
     }
 }
