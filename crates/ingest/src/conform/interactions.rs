@@ -7,7 +7,7 @@ use super::ids::StrCodes;
 use super::numbered::{IdPattern, NumberRun};
 use super::{opt_str, Cols, MonthIndex, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
-use crate::value::{date_key_of_micros, group_by_month};
+use crate::value::{date_key_of_micros, days_of_date, group_by_month, micros_of_days};
 use crate::write::MonthRows;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
@@ -184,9 +184,40 @@ impl Kept {
     fn label(&self) -> usize {
         (self.packed & ((1 << CODE_BITS) - 1)) as usize
     }
+}
 
-    fn day_of_month(&self) -> usize {
-        (date_key_of_micros(self.ts) % 100) as usize
+/// The days of one month, for times known to fall in it: a time's day is one
+/// subtraction and one division away, without the calendar.
+#[derive(Clone, Copy)]
+struct MonthDays {
+    /// `YYYYMM`.
+    ym: i32,
+    /// The month's first microsecond.
+    start: i64,
+}
+
+impl MonthDays {
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+    fn of(ym: i32) -> Self {
+        let first = chrono::NaiveDate::from_ymd_opt(ym / 100, (ym % 100) as u32, 1);
+        MonthDays {
+            ym,
+            start: first.map_or(0, |d| micros_of_days(days_of_date(d))),
+        }
+    }
+
+    /// The day of the month (1 to 31) of `ts`, a time in the month.
+    #[inline]
+    fn day(self, ts: i64) -> usize {
+        debug_assert_eq!(date_key_of_micros(ts) / 100, self.ym);
+        ((ts.wrapping_sub(self.start) as u64 / Self::MICROS_PER_DAY as u64) as usize + 1).min(31)
+    }
+
+    /// The `YYYYMMDD` date key of `ts`, a time in the month.
+    #[inline]
+    fn date_key(self, ts: i64) -> i32 {
+        self.ym * 100 + self.day(ts) as i32
     }
 }
 
@@ -1222,7 +1253,7 @@ impl<'a> InteractionFact<'a> {
 
     /// A part's row as a month is built: with its load-wide label code, date key and id
     /// length.
-    fn relabel(&self, part: &Part, r: &Kept) -> Row {
+    fn relabel(&self, month: MonthDays, part: &Part, r: &Kept) -> Row {
         let label = part.labels[r.label()];
         let text = &self.labels[label as usize];
         let mut id_len = r.packed >> CODE_BITS;
@@ -1249,7 +1280,7 @@ impl<'a> InteractionFact<'a> {
             customer: r.customer,
             x,
             y,
-            date_key: date_key_of_micros(r.ts),
+            date_key: month.date_key(r.ts),
             label,
             id_start: r.id_start,
             id_len,
@@ -1267,10 +1298,11 @@ impl<'a> InteractionFact<'a> {
     /// sixth of the memory its rows would.
     fn sorted_month(&self, k: usize) -> MonthBuffer<'_> {
         let ym = self.index.months[k];
+        let days = MonthDays::of(ym);
         let mut starts = [0usize; 33];
         for part in &self.parts {
             for r in part.month(ym) {
-                starts[r.day_of_month() + 1] += 1;
+                starts[days.day(r.ts) + 1] += 1;
             }
         }
         for d in 1..starts.len() {
@@ -1284,7 +1316,7 @@ impl<'a> InteractionFact<'a> {
         for (p, part) in self.parts.iter().enumerate() {
             let rows = part.month_range(ym);
             for (i, r) in part.rows[rows.clone()].iter().enumerate() {
-                let slot = &mut next[r.day_of_month()];
+                let slot = &mut next[days.day(r.ts)];
                 by_day[*slot] = Place {
                     part: p as u32,
                     row: (rows.start + i) as u32,
@@ -1316,11 +1348,11 @@ impl<'a> InteractionFact<'a> {
     ///
     /// The rows are first copied out in a loop that does nothing else, so that the CPU
     /// has many of those random reads in flight at once, and then relabeled in order.
-    fn rows_at(&self, places: &[Place]) -> Vec<Row> {
+    fn rows_at(&self, month: MonthDays, places: &[Place]) -> Vec<Row> {
         let kept: Vec<Kept> = places.iter().map(|&at| *self.kept(at)).collect();
         kept.iter()
             .zip(places)
-            .map(|(r, at)| self.relabel(&self.parts[at.part as usize], r))
+            .map(|(r, at)| self.relabel(month, &self.parts[at.part as usize], r))
             .collect()
     }
 
@@ -1507,21 +1539,24 @@ impl MonthlyFact for InteractionFact<'_> {
             return self.build_month(k).map(MonthRows::Batch);
         }
         let places = self.sorted_month(k);
+        let days = MonthDays::of(self.index.months[k]);
         Ok(MonthRows::in_row_groups(
             self.def.arrow_schema(),
             places.len(),
-            move |r| self.columns(&self.rows_at(&places[r])),
+            move |r| self.columns(&self.rows_at(days, &places[r])),
         ))
     }
 
     fn build_month(&self, k: usize) -> Result<RecordBatch> {
         if self.order != MonthOrder::Other {
-            return self.columns(&self.rows_at(&self.sorted_month(k)));
+            let days = MonthDays::of(self.index.months[k]);
+            return self.columns(&self.rows_at(days, &self.sorted_month(k)));
         }
         let ym = self.index.months[k];
         let mut rows = Vec::with_capacity(self.index.rows[k]);
         for part in &self.parts {
-            rows.extend(part.month(ym).iter().map(|r| self.relabel(part, r)));
+            let days = MonthDays::of(ym);
+            rows.extend(part.month(ym).iter().map(|r| self.relabel(days, part, r)));
         }
         self.columns(&rows)
     }
@@ -1751,6 +1786,24 @@ mod tests {
     /// (customer, original position) of sorted rows.
     fn order(rows: &[Row]) -> Vec<(i64, u32)> {
         rows.iter().map(|r| (r.customer, r.id_start)).collect()
+    }
+
+    #[test]
+    fn a_months_days_agree_with_the_calendar() {
+        const DAY: i64 = MonthDays::MICROS_PER_DAY;
+        // Every day from 1899-12-01 to 2101-02-01, at its first and last microsecond
+        // and at noon.
+        let (first, last) = (-25_598 * DAY, 47_513 * DAY);
+        let mut ts = first;
+        while ts < last {
+            for t in [ts, ts + DAY / 2, ts + DAY - 1] {
+                let key = date_key_of_micros(t);
+                let month = MonthDays::of(key / 100);
+                assert_eq!(month.date_key(t), key, "{t}");
+                assert_eq!(month.day(t), (key % 100) as usize, "{t}");
+            }
+            ts += DAY;
+        }
     }
 
     #[test]
