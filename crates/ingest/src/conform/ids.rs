@@ -123,11 +123,78 @@ impl<V> IdMap<V> {
 /// The members of a dimension by id, each with a code: its place in insertion order
 /// plus one (0 stands for no member). A fact row that keeps a member's code needs four
 /// bytes for it, where the member's key takes eight.
+///
+/// While every id is one prefix and a number of one count of digits (`C0000123`), as
+/// sequence-numbered exports write them, and the numbers are not too sparse, an id is
+/// found by reading its digits ([`ByNumber`]) instead of hashing it.
 #[derive(Debug)]
 pub struct Members<V> {
     codes: IdMap<u32>,
     /// The member of each code, from code 1.
     values: Vec<V>,
+    by_number: Option<ByNumber>,
+}
+
+/// The codes of ids that are one prefix and a number of one count of digits, by
+/// number.
+#[derive(Debug)]
+struct ByNumber {
+    prefix: Box<[u8]>,
+    digits: usize,
+    /// The code of each number (0 for none).
+    codes: Vec<u32>,
+}
+
+impl ByNumber {
+    /// At most this many digits (so that every number fits in a `u32`).
+    const MAX_DIGITS: usize = 9;
+
+    /// The index of ids written as `id` is, holding nothing yet; `None` if `id` does
+    /// not end in one to [`ByNumber::MAX_DIGITS`] digits.
+    fn like(id: &str) -> Option<ByNumber> {
+        let b = id.as_bytes();
+        let digits = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+        (1..=Self::MAX_DIGITS).contains(&digits).then(|| ByNumber {
+            prefix: b[..b.len() - digits].into(),
+            digits,
+            codes: Vec::new(),
+        })
+    }
+
+    /// The number of `id` if it is written as the index's ids are.
+    #[inline]
+    fn number(&self, id: &[u8]) -> Option<usize> {
+        let d = id.strip_prefix(&*self.prefix)?;
+        if d.len() != self.digits {
+            return None;
+        }
+        d.iter().try_fold(0usize, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
+        })
+    }
+
+    /// Adds `id` with `code`; false if `id` is not written as the index's ids are, or
+    /// its number is far beyond the `members` there are (the index would be mostly
+    /// empty).
+    fn add(&mut self, id: &str, code: u32, members: usize) -> bool {
+        let Some(n) = self.number(id.as_bytes()) else {
+            return false;
+        };
+        if n >= self.codes.len() {
+            if n > 4 * members + 4096 {
+                return false;
+            }
+            self.codes.resize(n + 1, 0);
+        }
+        self.codes[n] = code;
+        true
+    }
+
+    #[inline]
+    fn code(&self, id: &str) -> Option<u32> {
+        let n = self.number(id.as_bytes())?;
+        self.codes.get(n).copied().filter(|&c| c != 0)
+    }
 }
 
 impl<V> Default for Members<V> {
@@ -142,6 +209,7 @@ impl<V> Members<V> {
         Members {
             codes: IdMap::with_capacity(n),
             values: Vec::with_capacity(n),
+            by_number: None,
         }
     }
 
@@ -157,6 +225,14 @@ impl<V> Members<V> {
             .ok_or_else(|| {
                 crmcube_model::Error::format("dimension", "more than 4,294,967,294 members")
             })?;
+        if self.values.is_empty() {
+            self.by_number = ByNumber::like(id);
+        }
+        if let Some(index) = &mut self.by_number {
+            if !index.add(id, code, self.values.len() + 1) {
+                self.by_number = None;
+            }
+        }
         self.values.push(v);
         self.codes.insert(id, code);
         Ok(())
@@ -165,7 +241,12 @@ impl<V> Members<V> {
     /// The code of member `id`.
     #[inline]
     pub fn code(&self, id: &str) -> Option<u32> {
-        self.codes.get(id).copied()
+        match &self.by_number {
+            // Every member's id is written as the index's are: an id that is not is no
+            // member's.
+            Some(index) => index.code(id),
+            None => self.codes.get(id).copied(),
+        }
     }
 
     /// Member `id`.
@@ -241,6 +322,68 @@ impl<'s> StrCodes<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Members with `ids` (valued by their position), and whether they are found by
+    /// number.
+    fn members(ids: &[&str]) -> (Members<usize>, bool) {
+        let mut m = Members::default();
+        for (i, id) in ids.iter().enumerate() {
+            m.insert(id, i).unwrap();
+        }
+        let by_number = m.by_number.is_some();
+        (m, by_number)
+    }
+
+    #[test]
+    fn members_are_found_by_number_or_by_hash_alike() {
+        let numbered: Vec<String> = (1..200).step_by(3).map(|n| format!("C{n:07}")).collect();
+        let numbered: Vec<&str> = numbered.iter().map(String::as_str).collect();
+        let probes = [
+            "C0000001",
+            "C0000004",
+            "C0000002",
+            "C0000199",
+            "C0000000",
+            "C9999999",
+            "C000001",
+            "C00000001",
+            "D0000001",
+            "c0000001",
+            "C000000x",
+            "C0000001 ",
+            "",
+            "C",
+            "0000001",
+            "C０000001",
+        ];
+        let mut sparse = numbered.clone();
+        sparse.push("C9000000");
+        let mut mixed = numbered.clone();
+        mixed.push("X12");
+        let cases: [(&[&str], bool); 5] = [
+            (&numbered, true),
+            (&["7", "3", "12"], false),
+            (&["7", "3", "5"], true),
+            (&sparse, false),
+            (&mixed, false),
+        ];
+        for (ids, by_number) in cases {
+            let (m, indexed) = members(ids);
+            assert_eq!(indexed, by_number, "{ids:?}");
+            let mut all: Vec<&str> = ids.to_vec();
+            all.extend(probes);
+            for id in all {
+                let expected = ids.iter().position(|x| *x == id);
+                assert_eq!(m.get(id).copied(), expected, "{id:?} in {ids:?}");
+                assert_eq!(m.code(id), m.codes.get(id).copied(), "{id:?}");
+            }
+        }
+        // A replaced member keeps its code.
+        let (mut m, _) = members(&numbered);
+        let code = m.code("C0000004");
+        m.insert("C0000004", 1000).unwrap();
+        assert_eq!((m.code("C0000004"), m.get("C0000004")), (code, Some(&1000)));
+    }
 
     /// Strings of every length up to 20 that differ in one byte, at every position.
     fn variants() -> Vec<String> {

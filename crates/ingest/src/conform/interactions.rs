@@ -270,8 +270,8 @@ struct Part {
     starts: Vec<usize>,
     /// The load-wide code of each of the part's label codes.
     labels: Vec<u32>,
-    /// What cart events read of each row (its label code the part's), in source order,
-    /// when asked for.
+    /// What cart events read of each row (with the part's label code, not the
+    /// load-wide one), in source order, when asked for.
     in_order: Option<Vec<SessionRow>>,
     orphaned: u64,
     /// Earliest and latest event time.
