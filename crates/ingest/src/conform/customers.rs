@@ -34,7 +34,11 @@ pub const VALID_TO_MAX: i64 = 253_402_214_400_000_000;
 /// For each customer_id, its versions as (valid_from, surrogate key), oldest first.
 #[derive(Default)]
 pub struct CustomerVersions {
-    versions: super::Members<Vec<(i64, i64)>>,
+    /// Where each customer's versions are in `all`: (start, count).
+    versions: super::Members<(u32, u32)>,
+    /// Every customer's versions, one customer after another (one allocation, not one
+    /// per customer: a lookup reads them without following another pointer).
+    all: Vec<(i64, i64)>,
 }
 
 /// A customer reference kept in 4 bytes: [`NO_CUSTOMER`] for none, [`ORPHAN_CUSTOMER`]
@@ -47,7 +51,25 @@ pub const ORPHAN_CUSTOMER: CustomerRef = u32::MAX;
 impl CustomerVersions {
     /// The key of the version of `customer_id` valid at `ts`; `None` if the customer is unknown.
     pub fn key_at(&self, customer_id: &str, ts: i64) -> Option<i64> {
-        self.versions.get(customer_id).map(|v| version_at(v, ts))
+        self.versions
+            .get(customer_id)
+            .map(|&v| version_at(self.of(v), ts))
+    }
+
+    /// The versions at `(start, count)` of `all`.
+    #[inline]
+    fn of(&self, (start, count): (u32, u32)) -> &[(i64, i64)] {
+        let start = start as usize;
+        &self.all[start..start + count as usize]
+    }
+
+    /// Adds customer `id`'s versions (`all` from `start` on).
+    fn add(&mut self, id: &str, start: usize) -> Result<()> {
+        let end = u32::try_from(self.all.len())
+            .map_err(|_| Error::format("dim_customer", "more than 4,294,967,295 versions"))?;
+        // `start` is at most the end.
+        let start = start as u32;
+        self.versions.insert(id, (start, end - start))
     }
 
     /// A resolver that remembers its last customer (see [`CustomerCursor`]).
@@ -74,7 +96,7 @@ impl CustomerVersions {
         match customer {
             NO_CUSTOMER => (UNKNOWN_KEY, false),
             c => match self.versions.by_code(c) {
-                Some(v) => (version_at(v, ts), false),
+                Some(&v) => (version_at(self.of(v), ts), false),
                 None => (UNKNOWN_KEY, true),
             },
         }
@@ -113,10 +135,10 @@ impl<'v, 'a> CustomerCursor<'v, 'a> {
         let Some(id) = customer_id else {
             return (UNKNOWN_KEY, false, NO_CUSTOMER);
         };
-        let versions = &self.lookup.versions;
+        let lookup = self.lookup;
         let found = |id| {
-            let code = versions.code(id)?;
-            Some((code, versions.by_code(code)?.as_slice()))
+            let code = lookup.versions.code(id)?;
+            Some((code, lookup.of(*lookup.versions.by_code(code)?)))
         };
         match self.last.get(id, found) {
             Some((code, v)) => (version_at(v, ts), false, code),
@@ -175,7 +197,11 @@ pub fn build_dim_customer(
 
     // (row whose attributes the version shows, row with latest type-1 values, valid_from)
     let mut versions: Vec<(usize, usize, i64)> = Vec::new();
-    let mut lookup = CustomerVersions::default();
+    // At most a customer and a version a row.
+    let mut lookup = CustomerVersions {
+        versions: super::Members::with_capacity(order.len()),
+        all: Vec::with_capacity(order.len()),
+    };
     let mut i = 0;
     while i < order.len() {
         let id = ids.value(order[i]);
@@ -184,7 +210,7 @@ pub fn build_dim_customer(
             j += 1;
         }
         let latest = order[j - 1];
-        let mut mine: Vec<(i64, i64)> = Vec::new();
+        let start = lookup.all.len();
         let mut prev: Option<usize> = None;
         for &row in &order[i..j] {
             let changed = match prev {
@@ -203,11 +229,11 @@ pub fn build_dim_customer(
                     surrogate_key(&[id.as_bytes(), &from.to_le_bytes()])
                 };
                 versions.push((row, latest, from));
-                mine.push((from, key));
+                lookup.all.push((from, key));
             }
             prev = Some(row);
         }
-        lookup.versions.insert(id, mine)?;
+        lookup.add(id, start)?;
         i = j;
     }
 
@@ -251,7 +277,7 @@ pub fn build_dim_customer(
         valid_from.push(from);
         valid_to.push(next_same.map_or(VALID_TO_MAX, |v| v.2));
         is_current.push(next_same.is_none());
-        let vs = lookup.versions.get(id).map_or(&[][..], Vec::as_slice);
+        let vs = lookup.versions.get(id).map_or(&[][..], |&v| lookup.of(v));
         keys.push(
             vs.iter()
                 .find(|(f, _)| *f == from)

@@ -129,6 +129,7 @@ impl<V> IdMap<V> {
 /// found by reading its digits ([`ByNumber`]) instead of hashing it.
 #[derive(Debug)]
 pub struct Members<V> {
+    /// The code of each id, while `by_number` does not hold them.
     codes: IdMap<u32>,
     /// The member of each code, from code 1.
     values: Vec<V>,
@@ -139,7 +140,7 @@ pub struct Members<V> {
 /// number.
 #[derive(Debug)]
 struct ByNumber {
-    prefix: Box<[u8]>,
+    prefix: String,
     digits: usize,
     /// The code of each number (0 for none).
     codes: Vec<u32>,
@@ -155,7 +156,8 @@ impl ByNumber {
         let b = id.as_bytes();
         let digits = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
         (1..=Self::MAX_DIGITS).contains(&digits).then(|| ByNumber {
-            prefix: b[..b.len() - digits].into(),
+            // The prefix ends before an ASCII digit, so on a character boundary.
+            prefix: id[..id.len() - digits].to_string(),
             digits,
             codes: Vec::new(),
         })
@@ -164,7 +166,7 @@ impl ByNumber {
     /// The number of `id` if it is written as the index's ids are.
     #[inline]
     fn number(&self, id: &[u8]) -> Option<usize> {
-        let d = id.strip_prefix(&*self.prefix)?;
+        let d = id.strip_prefix(self.prefix.as_bytes())?;
         if d.len() != self.digits {
             return None;
         }
@@ -195,6 +197,16 @@ impl ByNumber {
         let n = self.number(id.as_bytes())?;
         self.codes.get(n).copied().filter(|&c| c != 0)
     }
+
+    /// Writes every id the index holds, with its code, into `map`.
+    fn fill(&self, map: &mut IdMap<u32>) {
+        for (n, &code) in self.codes.iter().enumerate() {
+            if code != 0 {
+                let id = format!("{}{n:0width$}", self.prefix, width = self.digits);
+                map.insert(&id, code);
+            }
+        }
+    }
 }
 
 impl<V> Default for Members<V> {
@@ -215,7 +227,7 @@ impl<V> Members<V> {
 
     /// Adds member `id` (or replaces it: its code stays).
     pub fn insert(&mut self, id: &str, v: V) -> crmcube_model::Result<()> {
-        if let Some(&c) = self.codes.get(id) {
+        if let Some(c) = self.code(id) {
             self.values[c as usize - 1] = v;
             return Ok(());
         }
@@ -228,13 +240,20 @@ impl<V> Members<V> {
         if self.values.is_empty() {
             self.by_number = ByNumber::like(id);
         }
-        if let Some(index) = &mut self.by_number {
-            if !index.add(id, code, self.values.len() + 1) {
-                self.by_number = None;
+        let members = self.values.len() + 1;
+        let indexed = match &mut self.by_number {
+            Some(index) => index.add(id, code, members),
+            None => false,
+        };
+        if !indexed {
+            // From the first id the index cannot hold on, ids are hashed: the ones it
+            // held go into the map first.
+            if let Some(index) = self.by_number.take() {
+                index.fill(&mut self.codes);
             }
+            self.codes.insert(id, code);
         }
         self.values.push(v);
-        self.codes.insert(id, code);
         Ok(())
     }
 
@@ -375,7 +394,6 @@ mod tests {
             for id in all {
                 let expected = ids.iter().position(|x| *x == id);
                 assert_eq!(m.get(id).copied(), expected, "{id:?} in {ids:?}");
-                assert_eq!(m.code(id), m.codes.get(id).copied(), "{id:?}");
             }
         }
         // A replaced member keeps its code.
