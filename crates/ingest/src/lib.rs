@@ -1286,6 +1286,19 @@ mod tests {
         }
     }
 
+    /// Sets field `column` of line `line` (0: the header) of the CSV file at `path`, a
+    /// file without quoted fields; returns the line's first field (its id).
+    fn set_field(path: &Path, line: usize, column: usize, value: &str) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut fields: Vec<&str> = lines[line].split(',').collect();
+        let id = fields[0].to_string();
+        fields[column] = value;
+        lines[line] = fields.join(",");
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+        id
+    }
+
     fn data_lines(path: &Path) -> usize {
         std::fs::read_to_string(path).unwrap().lines().count() - 1
     }
@@ -1473,20 +1486,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let export = dir.path().join("export");
         copy_sample(&export);
-        // Empties field `column` of data line `line` of `file`; returns the row's id.
-        let blank = |file: &str, line: usize, column: usize| -> String {
-            let path = export.join(file);
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-            let mut fields: Vec<&str> = lines[line].split(',').collect();
-            let id = fields[0].to_string();
-            fields[column] = "";
-            lines[line] = fields.join(",");
-            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-            id
-        };
-        let session = format!("web:{}", blank("web_sessions.csv", 3, 5));
-        let cart = format!("cart:{}", blank("cart_events.csv", 4, 6));
+        let session = format!(
+            "web:{}",
+            set_field(&export.join("web_sessions.csv"), 3, 5, "")
+        );
+        let cart = format!(
+            "cart:{}",
+            set_field(&export.join("cart_events.csv"), 4, 6, "")
+        );
         let warehouse = dir.path().join("wh");
         load_with(&export, &warehouse, &contract);
 
@@ -1532,17 +1539,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let export = dir.path().join("export");
         copy_sample(&export);
-        // Sets field `column` of data line `line` of `file`; returns the row's id.
-        let set = |file: &str, line: usize, column: usize, value: &str| -> String {
-            let path = export.join(file);
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-            let mut fields: Vec<&str> = lines[line].split(',').collect();
-            let id = fields[0].to_string();
-            fields[column] = value;
-            lines[line] = fields.join(",");
-            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-            id
+        let set = |file: &str, line: usize, column: usize, value: &str| {
+            set_field(&export.join(file), line, column, value)
         };
         let mut expected: HashMap<String, (usize, i64)> = HashMap::default();
         let big = format!("web:{}", set("web_sessions.csv", 3, 5, "5000000000"));
