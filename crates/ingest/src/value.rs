@@ -13,7 +13,7 @@ use chrono::{Datelike, NaiveDate};
 /// Days from 0001-01-01 (CE day 1) to 1970-01-01.
 const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
 const MICROS_PER_SECOND: i64 = 1_000_000;
-const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+pub(crate) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 
 /// Parses `YYYY-MM-DD` into days since 1970-01-01. A trailing midnight time is allowed.
 pub fn parse_date(s: &str) -> Result<i32, String> {

@@ -7,7 +7,9 @@ use super::ids::StrCodes;
 use super::numbered::{IdPattern, NumberRun};
 use super::{opt_str, Cols, MonthIndex, MonthOrder, MonthlyFact, TableAssembler};
 use crate::entity::StagedEntity;
-use crate::value::{date_key_of_micros, days_of_date, group_by_month, micros_of_days};
+use crate::value::{
+    date_key_of_micros, days_of_date, group_by_month, micros_of_days, MICROS_PER_DAY,
+};
 use crate::write::MonthRows;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
@@ -197,8 +199,6 @@ struct MonthDays {
 }
 
 impl MonthDays {
-    const MICROS_PER_DAY: i64 = 86_400_000_000;
-
     fn of(ym: i32) -> Self {
         let first = chrono::NaiveDate::from_ymd_opt(ym / 100, (ym % 100) as u32, 1);
         MonthDays {
@@ -211,7 +211,7 @@ impl MonthDays {
     #[inline]
     fn day(self, ts: i64) -> usize {
         debug_assert_eq!(date_key_of_micros(ts) / 100, self.ym);
-        ((ts.wrapping_sub(self.start) as u64 / Self::MICROS_PER_DAY as u64) as usize + 1).min(31)
+        ((ts.wrapping_sub(self.start) as u64 / MICROS_PER_DAY as u64) as usize + 1).min(31)
     }
 
     /// The `YYYYMMDD` date key of `ts`, a time in the month.
@@ -1790,7 +1790,7 @@ mod tests {
 
     #[test]
     fn a_months_days_agree_with_the_calendar() {
-        const DAY: i64 = MonthDays::MICROS_PER_DAY;
+        const DAY: i64 = MICROS_PER_DAY;
         // Every day from 1899-12-01 to 2101-02-01, at its first and last microsecond
         // and at noon.
         let (first, last) = (-25_598 * DAY, 47_513 * DAY);
